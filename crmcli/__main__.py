@@ -1,0 +1,3 @@
+from crmcli.cli.app import main
+
+main()

@@ -1,0 +1,139 @@
+"""Root command: global options, sub-apps per noun, and the one error handler."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from crmcli import __version__
+from crmcli.cli.context import Runtime, runtime
+from crmcli.errors import CrmError, DatabaseError, ImportFailed
+
+MAX_PROBLEMS_SHOWN = 50
+
+
+def _debug(ctx: Any) -> bool:
+    obj = getattr(ctx, "obj", None)
+    return bool(os.environ.get("CRMCLI_DEBUG")) or (isinstance(obj, Runtime) and obj.debug)
+
+
+def _translate(exc: Exception) -> CrmError | None:
+    """Known library failures as one-line errors; None for genuine bugs."""
+    module = type(exc).__module__
+    if module.startswith("sqlalchemy"):
+        orig = getattr(exc, "orig", None) or exc
+        text = str(orig).splitlines()[0]
+        if "locked" in text or "busy" in text:
+            return DatabaseError(f"the database is busy: {text}", hint="try again in a moment")
+        return DatabaseError(f"database error: {text}", hint="run 'crmcli db check'")
+    if isinstance(exc, OSError):
+        return CrmError(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+    return None
+
+
+class CrmGroup(TyperGroup):
+    """Turns domain errors into ``Error: ...`` on stderr with exit 1, once, for every command."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.TyperException, typer.Exit, typer.Abort):
+            raise
+        except CrmError as exc:
+            if _debug(ctx):
+                raise
+            _report(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            known = _translate(exc)
+            if known is None or _debug(ctx):
+                if not _debug(ctx):
+                    typer.echo(
+                        f"Error: unexpected {type(exc).__name__}: {exc} "
+                        "(run again with --debug for the traceback)",
+                        err=True,
+                    )
+                    raise typer.Exit(1) from None
+                raise
+            _report(known)
+            raise typer.Exit(1) from None
+        finally:
+            obj = getattr(ctx, "obj", None)
+            if isinstance(obj, Runtime):
+                obj.close()
+
+
+def _report(exc: CrmError) -> None:
+    if isinstance(exc, ImportFailed):
+        for line, reason in exc.problems[:MAX_PROBLEMS_SHOWN]:
+            typer.echo(f"line {line}: {reason}", err=True)
+        if len(exc.problems) > MAX_PROBLEMS_SHOWN:
+            typer.echo(f"... and {len(exc.problems) - MAX_PROBLEMS_SHOWN} more", err=True)
+    typer.echo(f"Error: {exc}", err=True)
+
+
+app = typer.Typer(
+    cls=CrmGroup,
+    name="crmcli",
+    no_args_is_help=True,
+    help=(
+        "A customer-relationship manager for small businesses, in the terminal.\n\n"
+        "Example: crmcli demo && crmcli customer list"
+    ),
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"crmcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Database path or URL (env CRMCLI_DB).", show_default=False),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", help="Config file (env CRMCLI_CONFIG).", show_default=False),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """A customer-relationship manager for small businesses, in the terminal.
+
+    Example: crmcli demo && crmcli customer list
+    """
+    state = runtime(ctx)
+    state.db_target = db
+    state.config_path = config
+    state.debug = debug or state.debug
+
+
+def _register() -> None:
+    from crmcli.cli import customer, db, demo, interaction
+
+    app.add_typer(customer.app, name="customer")
+    app.add_typer(interaction.app, name="interaction")
+    app.add_typer(interaction.followup_app, name="followup")
+    app.add_typer(db.app, name="db")
+    app.command("demo")(demo.demo)
+
+
+_register()
+
+
+def main() -> None:
+    sys.exit(app(prog_name="crmcli"))

@@ -1,0 +1,86 @@
+"""Per-invocation state: global options, and the config and database opened lazily."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from crmcli.render import Format, Output
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from crmcli.config import Config
+    from crmcli.db import Database
+
+
+@dataclass
+class Runtime:
+    db_target: str | None = None
+    config_path: str | None = None
+    debug: bool = False
+    _config: Config | None = field(default=None, repr=False)
+    _db: Database | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            from crmcli.config import load_config
+
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def database(self, *, migrate: bool = True) -> Database:
+        if self._db is None:
+            from crmcli.config import database_target
+            from crmcli.db import Database
+
+            self._db = Database(database_target(self.db_target, self.config), migrate=migrate)
+        return self._db
+
+    @property
+    def db(self) -> Database:
+        return self.database()
+
+    @contextmanager
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        with self.db.session(write=write) as session:
+            yield session
+
+    def output(self, fmt: Format | str = Format.table) -> Output:
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo(self.config.timezone)
+        return Output(format=Format(fmt), tz=tz)
+
+    def when(self, text: str | None, *, end_of_day: bool = False) -> datetime | None:
+        """Parse a user's date or time in the business time zone."""
+        if text is None:
+            return None
+        from crmcli.values import parse_when
+
+        return parse_when(text, self.config.tz, end_of_day=end_of_day)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+def runtime(ctx: typer.Context) -> Runtime:
+    root = ctx.find_root()
+    if not isinstance(root.obj, Runtime):
+        root.obj = Runtime(debug=bool(os.environ.get("CRMCLI_DEBUG")))
+    return root.obj
+
+
+def is_interactive(stream: Any = None) -> bool:
+    import sys
+
+    stream = stream or sys.stdin
+    return bool(getattr(stream, "isatty", lambda: False)())

@@ -1,0 +1,266 @@
+"""crmcli customer ...: one lifetime profile per customer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crmcli.cli.context import is_interactive, runtime
+from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, QuietOpt
+from crmcli.errors import Invalid
+from crmcli.render import Column, Format
+
+app = typer.Typer(help="Customers: add, find, edit, merge, erase, import and export.", no_args_is_help=True)
+
+LIST_COLUMNS = [
+    Column("id", numeric=True), Column("name"), Column("email"), Column("phone"),
+    Column("company"), Column("city"), Column("stage"), Column("tags"),
+]
+
+Name = Annotated[str | None, typer.Option(help="Full name.")]
+Email = Annotated[str | None, typer.Option(help="Email address (stored in lower case).")]
+Phone = Annotated[str | None, typer.Option(help="Phone; E.164 when a default region is set.")]
+Company = Annotated[str | None, typer.Option(help="Company.")]
+City = Annotated[str | None, typer.Option(help="City.")]
+Source = Annotated[str | None, typer.Option(help="Where the customer came from (web, walk-in...).")]
+Ref = Annotated[str | None, typer.Option("--ref", help="External id from another system.")]
+Note = Annotated[str | None, typer.Option(help="Free-text note.")]
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Full name.")],
+    email: Email = None,
+    phone: Phone = None,
+    company: Company = None,
+    city: City = None,
+    source: Source = None,
+    stage: Annotated[str, typer.Option(help="lead, verified, prospect, customer, repeat or lost.")] = "lead",
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag; repeat for more.")] = None,
+    ref: Ref = None,
+    referred_by: Annotated[
+        str | None, typer.Option(help="Referrer: customer id, email, ref or referral code.")
+    ] = None,
+    note: Note = None,
+    fmt: FormatOpt = Format.table,
+    quiet: QuietOpt = False,
+) -> None:
+    """Add a customer.
+
+    Example: crmcli customer add "Ann Lee" --email ann@example.com --tag vip
+    """
+    from crmcli.services.customers import CustomerInput, add_customer, customer_profile
+
+    rt = runtime(ctx)
+    data = CustomerInput(name=name, email=email, phone=phone, company=company, city=city,
+                         source=source, stage=stage, ref=ref, note=note, tags=tag or [])
+    with rt.session(write=True) as session:
+        customer = add_customer(session=session, data=data, config=rt.config, referred_by=referred_by)
+        profile = customer_profile(session=session, customer=customer, config=rt.config)
+    out = rt.output(fmt)
+    if quiet:
+        out.new_id(customer.id)
+    else:
+        out.record(profile, title=f"Customer {customer.id}")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    stage: Annotated[str | None, typer.Option(help="Only this stage.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only customers with this tag.")] = None,
+    search: Annotated[str | None, typer.Option(help="Text in name, email, phone, company, city or ref.")] = None,
+    sort: Annotated[str, typer.Option(help="Sort field: id, name, email, city, stage, created_at; -field descending.")] = "id",
+    limit: LimitOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """List customers.
+
+    Example: crmcli customer list --stage lead --tag vip --sort -created_at --limit 20
+    """
+    from crmcli.services.customers import list_customers
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        rows = list_customers(session=session, stage=stage, tag=tag, search=search,
+                              sort=sort, limit=limit)
+    rt.output(fmt).rows(rows, LIST_COLUMNS, empty="No customers match.")
+
+
+@app.command("show")
+def show(ctx: typer.Context, customer: CustomerArg, fmt: FormatOpt = Format.table) -> None:
+    """Show a customer's lifetime profile: details, totals, points, referrals, timeline.
+
+    Example: crmcli customer show ann@example.com --format json
+    """
+    from crmcli.services.customers import customer_profile, find_customer
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        found = find_customer(session, customer)
+        profile = customer_profile(session=session, customer=found, config=rt.config)
+    rt.output(fmt).record(profile, title=f"Customer {found.id}")
+
+
+@app.command("edit")
+def edit(
+    ctx: typer.Context,
+    customer: CustomerArg,
+    name: Name = None,
+    email: Email = None,
+    phone: Phone = None,
+    company: Company = None,
+    city: City = None,
+    source: Source = None,
+    stage: Annotated[str | None, typer.Option(help="New stage (recorded in the history).")] = None,
+    ref: Ref = None,
+    note: Note = None,
+    add_tag: Annotated[list[str] | None, typer.Option("--add-tag", help="Add a tag; repeatable.")] = None,
+    remove_tag: Annotated[list[str] | None, typer.Option("--remove-tag", help="Remove a tag; repeatable.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Change a customer's details. An empty value ("") clears a field.
+
+    Example: crmcli customer edit 12 --phone "+44 20 7946 0018" --add-tag vip
+    """
+    from crmcli.services.customers import CustomerInput, customer_profile, edit_customer, find_customer
+
+    rt = runtime(ctx)
+    data = CustomerInput(name=name, email=email, phone=phone, company=company, city=city,
+                         source=source, stage=stage, ref=ref, note=note)
+    with rt.session(write=True) as session:
+        found = find_customer(session, customer)
+        edit_customer(session=session, customer=found, data=data, config=rt.config,
+                      add_tags=add_tag or [], remove_tags=remove_tag or [])
+        profile = customer_profile(session=session, customer=found, config=rt.config)
+    rt.output(fmt).record(profile, title=f"Customer {found.id}")
+
+
+@app.command("stage")
+def stage(
+    ctx: typer.Context,
+    customer: CustomerArg,
+    new_stage: Annotated[str, typer.Argument(metavar="STAGE", help="lead, verified, prospect, customer, repeat or lost.")],
+) -> None:
+    """Move a customer to another lifecycle stage; the change is recorded with its time.
+
+    Example: crmcli customer stage ann@example.com prospect
+    """
+    from crmcli.services.customers import change_stage, find_customer
+
+    rt = runtime(ctx)
+    with rt.session(write=True) as session:
+        found = find_customer(session, customer)
+        previous = found.stage
+        changed = change_stage(session=session, customer=found, stage=new_stage)
+    out = rt.output()
+    out.message(f"Customer {found.id}: {previous} -> {found.stage}" if changed
+                else f"Customer {found.id} is already {found.stage}")
+
+
+@app.command("duplicates")
+def duplicates(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
+    """List groups of customers that look like the same person (same name).
+
+    Example: crmcli customer duplicates   then   crmcli customer merge 12 31
+    """
+    from crmcli.services.customers import find_duplicates
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        rows = find_duplicates(session=session)
+    rt.output(fmt).rows(rows, empty="No likely duplicates.")
+
+
+@app.command("merge")
+def merge(
+    ctx: typer.Context,
+    keep: Annotated[str, typer.Argument(help="The customer to keep.")],
+    drop: Annotated[str, typer.Argument(help="The customer merged into KEEP, then removed.")],
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Merge DROP into KEEP: purchases, interactions, coupons, points and referrals move to KEEP.
+
+    Example: crmcli customer merge 12 31
+    """
+    from crmcli.services.customers import find_customer, merge_customers
+
+    rt = runtime(ctx)
+    with rt.session(write=True) as session:
+        result = merge_customers(session=session, keep=find_customer(session, keep),
+                                 drop=find_customer(session, drop))
+    rt.output(fmt).record(result, title="Merged")
+
+
+@app.command("erase")
+def erase(
+    ctx: typer.Context,
+    customer: CustomerArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm; needed when not on a terminal.")] = False,
+) -> None:
+    """Remove a customer's personal data for good; anonymous purchase totals stay.
+
+    Example: crmcli customer erase ann@example.com --yes
+    """
+    from crmcli.services.customers import erase_customer, find_customer
+
+    rt = runtime(ctx)
+    if not yes:
+        if not is_interactive():
+            raise Invalid("erasing is permanent: pass --yes to confirm")
+        typer.confirm(f"Erase the personal data of customer {customer!r} for good?", abort=True)
+    with rt.session(write=True) as session:
+        found = erase_customer(session=session, customer=find_customer(session, customer))
+    rt.output().message(f"Customer {found.id} erased.")
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV file with a header row.")],
+    encoding: Annotated[str | None, typer.Option(help="Force an encoding (default: detect UTF-8, UTF-8 BOM, GB18030).")] = None,
+    delimiter: Annotated[str | None, typer.Option(help="Force the delimiter (default: detect , ; tab |).")] = None,
+    map_: Annotated[list[str] | None, typer.Option("--map", help="Rename a column: CSVCOL=FIELD; repeatable.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check every row, write nothing.")] = False,
+    skip_invalid: Annotated[Path | None, typer.Option("--skip-invalid", help="Import good rows; write rejected rows to this CSV.")] = None,
+    on_duplicate: Annotated[str, typer.Option(help="A row whose email, phone or ref exists: skip, update or error.")] = "error",
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Import customers from CSV: all or nothing unless --skip-invalid.
+
+    Columns: name (required), email, phone, company, city, source, stage,
+    tags (separated by ;), ref, referred_by, note.
+
+    Example: crmcli customer import till.csv --map "E-mail=email" --on-duplicate skip
+    """
+    from crmcli.io.customers import import_customers
+    from crmcli.io.reader import CsvOptions
+
+    rt = runtime(ctx)
+    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=map_ or [])
+    summary = import_customers(db=rt.db, config=rt.config, path=file, options=options,
+                               dry_run=dry_run, reject_file=skip_invalid, on_duplicate=on_duplicate)
+    out = rt.output(fmt)
+    out.record(summary, title="Dry run: nothing written" if dry_run else "Imported")
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json.")] = "csv",
+    no_bom: Annotated[bool, typer.Option("--no-bom", help="CSV without the UTF-8 byte-order mark Excel needs.")] = False,
+) -> None:
+    """Export customers as CSV (UTF-8 with BOM, for Excel) or JSON; it imports back unchanged.
+
+    Example: crmcli customer export --out customers.csv
+    """
+    from crmcli.io.customers import export_customers
+
+    rt = runtime(ctx)
+    count = export_customers(db=rt.db, path=out_file, fmt=fmt, bom=not no_bom)
+    if out_file is not None:
+        rt.output().message(f"Exported {count} customers to {out_file}")

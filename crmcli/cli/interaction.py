@@ -1,0 +1,145 @@
+"""crmcli interaction ... and crmcli followup ...: every contact, complaints, follow-ups."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from crmcli.cli.context import runtime
+from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, QuietOpt, WhenHelp
+from crmcli.render import Column, Format
+
+app = typer.Typer(help="Interactions: log calls, visits, complaints and surveys; answer complaints.",
+                  no_args_is_help=True)
+followup_app = typer.Typer(help="Follow-ups: who needs a call today.", no_args_is_help=True)
+
+LIST_COLUMNS = [
+    Column("id", numeric=True), Column("at"), Column("customer_id", "cust", numeric=True),
+    Column("customer"), Column("kind"), Column("rating", numeric=True), Column("summary"),
+    Column("follow_up_at", "follow-up"), Column("responded_at", "responded"),
+    Column("resolved_at", "resolved"),
+]
+DUE_COLUMNS = [
+    Column("customer_id", "id", numeric=True), Column("customer"), Column("reason"),
+    Column("due_at", "due"), Column("last_contact", "last contact"), Column("detail"),
+]
+IdArg = Annotated[int, typer.Argument(help="Interaction id (see 'crmcli interaction list').")]
+
+
+@app.command("log")
+def log(
+    ctx: typer.Context,
+    customer: CustomerArg,
+    kind: Annotated[str, typer.Option(help="call, email, meeting, visit, message, complaint, survey or note.")],
+    summary: Annotated[str | None, typer.Option(help="What was said or done.")] = None,
+    rating: Annotated[int | None, typer.Option(help="Satisfaction 1-5 (5 = completely satisfied).")] = None,
+    at: Annotated[str | None, typer.Option(help=f"When it happened: {WhenHelp}. Default now.")] = None,
+    follow_up: Annotated[str | None, typer.Option(help=f"When to follow up: {WhenHelp}.")] = None,
+    fmt: FormatOpt = Format.table,
+    quiet: QuietOpt = False,
+) -> None:
+    """Log an interaction with a customer.
+
+    Example: crmcli interaction log ann@example.com --kind call --summary "asked about sizes" --follow-up +3d
+    """
+    from crmcli.services.customers import find_customer
+    from crmcli.services.interactions import interaction_row, log_interaction
+
+    rt = runtime(ctx)
+    with rt.session(write=True) as session:
+        found = find_customer(session, customer)
+        interaction = log_interaction(session=session, customer=found, kind=kind, summary=summary,
+                                      rating=rating, at=rt.when(at), follow_up=rt.when(follow_up))
+        row = interaction_row(interaction, found.name)
+    out = rt.output(fmt)
+    if quiet:
+        out.new_id(interaction.id)
+    else:
+        out.record(row, title=f"Interaction {interaction.id}")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    customer: Annotated[str | None, typer.Option(help="Only this customer (id, email or ref).")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this kind.")] = None,
+    since: Annotated[str | None, typer.Option(help=f"Only from this time: {WhenHelp}.")] = None,
+    open_: Annotated[bool, typer.Option("--open", help="Only unresolved complaints and pending follow-ups.")] = False,
+    limit: LimitOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """List interactions, oldest first.
+
+    Example: crmcli interaction list --kind complaint --open
+    """
+    from crmcli.services.customers import find_customer
+    from crmcli.services.interactions import list_interactions
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        found = find_customer(session, customer) if customer else None
+        rows = list_interactions(session=session, customer=found, kind=kind, since=rt.when(since),
+                                 open_only=open_, limit=limit)
+    rt.output(fmt).rows(rows, LIST_COLUMNS, empty="No interactions match.")
+
+
+@app.command("respond")
+def respond(
+    ctx: typer.Context,
+    interaction_id: IdArg,
+    at: Annotated[str | None, typer.Option(help=f"When: {WhenHelp}. Default now.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Record the first response to a complaint (the SLA clock's first deadline).
+
+    Example: crmcli interaction respond 42
+    """
+    from crmcli.services.interactions import interaction_row, respond
+
+    rt = runtime(ctx)
+    with rt.session(write=True) as session:
+        row = interaction_row(respond(session=session, interaction_id=interaction_id, at=rt.when(at)))
+    rt.output(fmt).record(row, title=f"Complaint {interaction_id}")
+
+
+@app.command("resolve")
+def resolve(
+    ctx: typer.Context,
+    interaction_id: IdArg,
+    summary: Annotated[str | None, typer.Option(help="How it was resolved.")] = None,
+    at: Annotated[str | None, typer.Option(help=f"When: {WhenHelp}. Default now.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Mark a complaint resolved.
+
+    Example: crmcli interaction resolve 42 --summary "replaced the item"
+    """
+    from crmcli.services.interactions import interaction_row, resolve
+
+    rt = runtime(ctx)
+    with rt.session(write=True) as session:
+        row = interaction_row(resolve(session=session, interaction_id=interaction_id,
+                                      summary=summary, at=rt.when(at)))
+    rt.output(fmt).record(row, title=f"Complaint {interaction_id}")
+
+
+@followup_app.command("due")
+def due(
+    ctx: typer.Context,
+    check: Annotated[bool, typer.Option("--check", help="Exit 3 when anything is due (for cron).")] = False,
+    as_of: Annotated[str | None, typer.Option("--as-of", help=f"Pretend it is this time: {WhenHelp}.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Follow-ups whose date has come, and customers quiet for longer than their stage's cadence.
+
+    Example: crmcli followup due --check || mail -s "customers to call" me@example.com
+    """
+    from crmcli.services.interactions import followups_due
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        rows = followups_due(session=session, config=rt.config, now=rt.when(as_of, end_of_day=True))
+    rt.output(fmt).rows(rows, DUE_COLUMNS, empty="Nothing due. Everyone has been looked after.")
+    if check and rows:
+        raise typer.Exit(3)

@@ -1,0 +1,192 @@
+"""Typed configuration: YAML file validated into a model, flags and env on top.
+
+Precedence for the file: ``--config`` > ``CRMCLI_CONFIG`` > ``config.yaml`` in the
+user config directory > built-in defaults. Precedence for the database:
+``--db`` > ``CRMCLI_DB`` > ``database`` in the file > ``crm.db`` in the user data dir.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from crmcli.errors import ConfigError
+
+APP_NAME = "crmcli"
+STAGES = ("lead", "verified", "prospect", "customer", "repeat", "lost")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Currency(_Strict):
+    code: Annotated[str, Field(min_length=3, max_length=3)] = "USD"
+    minor_digits: Annotated[int, Field(ge=0, le=4)] = 2
+
+
+class Points(_Strict):
+    per_currency_unit: Annotated[Decimal, Field(ge=0)] = Decimal("0.1")
+    per_month_of_tenure: Annotated[int, Field(ge=0)] = 1
+    value_per_point: Annotated[Decimal, Field(ge=0)] = Decimal("0.01")
+    reset_on_late_payment: bool = True
+
+
+class Tier(_Strict):
+    name: Annotated[str, Field(min_length=1)]
+    min_spend: Annotated[Decimal, Field(ge=0)]
+
+
+class Reward(_Strict):
+    percent: Annotated[Decimal | None, Field(gt=0, le=100)] = None
+    amount: Annotated[Decimal | None, Field(gt=0)] = None
+    points: Annotated[int | None, Field(gt=0)] = None
+    expires_in_days: Annotated[int, Field(gt=0)] = 90
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Reward:
+        given = [k for k in ("percent", "amount", "points") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of percent, amount or points")
+        return self
+
+
+class Referrals(_Strict):
+    qualifying_purchase: Annotated[Decimal, Field(ge=0)] = Decimal(0)
+    reward_referrer: Reward = Reward(percent=Decimal(10))
+    reward_referred: Reward = Reward(percent=Decimal(10))
+
+
+class Followup(_Strict):
+    lead: Annotated[int, Field(gt=0)] = 2
+    verified: Annotated[int, Field(gt=0)] = 3
+    prospect: Annotated[int, Field(gt=0)] = 7
+    customer: Annotated[int, Field(gt=0)] = 30
+    repeat: Annotated[int, Field(gt=0)] = 60
+    lost: Annotated[int, Field(gt=0)] = 180
+
+
+class Sla(_Strict):
+    complaint_first_response_minutes: Annotated[int, Field(gt=0)] = 10
+    complaint_resolution_hours: Annotated[Decimal, Field(gt=0)] = Decimal(4)
+
+
+class Payment(_Strict):
+    big_customer_top_share: Annotated[Decimal, Field(gt=0, lt=1)] = Decimal("0.2")
+    good_payer_on_time_ratio: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.9")
+
+
+def _default_tiers() -> list[Tier]:
+    return [
+        Tier(name="bronze", min_spend=Decimal(0)),
+        Tier(name="silver", min_spend=Decimal(1000)),
+        Tier(name="gold", min_spend=Decimal(5000)),
+    ]
+
+
+class Config(_Strict):
+    database: str | None = None
+    timezone: str = "UTC"
+    currency: Currency = Currency()
+    default_phone_region: str | None = None
+    points: Points = Points()
+    tiers: list[Tier] = Field(default_factory=_default_tiers)
+    referrals: Referrals = Referrals()
+    followup: Followup = Followup()
+    sla: Sla = Sla()
+    payment: Payment = Payment()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("default_phone_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import phonenumbers
+
+        region = value.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r}; use a two-letter code such as US or GB")
+        return region
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_sorted(cls, tiers: list[Tier]) -> list[Tier]:
+        if not tiers:
+            raise ValueError("at least one tier is needed")
+        return sorted(tiers, key=lambda t: t.min_spend)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}'"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{source}: bad value for '{key}': {message}"
+
+
+def user_config_path() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir(APP_NAME)) / "config.yaml"
+
+
+def user_data_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir(APP_NAME)) / "crm.db"
+
+
+def parse_config(raw: Any, source: str = "config") -> Config:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys to values")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the config file chosen by precedence, or the defaults when there is none."""
+    explicit = path or os.environ.get("CRMCLI_CONFIG")
+    file = Path(explicit) if explicit else user_config_path()
+    if not explicit and not file.exists():
+        return Config()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"cannot read config file {file}: {reason}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {file} is not valid YAML{where}") from None
+    return parse_config(raw, str(file))
+
+
+def database_target(flag: str | None, config: Config) -> str:
+    """The database path or URL chosen by precedence."""
+    return flag or os.environ.get("CRMCLI_DB") or config.database or str(user_data_path())

@@ -1,0 +1,260 @@
+"""Engine factory, session scopes, schema upgrades and backups.
+
+Nothing here runs at import time. SQLite gets WAL, foreign keys and a busy
+timeout on every connection; write sessions begin with ``BEGIN IMMEDIATE`` so a
+second writer waits for the first instead of failing half-way.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crmcli.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlmodel import Session
+
+BUSY_TIMEOUT_MS = 15_000
+WRITE_OPTION = "crmcli_write"
+
+
+def migrations_dir() -> Path:
+    """The Alembic environment: inside the package when installed, else the repo's."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "migrations", here.parent / "migrations"):
+        if (candidate / "env.py").exists():
+            return candidate
+    raise DatabaseError("the database migrations are missing from this installation")
+
+
+def head_revision() -> str:
+    """The newest migration, read from the files without importing Alembic."""
+    versions = migrations_dir() / "versions"
+    revisions, parents = set(), set()
+    for file in versions.glob("*.py"):
+        scope: dict[str, Any] = {}
+        for line in file.read_text(encoding="utf-8").splitlines():
+            if line.startswith(("revision", "down_revision")) and "=" in line:
+                name, _, value = line.partition("=")
+                name = name.split(":")[0].strip()
+                scope[name] = ast.literal_eval(value.strip())
+        revisions.add(scope["revision"])
+        down = scope.get("down_revision")
+        parents.update(down if isinstance(down, tuple) else [down])
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise DatabaseError(f"the migrations have {len(heads)} heads; expected one")
+    return heads.pop()
+
+
+def to_url(target: str) -> tuple[str, Path | None]:
+    """A database URL and, for SQLite files, the file path."""
+    if "://" in target:
+        if target.startswith("sqlite:///"):
+            path = target.removeprefix("sqlite:///")
+            return target, Path(path) if path and path != ":memory:" else None
+        return target, None
+    path = Path(target).expanduser()
+    if not path.parent.exists():
+        raise DatabaseError(
+            f"cannot open database {path}: the folder {path.parent} does not exist",
+            hint="create it, or pass --db with another path",
+        )
+    return f"sqlite:///{path}", path
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite's own BEGIN is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Any) -> None:
+        write = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+class Database:
+    """A lazily opened database: engine, schema check, session scopes."""
+
+    def __init__(self, target: str, *, migrate: bool = True) -> None:
+        self.url, self.path = to_url(target)
+        self._engine: Engine | None = None
+        self._migrate = migrate
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._create_engine()
+            if self._migrate:
+                self.upgrade(only_if_needed=True)
+        return self._engine
+
+    def _create_engine(self) -> Engine:
+        from sqlalchemy import create_engine
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            if self.is_sqlite:
+                engine = create_engine(self.url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+                _sqlite_pragmas(engine)
+            else:
+                engine = create_engine(self.url, pool_pre_ping=True)
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            raise DatabaseError(f"cannot use database URL {self.url!r}: {exc}") from None
+        return engine
+
+    @property
+    def writer(self) -> Engine:
+        return self.engine.execution_options(**{WRITE_OPTION: True})
+
+    @contextmanager
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error."""
+        from sqlmodel import Session
+
+        with Session(self.writer if write else self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    # --- schema -------------------------------------------------------------
+
+    def current_revision(self, connection: Any | None = None) -> str | None:
+        from sqlalchemy import inspect, text
+
+        def read(conn: Any) -> str | None:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+        if connection is not None:
+            return read(connection)
+        with self._raw_engine().connect() as conn:
+            return read(conn)
+
+    def _raw_engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._create_engine()
+        return self._engine
+
+    def upgrade(self, *, only_if_needed: bool = False) -> tuple[str | None, str]:
+        """Bring the schema to the newest revision; returns (before, after)."""
+        from sqlalchemy.exc import OperationalError
+
+        head = head_revision()
+        engine = self._raw_engine()
+        try:
+            if only_if_needed and self._fast_revision(engine) == head:
+                return head, head
+            with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+                before = self.current_revision(conn)
+                if before == head:
+                    return before, head
+                if before is not None and self.path is not None:
+                    self.backup_before_upgrade(before)
+                self._run_alembic(conn)
+            return before, head
+        except OperationalError as exc:
+            raise DatabaseError(f"cannot open database {self.path or self.url}: {exc.orig}") from None
+
+    def _fast_revision(self, engine: Engine) -> str | None:
+        from sqlalchemy import text
+        from sqlalchemy.exc import DatabaseError as SADatabaseError
+
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except SADatabaseError as exc:
+            if "file is not a database" in str(exc.orig):
+                raise DatabaseError(
+                    f"{self.path} is not a crmcli database (not an SQLite file)"
+                ) from None
+            return None
+
+    def _run_alembic(self, connection: Any) -> None:
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(migrations_dir()))
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+    def backup_before_upgrade(self, revision: str) -> Path:
+        assert self.path is not None
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = self.path.with_name(f"{self.path.name}.{revision}.{stamp}.bak")
+        return backup_sqlite(self.path, target)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def backup_sqlite(source: Path, target: Path) -> Path:
+    """A consistent copy through SQLite's online backup API, written atomically, mode 0600."""
+    target = target.expanduser().resolve()
+    if not target.parent.exists():
+        raise DatabaseError(f"cannot write backup: the folder {target.parent} does not exist")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    os.chmod(tmp_name, 0o600)
+    try:
+        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        dst = sqlite3.connect(tmp_name)
+        try:
+            with dst:
+                src.backup(dst)
+            dst.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            dst.close()
+            src.close()
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def integrity_check(db: Database) -> list[str]:
+    """Problems found by the database's own checker; empty means healthy."""
+    from sqlalchemy import text
+
+    with db.engine.connect() as conn:
+        if db.is_sqlite:
+            rows = [r[0] for r in conn.execute(text("PRAGMA integrity_check"))]
+            problems = [] if rows == ["ok"] else rows
+            problems += [
+                f"foreign key: {r[0]} row {r[1]} -> {r[2]}"
+                for r in conn.execute(text("PRAGMA foreign_key_check"))
+            ]
+            return problems
+        conn.execute(text("SELECT 1"))
+        return []

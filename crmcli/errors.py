@@ -1,0 +1,45 @@
+"""Domain errors. Each one is a single line a user can act on (exit code 1)."""
+
+from __future__ import annotations
+
+
+class CrmError(Exception):
+    """Base class: an error the user can fix. ``hint`` names the next step."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class NotFound(CrmError):
+    """A customer, interaction or other record does not exist."""
+
+
+class Conflict(CrmError):
+    """The change would duplicate or contradict an existing record."""
+
+
+class Invalid(CrmError):
+    """A value is malformed or out of range."""
+
+
+class ConfigError(CrmError):
+    """The config file is unreadable or holds an unknown key or bad value."""
+
+
+class DatabaseError(CrmError):
+    """The database cannot be opened, upgraded or used."""
+
+
+class ImportFailed(CrmError):
+    """A CSV import was refused; ``problems`` lists each bad row."""
+
+    def __init__(self, message: str, problems: list[tuple[int, str]], **kw: str) -> None:
+        super().__init__(message, **kw)
+        self.problems = problems

@@ -1,0 +1,1 @@
+"""CSV and JSON import and export: encodings, streaming, the formula-injection guard."""

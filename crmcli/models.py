@@ -1,0 +1,201 @@
+"""SQLModel tables. Money is integer minor units; times are UTC.
+
+Times are stored as naive UTC (portable between SQLite and PostgreSQL) and come
+back timezone-aware through :class:`UTCDateTime`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+# Named constraints let later migrations alter them on SQLite (batch mode).
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, naive UTC in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; attach a timezone")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+def _time(nullable: bool = False, index: bool = False) -> datetime:
+    return Field(sa_type=UTCDateTime, nullable=nullable, index=index)  # type: ignore[no-any-return]
+
+
+def _money(default: int | None = 0) -> int:
+    return Field(default=default, sa_type=BigInteger, nullable=default is None)  # type: ignore[no-any-return]
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "customer"
+    __table_args__ = (
+        CheckConstraint(
+            "stage IN ('lead','verified','prospect','customer','repeat','lost')",
+            name="stage",
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    email: str | None = Field(default=None, unique=True)
+    phone: str | None = Field(default=None, unique=True)
+    ref: str | None = Field(default=None, unique=True)
+    company: str | None = None
+    city: str | None = None
+    source: str | None = None
+    note: str | None = None
+    stage: str = Field(default="lead", index=True)
+    referral_code: str = Field(unique=True)
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+    erased_at: datetime | None = _time(nullable=True)
+
+
+class CustomerTag(SQLModel, table=True):
+    __tablename__ = "customer_tag"
+    __table_args__ = (Index("ix_customer_tag_tag", "tag"),)
+
+    customer_id: int = Field(foreign_key="customer.id", primary_key=True)
+    tag: str = Field(primary_key=True)
+
+
+class StageChange(SQLModel, table=True):
+    __tablename__ = "stage_change"
+    __table_args__ = (Index("ix_stage_change_customer_at", "customer_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    from_stage: str | None = None
+    to_stage: str
+    at: datetime = _time()
+
+
+class Interaction(SQLModel, table=True):
+    __tablename__ = "interaction"
+    __table_args__ = (
+        Index("ix_interaction_customer_at", "customer_id", "at"),
+        Index("ix_interaction_follow_up_at", "follow_up_at"),
+        CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    kind: str = Field(index=True)
+    summary: str | None = None
+    rating: int | None = None
+    at: datetime = _time()
+    follow_up_at: datetime | None = _time(nullable=True)
+    follow_up_done_at: datetime | None = _time(nullable=True)
+    responded_at: datetime | None = _time(nullable=True)
+    resolved_at: datetime | None = _time(nullable=True)
+    resolution: str | None = None
+    created_at: datetime = _time()
+
+
+class Purchase(SQLModel, table=True):
+    __tablename__ = "purchase"
+    __table_args__ = (
+        Index("ix_purchase_customer_at", "customer_id", "at"),
+        Index("ix_purchase_at", "at"),
+        CheckConstraint("gross_minor > 0", name="gross_positive"),
+        CheckConstraint("net_minor >= 0", name="net_not_negative"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    ref: str | None = Field(default=None, unique=True)
+    gross_minor: int = _money()
+    coupon_discount_minor: int = _money()
+    points_used: int = 0
+    points_discount_minor: int = _money()
+    net_minor: int = _money()
+    coupon_id: int | None = Field(default=None, foreign_key="coupon.id", index=True)
+    at: datetime = _time()
+    due_at: datetime | None = _time(nullable=True)
+    paid_at: datetime | None = _time(nullable=True)
+    refunded_at: datetime | None = _time(nullable=True)
+    created_at: datetime = _time()
+
+
+class Coupon(SQLModel, table=True):
+    __tablename__ = "coupon"
+    __table_args__ = (
+        CheckConstraint("uses >= 0 AND uses <= max_uses", name="uses"),
+        CheckConstraint(
+            "(percent_bp IS NULL) <> (amount_minor IS NULL)", name="one_kind"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True)
+    customer_id: int | None = Field(default=None, foreign_key="customer.id", index=True)
+    percent_bp: int | None = None  # basis points: 10% = 1000
+    amount_minor: int | None = _money(None)
+    min_spend_minor: int = _money()
+    expires_at: datetime | None = _time(nullable=True)
+    max_uses: int = 1
+    uses: int = 0
+    campaign: str | None = Field(default=None, index=True)
+    voided_at: datetime | None = _time(nullable=True)
+    created_at: datetime = _time()
+
+
+class PointsEntry(SQLModel, table=True):
+    """The append-only points ledger: the balance is the sum of ``delta``."""
+
+    __tablename__ = "points_entry"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "kind", "period"),
+        Index("ix_points_entry_customer_id", "customer_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    delta: int
+    kind: str
+    reason: str | None = None
+    purchase_id: int | None = Field(default=None, foreign_key="purchase.id", index=True)
+    period: str | None = None  # e.g. "2026-11" for tenure accrual, so cron reruns add nothing
+    at: datetime = _time()
+
+
+class Referral(SQLModel, table=True):
+    __tablename__ = "referral"
+    __table_args__ = (
+        CheckConstraint("referrer_id <> referred_id", name="not_self"),
+        CheckConstraint(
+            "status IN ('pending','verified','rejected')", name="status"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    referrer_id: int = Field(foreign_key="customer.id", index=True)
+    referred_id: int = Field(foreign_key="customer.id", unique=True)
+    status: str = Field(default="pending", index=True)
+    reason: str | None = None
+    created_at: datetime = _time()
+    decided_at: datetime | None = _time(nullable=True)

@@ -1,0 +1,159 @@
+"""The one renderer: records and reports to a Rich table, JSON or CSV.
+
+Data goes to stdout; messages and warnings go to stderr. Values are turned into
+their wire form in one place: money as decimal strings, times as ISO 8601 with
+the business time zone's offset.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+Record = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str = ""
+    numeric: bool = False
+
+    @property
+    def title(self) -> str:
+        return self.header or self.key.replace("_", " ")
+
+
+@dataclass
+class Output:
+    """Where a command's results go, in the format the user chose."""
+
+    format: Format = Format.table
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    stdout: IO[str] | None = None
+    stderr: IO[str] | None = None
+
+    @property
+    def out(self) -> IO[str]:
+        return self.stdout or sys.stdout
+
+    @property
+    def err(self) -> IO[str]:
+        return self.stderr or sys.stderr
+
+    # --- wire values ---------------------------------------------------------
+
+    def wire(self, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.astimezone(self.tz).isoformat(timespec="seconds")
+        if isinstance(value, Decimal):
+            return str(value)
+        if isinstance(value, Mapping):
+            return {k: self.wire(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.wire(v) for v in value]
+        return value
+
+    def _cell(self, value: Any) -> str:
+        value = self.wire(value)
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, list):
+            return ", ".join(str(v) for v in value)
+        return str(value)
+
+    # --- sinks ---------------------------------------------------------------
+
+    def message(self, text: str) -> None:
+        print(text, file=self.err)
+
+    def new_id(self, value: Any) -> None:
+        print(value, file=self.out)
+
+    def rows(
+        self,
+        rows: Iterable[Record],
+        columns: Sequence[Column] | None = None,
+        *,
+        title: str | None = None,
+        empty: str = "Nothing to show.",
+    ) -> None:
+        rows = list(rows)
+        if columns is None:
+            columns = [Column(k) for k in rows[0]] if rows else []
+        if self.format is Format.json:
+            json.dump(self.wire(rows), self.out, ensure_ascii=False, indent=2)
+            self.out.write("\n")
+        elif self.format is Format.csv:
+            writer = csv.writer(self.out, lineterminator="\n")
+            writer.writerow([c.key for c in columns])
+            for row in rows:
+                writer.writerow([self._cell(row.get(c.key)) for c in columns])
+        elif not rows:
+            self.message(empty)
+        else:
+            self._print(self._table(rows, columns, title))
+
+    def record(self, record: Record, *, title: str | None = None) -> None:
+        """One object: JSON object, a one-row CSV of its scalar fields, or panels."""
+        if self.format is Format.json:
+            json.dump(self.wire(record), self.out, ensure_ascii=False, indent=2)
+            self.out.write("\n")
+            return
+        scalars = {k: v for k, v in record.items() if not isinstance(v, list | dict)}
+        if self.format is Format.csv:
+            self.rows([scalars], [Column(k) for k in scalars])
+            return
+        from rich.table import Table
+        from rich.text import Text
+
+        grid = Table(title=title, show_header=False, box=None, title_justify="left")
+        grid.add_column(style="bold")
+        grid.add_column()
+        for key, value in scalars.items():
+            grid.add_row(key.replace("_", " "), Text(self._cell(value)))
+        for key, value in record.items():
+            if isinstance(value, dict):
+                pairs = ", ".join(f"{k.replace('_', ' ')}: {self._cell(v)}" for k, v in value.items())
+                grid.add_row(key.replace("_", " "), Text(pairs))
+        self._print(grid)
+        for key, value in record.items():
+            if isinstance(value, list) and value and isinstance(value[0], Mapping):
+                self._print(self._table(value, [Column(k) for k in value[0]], key.replace("_", " ")))
+            elif isinstance(value, list):
+                self._print(Text.assemble((key.replace("_", " "), "bold"), f": {self._cell(value) or '-'}"))
+
+    # --- tables ---------------------------------------------------------------
+
+    def _table(self, rows: Sequence[Record], columns: Sequence[Column], title: str | None) -> Any:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=title, title_justify="left", header_style="bold")
+        for column in columns:
+            table.add_column(column.title, justify="right" if column.numeric else "left")
+        for row in rows:
+            table.add_row(*(Text(self._cell(row.get(c.key))) for c in columns))
+        return table
+
+    def _print(self, renderable: Any) -> None:
+        from rich.console import Console
+
+        Console(file=self.out, highlight=False, soft_wrap=False).print(renderable)

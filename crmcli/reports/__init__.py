@@ -1,0 +1,1 @@
+"""Reports: each module computes plain rows in SQL; :mod:`crmcli.render` draws them."""

@@ -1,0 +1,214 @@
+"""Interactions: every contact logged, complaints timed, follow-ups kept."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, literal, select, type_coerce, update
+from sqlmodel import Session
+
+from crmcli.config import STAGES, Config
+from crmcli.errors import Conflict, Invalid, NotFound
+from crmcli.models import Customer, Interaction, UTCDateTime
+from crmcli.values import utcnow
+
+KINDS = ("call", "email", "meeting", "visit", "message", "complaint", "survey", "note")
+
+
+def check_kind(kind: str) -> str:
+    value = kind.strip().lower()
+    if value not in KINDS:
+        raise Invalid(f"unknown interaction kind {kind!r}: use one of {', '.join(KINDS)}")
+    return value
+
+
+def check_rating(rating: int | None) -> int | None:
+    if rating is not None and not 1 <= rating <= 5:
+        raise Invalid(f"rating must be 1 to 5 (5 = completely satisfied), not {rating}")
+    return rating
+
+
+def log_interaction(
+    *,
+    session: Session,
+    customer: Customer,
+    kind: str,
+    summary: str | None = None,
+    rating: int | None = None,
+    at: datetime | None = None,
+    follow_up: datetime | None = None,
+    now: datetime | None = None,
+) -> Interaction:
+    """Record a contact. It closes the customer's earlier open follow-ups."""
+    now = now or utcnow()
+    at = at or now
+    kind = check_kind(kind)
+    check_rating(rating)
+    if customer.erased_at is not None:
+        raise Invalid(f"customer {customer.id} was erased")
+    if follow_up is not None and follow_up < at:
+        raise Invalid("the follow-up date is before the interaction")
+    session.execute(
+        update(Interaction)
+        .where(
+            Interaction.customer_id == customer.id,  # type: ignore[arg-type]
+            Interaction.follow_up_at.is_not(None),  # type: ignore[union-attr]
+            Interaction.follow_up_done_at.is_(None),  # type: ignore[union-attr]
+            Interaction.at <= at,  # type: ignore[operator]
+        )
+        .values(follow_up_done_at=at)
+    )
+    interaction = Interaction(
+        customer_id=customer.id,  # type: ignore[arg-type]
+        kind=kind,
+        summary=(summary or "").strip() or None,
+        rating=rating,
+        at=at,
+        follow_up_at=follow_up,
+        created_at=now,
+    )
+    session.add(interaction)
+    session.flush()
+    return interaction
+
+
+def get_interaction(session: Session, interaction_id: int) -> Interaction:
+    found = session.get(Interaction, interaction_id)
+    if found is None:
+        raise NotFound(f"no interaction {interaction_id}", hint="see 'crmcli interaction list'")
+    return found
+
+
+def _complaint(session: Session, interaction_id: int) -> Interaction:
+    found = get_interaction(session, interaction_id)
+    if found.kind != "complaint":
+        raise Invalid(f"interaction {interaction_id} is a {found.kind}, not a complaint")
+    return found
+
+
+def respond(*, session: Session, interaction_id: int, at: datetime | None = None) -> Interaction:
+    """Record the first response to a complaint."""
+    complaint = _complaint(session, interaction_id)
+    at = at or utcnow()
+    if complaint.responded_at is not None:
+        raise Conflict(f"complaint {interaction_id} already had its first response")
+    if at < complaint.at:
+        raise Invalid("the response is before the complaint")
+    complaint.responded_at = at
+    session.add(complaint)
+    return complaint
+
+
+def resolve(
+    *, session: Session, interaction_id: int, summary: str | None = None, at: datetime | None = None
+) -> Interaction:
+    """Mark a complaint resolved; a resolution is also a response if none was recorded."""
+    complaint = _complaint(session, interaction_id)
+    at = at or utcnow()
+    if complaint.resolved_at is not None:
+        raise Conflict(f"complaint {interaction_id} is already resolved")
+    if at < complaint.at:
+        raise Invalid("the resolution is before the complaint")
+    complaint.resolved_at = at
+    if complaint.responded_at is None:
+        complaint.responded_at = at
+    complaint.resolution = (summary or "").strip() or None
+    session.add(complaint)
+    return complaint
+
+
+def interaction_row(i: Interaction, name: str | None = None) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "customer_id": i.customer_id,
+        "customer": name,
+        "kind": i.kind,
+        "at": i.at,
+        "rating": i.rating,
+        "summary": i.summary,
+        "follow_up_at": i.follow_up_at,
+        "responded_at": i.responded_at,
+        "resolved_at": i.resolved_at,
+        "resolution": i.resolution,
+    }
+
+
+def list_interactions(
+    *,
+    session: Session,
+    customer: Customer | None = None,
+    kind: str | None = None,
+    since: datetime | None = None,
+    open_only: bool = False,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    query = select(Interaction, Customer.name).join(Customer, Customer.id == Interaction.customer_id)  # type: ignore[arg-type]
+    if customer is not None:
+        query = query.where(Interaction.customer_id == customer.id)  # type: ignore[arg-type]
+    if kind:
+        query = query.where(Interaction.kind == check_kind(kind))  # type: ignore[arg-type]
+    if since is not None:
+        query = query.where(Interaction.at >= since)  # type: ignore[operator]
+    if open_only:
+        query = query.where(
+            ((Interaction.kind == "complaint") & Interaction.resolved_at.is_(None))  # type: ignore[union-attr]
+            | (Interaction.follow_up_at.is_not(None) & Interaction.follow_up_done_at.is_(None))  # type: ignore[union-attr]
+        )
+    query = query.order_by(Interaction.at, Interaction.id)  # type: ignore[arg-type]
+    if limit:
+        query = query.limit(limit)
+    return [interaction_row(i, name) for i, name in session.execute(query)]
+
+
+def followups_due(*, session: Session, config: Config, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Follow-ups whose date has come, then customers quiet for longer than their stage's cadence."""
+    now = now or utcnow()
+    rows: list[dict[str, Any]] = []
+    due = session.execute(
+        select(Interaction, Customer.name)
+        .join(Customer, Customer.id == Interaction.customer_id)  # type: ignore[arg-type]
+        .where(
+            Interaction.follow_up_at <= now,  # type: ignore[operator]
+            Interaction.follow_up_done_at.is_(None),  # type: ignore[union-attr]
+            Customer.erased_at.is_(None),  # type: ignore[union-attr]
+        )
+        .order_by(Interaction.follow_up_at, Interaction.id)  # type: ignore[arg-type]
+    )
+    for interaction, name in due:
+        rows.append({
+            "customer_id": interaction.customer_id,
+            "customer": name,
+            "reason": "follow-up",
+            "due_at": interaction.follow_up_at,
+            "last_contact": interaction.at,
+            "detail": f"from {interaction.kind} {interaction.id}"
+            + (f": {interaction.summary}" if interaction.summary else ""),
+        })
+
+    last_contact = (
+        select(Interaction.customer_id, func.max(Interaction.at).label("last_at"))
+        .group_by(Interaction.customer_id).subquery()  # type: ignore[arg-type]
+    )
+    since = type_coerce(func.coalesce(last_contact.c.last_at, Customer.created_at), UTCDateTime())
+    cadence = {stage: getattr(config.followup, stage) for stage in STAGES}
+    threshold = case(
+        *((Customer.stage == stage, literal(now - timedelta(days=days), UTCDateTime())) for stage, days in cadence.items())
+    )
+    quiet = session.execute(
+        select(Customer.id, Customer.name, Customer.stage, since.label("since"))
+        .outerjoin(last_contact, last_contact.c.customer_id == Customer.id)
+        .where(Customer.erased_at.is_(None), since < threshold)  # type: ignore[union-attr]
+        .order_by(since, Customer.id)
+    )
+    for cid, name, stage, last in quiet:
+        days = cadence[stage]
+        rows.append({
+            "customer_id": cid,
+            "customer": name,
+            "reason": "no contact",
+            "due_at": last + timedelta(days=days),
+            "last_contact": last,
+            "detail": f"{stage}: no contact for over {days} days",
+        })
+    return rows
