@@ -39,7 +39,8 @@ def migrations_dir() -> Path:
 def head_revision() -> str:
     """The newest migration, read from the files without importing Alembic."""
     versions = migrations_dir() / "versions"
-    revisions, parents = set(), set()
+    revisions: set[str] = set()
+    parents: set[str | None] = set()
     for file in versions.glob("*.py"):
         scope: dict[str, Any] = {}
         for line in file.read_text(encoding="utf-8").splitlines():
@@ -60,8 +61,8 @@ def to_url(target: str) -> tuple[str, Path | None]:
     """A database URL and, for SQLite files, the file path."""
     if "://" in target:
         if target.startswith("sqlite:///"):
-            path = target.removeprefix("sqlite:///")
-            return target, Path(path) if path and path != ":memory:" else None
+            name = target.removeprefix("sqlite:///")
+            return target, Path(name) if name and name != ":memory:" else None
         return target, None
     path = Path(target).expanduser()
     if not path.parent.exists():
@@ -192,9 +193,7 @@ class Database:
                 return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         except SADatabaseError as exc:
             if "file is not a database" in str(exc.orig):
-                raise DatabaseError(
-                    f"{self.path} is not a crmcli database (not an SQLite file)"
-                ) from None
+                raise DatabaseError(f"{self.path} is not a crmcli database (not an SQLite file)") from None
             return None
 
     def _run_alembic(self, connection: Any) -> None:
@@ -252,8 +251,7 @@ def integrity_check(db: Database) -> list[str]:
             rows = [r[0] for r in conn.execute(text("PRAGMA integrity_check"))]
             problems = [] if rows == ["ok"] else rows
             problems += [
-                f"foreign key: {r[0]} row {r[1]} -> {r[2]}"
-                for r in conn.execute(text("PRAGMA foreign_key_check"))
+                f"foreign key: {r[0]} row {r[1]} -> {r[2]}" for r in conn.execute(text("PRAGMA foreign_key_check"))
             ]
             return problems
         conn.execute(text("SELECT 1"))

@@ -7,11 +7,11 @@ back timezone-aware through :class:`UTCDateTime`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, Table, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
-
 
 # Named constraints let later migrations alter them on SQLite (batch mode).
 SQLModel.metadata.naming_convention = {
@@ -42,12 +42,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table behind a model, for set-based statements."""
+    return cast(Table, getattr(model, "__table__"))  # noqa: B009 - not declared on SQLModel's metaclass
+
+
 def _time(nullable: bool = False, index: bool = False) -> datetime:
-    return Field(sa_type=UTCDateTime, nullable=nullable, index=index)  # type: ignore[no-any-return]
+    return Field(sa_type=UTCDateTime, nullable=nullable, index=index)
 
 
 def _money(default: int | None = 0) -> int:
-    return Field(default=default, sa_type=BigInteger, nullable=default is None)  # type: ignore[no-any-return]
+    return Field(default=default, sa_type=BigInteger, nullable=default is None)
 
 
 class Customer(SQLModel, table=True):
@@ -145,9 +150,7 @@ class Coupon(SQLModel, table=True):
     __tablename__ = "coupon"
     __table_args__ = (
         CheckConstraint("uses >= 0 AND uses <= max_uses", name="uses"),
-        CheckConstraint(
-            "(percent_bp IS NULL) <> (amount_minor IS NULL)", name="one_kind"
-        ),
+        CheckConstraint("(percent_bp IS NULL) <> (amount_minor IS NULL)", name="one_kind"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -187,9 +190,7 @@ class Referral(SQLModel, table=True):
     __tablename__ = "referral"
     __table_args__ = (
         CheckConstraint("referrer_id <> referred_id", name="not_self"),
-        CheckConstraint(
-            "status IN ('pending','verified','rejected')", name="status"
-        ),
+        CheckConstraint("status IN ('pending','verified','rejected')", name="status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -16,9 +16,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def parse_when(
-    text: str, tz: ZoneInfo, *, now: datetime | None = None, end_of_day: bool = False
-) -> datetime:
+def parse_when(text: str, tz: ZoneInfo, *, now: datetime | None = None, end_of_day: bool = False) -> datetime:
     """Parse ``YYYY-MM-DD``, an ISO timestamp, ``today``, ``now`` or ``+30d``/``-7d``/``+2w``.
 
     A bare date (or ``today``/an offset with ``end_of_day``) is a day in the business
@@ -50,9 +48,7 @@ def parse_when(
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise Invalid(
-            f"bad date or time {text!r}: use YYYY-MM-DD, an ISO timestamp, today, +30d or -7d"
-        ) from None
+        raise Invalid(f"bad date or time {text!r}: use YYYY-MM-DD, an ISO timestamp, today, +30d or -7d") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     return moment.astimezone(UTC)

@@ -53,8 +53,7 @@ class CrmGroup(TyperGroup):
             if known is None or _debug(ctx):
                 if not _debug(ctx):
                     typer.echo(
-                        f"Error: unexpected {type(exc).__name__}: {exc} "
-                        "(run again with --debug for the traceback)",
+                        f"Error: unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback)",
                         err=True,
                     )
                     raise typer.Exit(1) from None

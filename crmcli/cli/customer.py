@@ -15,8 +15,14 @@ from crmcli.render import Column, Format
 app = typer.Typer(help="Customers: add, find, edit, merge, erase, import and export.", no_args_is_help=True)
 
 LIST_COLUMNS = [
-    Column("id", numeric=True), Column("name"), Column("email"), Column("phone"),
-    Column("company"), Column("city"), Column("stage"), Column("tags"),
+    Column("id", numeric=True),
+    Column("name"),
+    Column("email"),
+    Column("phone"),
+    Column("company"),
+    Column("city"),
+    Column("stage"),
+    Column("tags"),
 ]
 
 Name = Annotated[str | None, typer.Option(help="Full name.")]
@@ -41,9 +47,7 @@ def add(
     stage: Annotated[str, typer.Option(help="lead, verified, prospect, customer, repeat or lost.")] = "lead",
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag; repeat for more.")] = None,
     ref: Ref = None,
-    referred_by: Annotated[
-        str | None, typer.Option(help="Referrer: customer id, email, ref or referral code.")
-    ] = None,
+    referred_by: Annotated[str | None, typer.Option(help="Referrer: customer id, email, ref or referral code.")] = None,
     note: Note = None,
     fmt: FormatOpt = Format.table,
     quiet: QuietOpt = False,
@@ -55,8 +59,18 @@ def add(
     from crmcli.services.customers import CustomerInput, add_customer, customer_profile
 
     rt = runtime(ctx)
-    data = CustomerInput(name=name, email=email, phone=phone, company=company, city=city,
-                         source=source, stage=stage, ref=ref, note=note, tags=tag or [])
+    data = CustomerInput(
+        name=name,
+        email=email,
+        phone=phone,
+        company=company,
+        city=city,
+        source=source,
+        stage=stage,
+        ref=ref,
+        note=note,
+        tags=tag or [],
+    )
     with rt.session(write=True) as session:
         customer = add_customer(session=session, data=data, config=rt.config, referred_by=referred_by)
         profile = customer_profile(session=session, customer=customer, config=rt.config)
@@ -73,7 +87,9 @@ def list_(
     stage: Annotated[str | None, typer.Option(help="Only this stage.")] = None,
     tag: Annotated[str | None, typer.Option(help="Only customers with this tag.")] = None,
     search: Annotated[str | None, typer.Option(help="Text in name, email, phone, company, city or ref.")] = None,
-    sort: Annotated[str, typer.Option(help="Sort field: id, name, email, city, stage, created_at; -field descending.")] = "id",
+    sort: Annotated[
+        str, typer.Option(help="Sort field: id, name, email, city, stage, created_at; -field descending.")
+    ] = "id",
     limit: LimitOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -85,8 +101,7 @@ def list_(
 
     rt = runtime(ctx)
     with rt.session() as session:
-        rows = list_customers(session=session, stage=stage, tag=tag, search=search,
-                              sort=sort, limit=limit)
+        rows = list_customers(session=session, stage=stage, tag=tag, search=search, sort=sort, limit=limit)
     rt.output(fmt).rows(rows, LIST_COLUMNS, empty="No customers match.")
 
 
@@ -126,15 +141,27 @@ def edit(
 
     Example: crmcli customer edit 12 --phone "+44 20 7946 0018" --add-tag vip
     """
-    from crmcli.services.customers import CustomerInput, customer_profile, edit_customer, find_customer
+    from crmcli.services.customers import (
+        CustomerInput,
+        customer_profile,
+        edit_customer,
+        find_customer,
+    )
 
     rt = runtime(ctx)
-    data = CustomerInput(name=name, email=email, phone=phone, company=company, city=city,
-                         source=source, stage=stage, ref=ref, note=note)
+    data = CustomerInput(
+        name=name, email=email, phone=phone, company=company, city=city, source=source, stage=stage, ref=ref, note=note
+    )
     with rt.session(write=True) as session:
         found = find_customer(session, customer)
-        edit_customer(session=session, customer=found, data=data, config=rt.config,
-                      add_tags=add_tag or [], remove_tags=remove_tag or [])
+        edit_customer(
+            session=session,
+            customer=found,
+            data=data,
+            config=rt.config,
+            add_tags=add_tag or [],
+            remove_tags=remove_tag or [],
+        )
         profile = customer_profile(session=session, customer=found, config=rt.config)
     rt.output(fmt).record(profile, title=f"Customer {found.id}")
 
@@ -143,7 +170,9 @@ def edit(
 def stage(
     ctx: typer.Context,
     customer: CustomerArg,
-    new_stage: Annotated[str, typer.Argument(metavar="STAGE", help="lead, verified, prospect, customer, repeat or lost.")],
+    new_stage: Annotated[
+        str, typer.Argument(metavar="STAGE", help="lead, verified, prospect, customer, repeat or lost.")
+    ],
 ) -> None:
     """Move a customer to another lifecycle stage; the change is recorded with its time.
 
@@ -157,8 +186,11 @@ def stage(
         previous = found.stage
         changed = change_stage(session=session, customer=found, stage=new_stage)
     out = rt.output()
-    out.message(f"Customer {found.id}: {previous} -> {found.stage}" if changed
-                else f"Customer {found.id} is already {found.stage}")
+    out.message(
+        f"Customer {found.id}: {previous} -> {found.stage}"
+        if changed
+        else f"Customer {found.id} is already {found.stage}"
+    )
 
 
 @app.command("duplicates")
@@ -190,8 +222,7 @@ def merge(
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
-        result = merge_customers(session=session, keep=find_customer(session, keep),
-                                 drop=find_customer(session, drop))
+        result = merge_customers(session=session, keep=find_customer(session, keep), drop=find_customer(session, drop))
     rt.output(fmt).record(result, title="Merged")
 
 
@@ -221,12 +252,18 @@ def erase(
 def import_(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="CSV file with a header row.")],
-    encoding: Annotated[str | None, typer.Option(help="Force an encoding (default: detect UTF-8, UTF-8 BOM, GB18030).")] = None,
+    encoding: Annotated[
+        str | None, typer.Option(help="Force an encoding (default: detect UTF-8, UTF-8 BOM, GB18030).")
+    ] = None,
     delimiter: Annotated[str | None, typer.Option(help="Force the delimiter (default: detect , ; tab |).")] = None,
     map_: Annotated[list[str] | None, typer.Option("--map", help="Rename a column: CSVCOL=FIELD; repeatable.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check every row, write nothing.")] = False,
-    skip_invalid: Annotated[Path | None, typer.Option("--skip-invalid", help="Import good rows; write rejected rows to this CSV.")] = None,
-    on_duplicate: Annotated[str, typer.Option(help="A row whose email, phone or ref exists: skip, update or error.")] = "error",
+    skip_invalid: Annotated[
+        Path | None, typer.Option("--skip-invalid", help="Import good rows; write rejected rows to this CSV.")
+    ] = None,
+    on_duplicate: Annotated[
+        str, typer.Option(help="A row whose email, phone or ref exists: skip, update or error.")
+    ] = "error",
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Import customers from CSV: all or nothing unless --skip-invalid.
@@ -241,8 +278,15 @@ def import_(
 
     rt = runtime(ctx)
     options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=map_ or [])
-    summary = import_customers(db=rt.db, config=rt.config, path=file, options=options,
-                               dry_run=dry_run, reject_file=skip_invalid, on_duplicate=on_duplicate)
+    summary = import_customers(
+        db=rt.db,
+        config=rt.config,
+        path=file,
+        options=options,
+        dry_run=dry_run,
+        reject_file=skip_invalid,
+        on_duplicate=on_duplicate,
+    )
     out = rt.output(fmt)
     out.record(summary, title="Dry run: nothing written" if dry_run else "Imported")
 
@@ -252,7 +296,9 @@ def export(
     ctx: typer.Context,
     out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json.")] = "csv",
-    no_bom: Annotated[bool, typer.Option("--no-bom", help="CSV without the UTF-8 byte-order mark Excel needs.")] = False,
+    no_bom: Annotated[
+        bool, typer.Option("--no-bom", help="CSV without the UTF-8 byte-order mark Excel needs.")
+    ] = False,
 ) -> None:
     """Export customers as CSV (UTF-8 with BOM, for Excel) or JSON; it imports back unchanged.
 

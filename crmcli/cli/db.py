@@ -23,8 +23,9 @@ def upgrade(ctx: typer.Context) -> None:
     """
     rt = runtime(ctx)
     before, after = rt.database(migrate=False).upgrade()
-    rt.output().message(f"Database at revision {after}" if before == after else
-                        f"Upgraded database from {before or 'empty'} to {after}")
+    rt.output().message(
+        f"Database at revision {after}" if before == after else f"Upgraded database from {before or 'empty'} to {after}"
+    )
 
 
 @app.command("current")
@@ -38,8 +39,14 @@ def current(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     rt = runtime(ctx)
     db = rt.database(migrate=False)
     revision = db.current_revision()
-    rt.output(fmt).record({"database": str(db.path or db.url), "revision": revision,
-                           "head": head_revision(), "up_to_date": revision == head_revision()})
+    rt.output(fmt).record(
+        {
+            "database": str(db.path or db.url),
+            "revision": revision,
+            "head": head_revision(),
+            "up_to_date": revision == head_revision(),
+        }
+    )
 
 
 @app.command("backup")

@@ -10,19 +10,30 @@ from crmcli.cli.context import runtime
 from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, QuietOpt, WhenHelp
 from crmcli.render import Column, Format
 
-app = typer.Typer(help="Interactions: log calls, visits, complaints and surveys; answer complaints.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Interactions: log calls, visits, complaints and surveys; answer complaints.", no_args_is_help=True
+)
 followup_app = typer.Typer(help="Follow-ups: who needs a call today.", no_args_is_help=True)
 
 LIST_COLUMNS = [
-    Column("id", numeric=True), Column("at"), Column("customer_id", "cust", numeric=True),
-    Column("customer"), Column("kind"), Column("rating", numeric=True), Column("summary"),
-    Column("follow_up_at", "follow-up"), Column("responded_at", "responded"),
+    Column("id", numeric=True),
+    Column("at"),
+    Column("customer_id", "cust", numeric=True),
+    Column("customer"),
+    Column("kind"),
+    Column("rating", numeric=True),
+    Column("summary"),
+    Column("follow_up_at", "follow-up"),
+    Column("responded_at", "responded"),
     Column("resolved_at", "resolved"),
 ]
 DUE_COLUMNS = [
-    Column("customer_id", "id", numeric=True), Column("customer"), Column("reason"),
-    Column("due_at", "due"), Column("last_contact", "last contact"), Column("detail"),
+    Column("customer_id", "id", numeric=True),
+    Column("customer"),
+    Column("reason"),
+    Column("due_at", "due"),
+    Column("last_contact", "last contact"),
+    Column("detail"),
 ]
 IdArg = Annotated[int, typer.Argument(help="Interaction id (see 'crmcli interaction list').")]
 
@@ -49,8 +60,15 @@ def log(
     rt = runtime(ctx)
     with rt.session(write=True) as session:
         found = find_customer(session, customer)
-        interaction = log_interaction(session=session, customer=found, kind=kind, summary=summary,
-                                      rating=rating, at=rt.when(at), follow_up=rt.when(follow_up))
+        interaction = log_interaction(
+            session=session,
+            customer=found,
+            kind=kind,
+            summary=summary,
+            rating=rating,
+            at=rt.when(at),
+            follow_up=rt.when(follow_up),
+        )
         row = interaction_row(interaction, found.name)
     out = rt.output(fmt)
     if quiet:
@@ -79,8 +97,9 @@ def list_(
     rt = runtime(ctx)
     with rt.session() as session:
         found = find_customer(session, customer) if customer else None
-        rows = list_interactions(session=session, customer=found, kind=kind, since=rt.when(since),
-                                 open_only=open_, limit=limit)
+        rows = list_interactions(
+            session=session, customer=found, kind=kind, since=rt.when(since), open_only=open_, limit=limit
+        )
     rt.output(fmt).rows(rows, LIST_COLUMNS, empty="No interactions match.")
 
 
@@ -119,8 +138,7 @@ def resolve(
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
-        row = interaction_row(resolve(session=session, interaction_id=interaction_id,
-                                      summary=summary, at=rt.when(at)))
+        row = interaction_row(resolve(session=session, interaction_id=interaction_id, summary=summary, at=rt.when(at)))
     rt.output(fmt).record(row, title=f"Complaint {interaction_id}")
 
 

@@ -8,9 +8,7 @@ import typer
 
 from crmcli.render import Format
 
-FormatOpt = Annotated[
-    Format, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
-]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the new id.")]
 CustomerArg = Annotated[str, typer.Argument(help="Customer id, email or external ref.", show_default=False)]
 LimitOpt = Annotated[int | None, typer.Option("--limit", "-n", help="Show at most N rows.", min=1)]

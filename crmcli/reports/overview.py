@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from crmcli.config import STAGES, Config
 from crmcli.models import Customer, Interaction, Referral
@@ -14,16 +14,20 @@ from crmcli.services.interactions import KINDS, followups_due
 
 
 def overview(*, session: Session, config: Config, now: datetime) -> dict[str, Any]:
-    live = Customer.erased_at.is_(None)  # type: ignore[union-attr]
-    by_stage = dict(session.execute(
-        select(Customer.stage, func.count()).where(live).group_by(Customer.stage)).all())
-    by_kind = dict(session.execute(
-        select(Interaction.kind, func.count()).group_by(Interaction.kind)).all())  # type: ignore[arg-type]
-    ratings = dict(session.execute(
-        select(Interaction.rating, func.count()).where(Interaction.rating.is_not(None))  # type: ignore[union-attr]
-        .group_by(Interaction.rating)).all())  # type: ignore[arg-type]
+    live = col(Customer.erased_at).is_(None)
+    by_stage = dict(
+        session.execute(select(col(Customer.stage), func.count()).where(live).group_by(col(Customer.stage))).all()
+    )
+    by_kind = dict(session.execute(select(col(Interaction.kind), func.count()).group_by(col(Interaction.kind))).all())
+    ratings = dict(
+        session.execute(
+            select(col(Interaction.rating), func.count())
+            .where(col(Interaction.rating).is_not(None))
+            .group_by(col(Interaction.rating))
+        ).all()
+    )
     open_complaints = session.execute(
-        select(func.count()).where(Interaction.kind == "complaint", Interaction.resolved_at.is_(None))  # type: ignore[union-attr]
+        select(func.count()).where(col(Interaction.kind) == "complaint", col(Interaction.resolved_at).is_(None))
     ).scalar_one()
     referred = session.execute(select(func.count()).select_from(Referral)).scalar_one()
     return {

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from crmcli.config import STAGES, Config
 from crmcli.errors import Conflict, Invalid, NotFound
@@ -22,6 +22,7 @@ from crmcli.models import (
     Purchase,
     Referral,
     StageChange,
+    table_of,
 )
 from crmcli.values import money, normalize_email, normalize_phone, utcnow
 
@@ -108,20 +109,18 @@ def find_customer(session: Session, ident: str | int) -> Customer:
     if text.isdigit():
         customer = session.get(Customer, int(text))
     if customer is None and "@" in text:
-        customer = session.execute(select(Customer).where(Customer.email == text.lower())).scalar()
+        customer = session.execute(select(Customer).where(col(Customer.email) == text.lower())).scalar()
     if customer is None and text:
-        customer = session.execute(select(Customer).where(Customer.ref == text)).scalar()
+        customer = session.execute(select(Customer).where(col(Customer.ref) == text)).scalar()
     if customer is None:
-        raise NotFound(
-            f"no customer {text!r}", hint="give an id, email or ref; see 'crmcli customer list'"
-        )
+        raise NotFound(f"no customer {text!r}", hint="give an id, email or ref; see 'crmcli customer list'")
     return customer
 
 
 def find_by_code_or_customer(session: Session, ident: str) -> Customer:
     """A referrer given as a customer (id, email, ref) or as their referral code."""
     code = ident.strip().upper()
-    found = session.execute(select(Customer).where(Customer.referral_code == code)).scalar()
+    found = session.execute(select(Customer).where(col(Customer.referral_code) == code)).scalar()
     return found if found is not None else find_customer(session, ident)
 
 
@@ -131,9 +130,9 @@ def ensure_unique(session: Session, values: dict[str, Any], *, exclude_id: int |
         value = values.get(column)
         if value is None:
             continue
-        query = select(Customer.id).where(getattr(Customer, column) == value)
+        query = select(col(Customer.id)).where(getattr(Customer, column) == value)
         if exclude_id is not None:
-            query = query.where(Customer.id != exclude_id)
+            query = query.where(col(Customer.id) != exclude_id)
         existing = session.execute(query).scalar()
         if existing is not None:
             raise Conflict(
@@ -145,7 +144,7 @@ def ensure_unique(session: Session, values: dict[str, Any], *, exclude_id: int |
 def unused_referral_code(session: Session) -> str:
     while True:
         code = new_referral_code()
-        taken = session.execute(select(Customer.id).where(Customer.referral_code == code)).first()
+        taken = session.execute(select(col(Customer.id)).where(col(Customer.referral_code) == code)).first()
         if taken is None:
             return code
 
@@ -163,9 +162,7 @@ def add_customer(
     values.setdefault("stage", "lead")
     ensure_unique(session, values)
     referrer = find_by_code_or_customer(session, referred_by) if referred_by else None
-    customer = Customer(
-        **values, referral_code=unused_referral_code(session), created_at=now, updated_at=now
-    )
+    customer = Customer(**values, referral_code=unused_referral_code(session), created_at=now, updated_at=now)
     session.add(customer)
     session.flush()
     assert customer.id is not None
@@ -182,9 +179,7 @@ def _add_tags(session: Session, customer_id: int, tags: Sequence[str]) -> None:
     if not tags:
         return
     existing = set(
-        session.execute(
-            select(CustomerTag.tag).where(CustomerTag.customer_id == customer_id)
-        ).scalars()
+        session.execute(select(col(CustomerTag.tag)).where(col(CustomerTag.customer_id) == customer_id)).scalars()
     )
     new = [{"customer_id": customer_id, "tag": t} for t in tags if t not in existing]
     if new:
@@ -215,8 +210,8 @@ def edit_customer(
     if drop:
         session.execute(
             delete(CustomerTag).where(
-                CustomerTag.customer_id == customer.id,  # type: ignore[arg-type]
-                CustomerTag.tag.in_(drop),  # type: ignore[attr-defined]
+                col(CustomerTag.customer_id) == customer.id,
+                col(CustomerTag.tag).in_(drop),
             )
         )
     if new_stage is not None:
@@ -226,9 +221,7 @@ def edit_customer(
     return customer
 
 
-def change_stage(
-    *, session: Session, customer: Customer, stage: str, now: datetime | None = None
-) -> bool:
+def change_stage(*, session: Session, customer: Customer, stage: str, now: datetime | None = None) -> bool:
     """Move a customer to ``stage``, recording the change; False if already there."""
     now = now or utcnow()
     stage = check_stage(stage)
@@ -250,9 +243,9 @@ def tags_of(session: Session, customer_ids: Sequence[int]) -> dict[int, list[str
     if not customer_ids:
         return result
     rows = session.execute(
-        select(CustomerTag.customer_id, CustomerTag.tag)
-        .where(CustomerTag.customer_id.in_(customer_ids))  # type: ignore[attr-defined]
-        .order_by(CustomerTag.customer_id, CustomerTag.tag)
+        select(col(CustomerTag.customer_id), col(CustomerTag.tag))
+        .where(col(CustomerTag.customer_id).in_(customer_ids))
+        .order_by(col(CustomerTag.customer_id), col(CustomerTag.tag))
     )
     for customer_id, tag in rows:
         result[customer_id].append(tag)
@@ -275,29 +268,42 @@ def list_customers(
         raise Invalid(f"cannot sort by {sort!r}: use one of {', '.join(SORT_FIELDS)} (prefix - for descending)")
     if limit is not None and limit < 1:
         raise Invalid("--limit must be at least 1")
-    columns = [Customer.id, Customer.name, Customer.email, Customer.phone, Customer.company,
-               Customer.city, Customer.stage, Customer.ref, Customer.created_at]
-    query = select(*columns).where(Customer.erased_at.is_(None))  # type: ignore[union-attr]
+    columns = [
+        col(Customer.id),
+        col(Customer.name),
+        col(Customer.email),
+        col(Customer.phone),
+        col(Customer.company),
+        col(Customer.city),
+        col(Customer.stage),
+        col(Customer.ref),
+        col(Customer.created_at),
+    ]
+    query = select(*columns).where(col(Customer.erased_at).is_(None))
     if stage:
-        query = query.where(Customer.stage == check_stage(stage))
+        query = query.where(col(Customer.stage) == check_stage(stage))
     if tag:
         query = query.where(
-            Customer.id.in_(select(CustomerTag.customer_id).where(CustomerTag.tag == tag.strip().lower()))  # type: ignore[union-attr]
+            col(Customer.id).in_(
+                select(col(CustomerTag.customer_id)).where(col(CustomerTag.tag) == tag.strip().lower())
+            )
         )
     if search:
         pattern = f"%{search.strip().lower()}%"
-        query = query.where(or_(
-            func.lower(Customer.name).like(pattern),
-            Customer.email.like(pattern),  # type: ignore[union-attr]
-            func.lower(Customer.company).like(pattern),
-            func.lower(Customer.city).like(pattern),
-            Customer.phone.like(pattern),  # type: ignore[union-attr]
-            Customer.ref.like(pattern),  # type: ignore[union-attr]
-        ))
+        query = query.where(
+            or_(
+                func.lower(col(Customer.name)).like(pattern),
+                col(Customer.email).like(pattern),
+                func.lower(col(Customer.company)).like(pattern),
+                func.lower(col(Customer.city)).like(pattern),
+                col(Customer.phone).like(pattern),
+                col(Customer.ref).like(pattern),
+            )
+        )
     if customer_ids is not None:
-        query = query.where(Customer.id.in_(customer_ids))  # type: ignore[union-attr]
+        query = query.where(col(Customer.id).in_(customer_ids))
     order = getattr(Customer, key)
-    query = query.order_by(order.desc() if descending else order, Customer.id)
+    query = query.order_by(order.desc() if descending else order, col(Customer.id))
     if limit:
         query = query.limit(limit)
     rows = [dict(r._mapping) for r in session.execute(query)]
@@ -310,16 +316,21 @@ def list_customers(
 def customer_totals(session: Session, customer_id: int) -> dict[str, Any]:
     """Orders, net spend and last purchase, refunds excluded."""
     orders, net, last = session.execute(
-        select(func.count(), func.coalesce(func.sum(Purchase.net_minor), 0), func.max(Purchase.at))
-        .where(Purchase.customer_id == customer_id, Purchase.refunded_at.is_(None))  # type: ignore[union-attr]
+        select(func.count(), func.coalesce(func.sum(col(Purchase.net_minor)), 0), func.max(col(Purchase.at))).where(
+            col(Purchase.customer_id) == customer_id, col(Purchase.refunded_at).is_(None)
+        )
     ).one()
     return {"orders": orders, "net_minor": int(net), "last_purchase": last}
 
 
 def points_balance(session: Session, customer_id: int) -> int:
-    return int(session.execute(
-        select(func.coalesce(func.sum(PointsEntry.delta), 0)).where(PointsEntry.customer_id == customer_id)
-    ).scalar_one())
+    return int(
+        session.execute(
+            select(func.coalesce(func.sum(col(PointsEntry.delta)), 0)).where(
+                col(PointsEntry.customer_id) == customer_id
+            )
+        ).scalar_one()
+    )
 
 
 def tier_for(net_minor: int, config: Config) -> str:
@@ -332,27 +343,26 @@ def tier_for(net_minor: int, config: Config) -> str:
     return name
 
 
-def customer_profile(
-    *, session: Session, customer: Customer, config: Config, timeline: int = 10
-) -> dict[str, Any]:
+def customer_profile(*, session: Session, customer: Customer, config: Config, timeline: int = 10) -> dict[str, Any]:
     """Everything known about one customer, as plain data."""
     assert customer.id is not None
     digits = config.currency.minor_digits
     cid = customer.id
     totals = customer_totals(session, cid)
     referrer = session.execute(
-        select(Referral.referrer_id, Referral.status, Customer.name)
-        .join(Customer, Customer.id == Referral.referrer_id)  # type: ignore[arg-type]
-        .where(Referral.referred_id == cid)
+        select(col(Referral.referrer_id), col(Referral.status), col(Customer.name))
+        .join(Customer, col(Customer.id) == col(Referral.referrer_id))
+        .where(col(Referral.referred_id) == cid)
     ).first()
     referred = session.execute(
-        select(Referral.referred_id, Customer.name, Referral.status)
-        .join(Customer, Customer.id == Referral.referred_id)  # type: ignore[arg-type]
-        .where(Referral.referrer_id == cid).order_by(Referral.id)
+        select(col(Referral.referred_id), col(Customer.name), col(Referral.status))
+        .join(Customer, col(Customer.id) == col(Referral.referred_id))
+        .where(col(Referral.referrer_id) == cid)
+        .order_by(col(Referral.id))
     ).all()
-    coupons = session.execute(
-        select(Coupon).where(Coupon.customer_id == cid).order_by(Coupon.id)  # type: ignore[arg-type]
-    ).scalars().all()
+    coupons = (
+        session.execute(select(Coupon).where(col(Coupon.customer_id) == cid).order_by(col(Coupon.id))).scalars().all()
+    )
     from crmcli.services.coupons import coupon_row
 
     return {
@@ -377,15 +387,13 @@ def customer_profile(
         },
         "points": points_balance(session, cid),
         "tier": tier_for(totals["net_minor"], config),
-        "referred_by": (
-            {"id": referrer[0], "name": referrer[2], "status": referrer[1]} if referrer else None
-        ),
+        "referred_by": ({"id": referrer[0], "name": referrer[2], "status": referrer[1]} if referrer else None),
         "referred": [{"id": r[0], "name": r[1], "status": r[2]} for r in referred],
         "coupons": [coupon_row(c, config) for c in coupons],
         "stage_history": [
             {"at": s.at, "from": s.from_stage, "to": s.to_stage}
             for s in session.execute(
-                select(StageChange).where(StageChange.customer_id == cid).order_by(StageChange.id)  # type: ignore[arg-type]
+                select(StageChange).where(col(StageChange.customer_id) == cid).order_by(col(StageChange.id))
             ).scalars()
         ],
         "timeline": recent_timeline(session, cid, config, limit=timeline),
@@ -397,16 +405,17 @@ def recent_timeline(session: Session, customer_id: int, config: Config, *, limit
     digits = config.currency.minor_digits
     events: list[dict[str, Any]] = []
     for i in session.execute(
-        select(Interaction).where(Interaction.customer_id == customer_id)  # type: ignore[arg-type]
-        .order_by(Interaction.at.desc()).limit(limit)  # type: ignore[attr-defined]
+        select(Interaction)
+        .where(col(Interaction.customer_id) == customer_id)
+        .order_by(col(Interaction.at).desc())
+        .limit(limit)
     ).scalars():
         detail = i.summary or ""
         if i.rating is not None:
             detail = f"rating {i.rating}" + (f": {detail}" if detail else "")
         events.append({"at": i.at, "event": i.kind, "detail": detail})
     for p in session.execute(
-        select(Purchase).where(Purchase.customer_id == customer_id)  # type: ignore[arg-type]
-        .order_by(Purchase.at.desc()).limit(limit)  # type: ignore[attr-defined]
+        select(Purchase).where(col(Purchase.customer_id) == customer_id).order_by(col(Purchase.at).desc()).limit(limit)
     ).scalars():
         detail = str(money(p.net_minor, digits)) + (" (refunded)" if p.refunded_at else "")
         events.append({"at": p.at, "event": "purchase", "detail": detail})
@@ -419,16 +428,26 @@ def recent_timeline(session: Session, customer_id: int, config: Config, *, limit
 
 def find_duplicates(*, session: Session) -> list[dict[str, Any]]:
     """Groups of live customers whose names match once case and spacing are ignored."""
-    key = func.lower(func.trim(Customer.name))
+    key = func.lower(func.trim(col(Customer.name)))
     groups = (
-        select(key.label("key")).where(Customer.erased_at.is_(None))  # type: ignore[union-attr]
-        .group_by(key).having(func.count() > 1).subquery()
+        select(key.label("key"))
+        .where(col(Customer.erased_at).is_(None))
+        .group_by(key)
+        .having(func.count() > 1)
+        .subquery()
     )
     rows = session.execute(
-        select(Customer.id, Customer.name, Customer.email, Customer.phone, Customer.city, groups.c.key)
+        select(
+            col(Customer.id),
+            col(Customer.name),
+            col(Customer.email),
+            col(Customer.phone),
+            col(Customer.city),
+            groups.c.key,
+        )
         .join(groups, key == groups.c.key)
-        .where(Customer.erased_at.is_(None))  # type: ignore[union-attr]
-        .order_by(groups.c.key, Customer.id)
+        .where(col(Customer.erased_at).is_(None))
+        .order_by(groups.c.key, col(Customer.id))
     ).all()
     result: list[dict[str, Any]] = []
     group_no = 0
@@ -437,17 +456,23 @@ def find_duplicates(*, session: Session) -> list[dict[str, Any]]:
         if row.key != previous:
             group_no += 1
             previous = row.key
-        result.append({"group": group_no, "id": row.id, "name": row.name, "email": row.email,
-                       "phone": row.phone, "city": row.city})
+        result.append(
+            {
+                "group": group_no,
+                "id": row.id,
+                "name": row.name,
+                "email": row.email,
+                "phone": row.phone,
+                "city": row.city,
+            }
+        )
     return result
 
 
 STAGE_RANK = {s: i for i, s in enumerate(("lost", "lead", "verified", "prospect", "customer", "repeat"))}
 
 
-def merge_customers(
-    *, session: Session, keep: Customer, drop: Customer, now: datetime | None = None
-) -> dict[str, Any]:
+def merge_customers(*, session: Session, keep: Customer, drop: Customer, now: datetime | None = None) -> dict[str, Any]:
     """Move everything of ``drop`` to ``keep`` and delete ``drop``, in one transaction."""
     now = now or utcnow()
     if keep.id == drop.id:
@@ -458,28 +483,30 @@ def merge_customers(
     assert kid is not None and did is not None
     moved: dict[str, int] = {}
     for model in (Purchase, Interaction, Coupon, StageChange):
-        result = session.execute(
-            update(model).where(model.customer_id == did).values(customer_id=kid)  # type: ignore[attr-defined]
+        table = table_of(model)
+        moved[table.name] = _rowcount(
+            session.execute(update(table).where(table.c.customer_id == did).values(customer_id=kid))
         )
-        moved[model.__tablename__] = result.rowcount  # type: ignore[attr-defined]
     # Tenure accruals are unique per customer and month: keep the drop's under a marked period.
     session.execute(
-        update(PointsEntry).where(PointsEntry.customer_id == did, PointsEntry.period.is_not(None))  # type: ignore[union-attr]
-        .values(period=PointsEntry.period + f"/merged-{did}")  # type: ignore[operator]
+        update(PointsEntry)
+        .where(col(PointsEntry.customer_id) == did, col(PointsEntry.period).is_not(None))
+        .values(period=col(PointsEntry.period) + f"/merged-{did}")
     )
-    moved["points_entry"] = session.execute(
-        update(PointsEntry).where(PointsEntry.customer_id == did).values(customer_id=kid)  # type: ignore[arg-type]
-    ).rowcount  # type: ignore[attr-defined]
+    moved["points_entry"] = _rowcount(
+        session.execute(update(PointsEntry).where(col(PointsEntry.customer_id) == did).values(customer_id=kid))
+    )
     _add_tags(session, kid, tags_of(session, [did])[did])
-    session.execute(delete(CustomerTag).where(CustomerTag.customer_id == did))  # type: ignore[arg-type]
+    session.execute(delete(CustomerTag).where(col(CustomerTag.customer_id) == did))
     moved["referral"] = _merge_referrals(session, kid, did)
 
     # Fill the kept profile's gaps; unique fields are cleared on drop first.
-    gaps = {f: getattr(drop, f) for f in ("email", "phone", "ref", *TEXT_FIELDS)
-            if getattr(keep, f) is None and getattr(drop, f) is not None}
-    session.execute(
-        update(Customer).where(Customer.id == did).values(email=None, phone=None, ref=None)  # type: ignore[arg-type]
-    )
+    gaps = {
+        f: getattr(drop, f)
+        for f in ("email", "phone", "ref", *TEXT_FIELDS)
+        if getattr(keep, f) is None and getattr(drop, f) is not None
+    }
+    session.execute(update(Customer).where(col(Customer.id) == did).values(email=None, phone=None, ref=None))
     session.flush()
     for f, value in gaps.items():
         setattr(keep, f, value)
@@ -488,9 +515,14 @@ def merge_customers(
     keep.updated_at = now
     session.add(keep)
     session.flush()
-    session.execute(delete(Customer).where(Customer.id == did))  # type: ignore[arg-type]
+    session.execute(delete(Customer).where(col(Customer.id) == did))
     session.expunge(drop)
     return {"kept": kid, "dropped": did, "moved": moved}
+
+
+def _rowcount(result: Any) -> int:
+    """Rows changed by an UPDATE or DELETE (a CursorResult, typed as plain Result)."""
+    return int(result.rowcount)
 
 
 def _merge_referrals(session: Session, kid: int, did: int) -> int:
@@ -498,16 +530,20 @@ def _merge_referrals(session: Session, kid: int, did: int) -> int:
 
     moved = 0
     # Referrals between the two become self-referrals once merged: remove them.
-    session.execute(delete(Referral).where(
-        or_((Referral.referrer_id == kid) & (Referral.referred_id == did),  # type: ignore[arg-type]
-            (Referral.referrer_id == did) & (Referral.referred_id == kid))  # type: ignore[arg-type]
-    ))
-    moved += session.execute(
-        update(Referral).where(Referral.referrer_id == did).values(referrer_id=kid)  # type: ignore[arg-type]
-    ).rowcount  # type: ignore[attr-defined]
-    drop_ref = session.execute(select(Referral).where(Referral.referred_id == did)).scalar()  # type: ignore[arg-type]
+    session.execute(
+        delete(Referral).where(
+            or_(
+                (col(Referral.referrer_id) == kid) & (col(Referral.referred_id) == did),
+                (col(Referral.referrer_id) == did) & (col(Referral.referred_id) == kid),
+            )
+        )
+    )
+    moved += _rowcount(
+        session.execute(update(Referral).where(col(Referral.referrer_id) == did).values(referrer_id=kid))
+    )
+    drop_ref = session.execute(select(Referral).where(col(Referral.referred_id) == did)).scalar()
     if drop_ref is not None:
-        keep_has = session.execute(select(Referral.id).where(Referral.referred_id == kid)).first()
+        keep_has = session.execute(select(col(Referral.id)).where(col(Referral.referred_id) == kid)).first()
         if keep_has is None and not would_cycle(session, drop_ref.referrer_id, kid):
             drop_ref.referred_id = kid
             session.add(drop_ref)
@@ -530,14 +566,14 @@ def erase_customer(*, session: Session, customer: Customer, now: datetime | None
     customer.erased_at = now
     customer.updated_at = now
     session.add(customer)
-    session.execute(delete(CustomerTag).where(CustomerTag.customer_id == cid))  # type: ignore[arg-type]
+    session.execute(delete(CustomerTag).where(col(CustomerTag.customer_id) == cid))
     session.execute(
-        update(Interaction).where(Interaction.customer_id == cid)  # type: ignore[arg-type]
-        .values(summary=None, resolution=None)
+        update(Interaction).where(col(Interaction.customer_id) == cid).values(summary=None, resolution=None)
     )
-    session.execute(update(PointsEntry).where(PointsEntry.customer_id == cid).values(reason=None))  # type: ignore[arg-type]
+    session.execute(update(PointsEntry).where(col(PointsEntry.customer_id) == cid).values(reason=None))
     session.execute(
-        update(Referral).where(or_(Referral.referrer_id == cid, Referral.referred_id == cid))  # type: ignore[arg-type]
+        update(Referral)
+        .where(or_(col(Referral.referrer_id) == cid, col(Referral.referred_id) == cid))
         .values(reason=None)
     )
     return customer

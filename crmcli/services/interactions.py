@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, literal, select, type_coerce, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from crmcli.config import STAGES, Config
 from crmcli.errors import Conflict, Invalid, NotFound
@@ -45,22 +45,22 @@ def log_interaction(
     at = at or now
     kind = check_kind(kind)
     check_rating(rating)
-    if customer.erased_at is not None:
+    if customer.erased_at is not None or customer.id is None:
         raise Invalid(f"customer {customer.id} was erased")
     if follow_up is not None and follow_up < at:
         raise Invalid("the follow-up date is before the interaction")
     session.execute(
         update(Interaction)
         .where(
-            Interaction.customer_id == customer.id,  # type: ignore[arg-type]
-            Interaction.follow_up_at.is_not(None),  # type: ignore[union-attr]
-            Interaction.follow_up_done_at.is_(None),  # type: ignore[union-attr]
-            Interaction.at <= at,  # type: ignore[operator]
+            col(Interaction.customer_id) == customer.id,
+            col(Interaction.follow_up_at).is_not(None),
+            col(Interaction.follow_up_done_at).is_(None),
+            col(Interaction.at) <= at,
         )
         .values(follow_up_done_at=at)
     )
     interaction = Interaction(
-        customer_id=customer.id,  # type: ignore[arg-type]
+        customer_id=customer.id,
         kind=kind,
         summary=(summary or "").strip() or None,
         rating=rating,
@@ -143,19 +143,19 @@ def list_interactions(
     open_only: bool = False,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    query = select(Interaction, Customer.name).join(Customer, Customer.id == Interaction.customer_id)  # type: ignore[arg-type]
+    query = select(Interaction, col(Customer.name)).join(Customer, col(Customer.id) == col(Interaction.customer_id))
     if customer is not None:
-        query = query.where(Interaction.customer_id == customer.id)  # type: ignore[arg-type]
+        query = query.where(col(Interaction.customer_id) == customer.id)
     if kind:
-        query = query.where(Interaction.kind == check_kind(kind))  # type: ignore[arg-type]
+        query = query.where(col(Interaction.kind) == check_kind(kind))
     if since is not None:
-        query = query.where(Interaction.at >= since)  # type: ignore[operator]
+        query = query.where(col(Interaction.at) >= since)
     if open_only:
         query = query.where(
-            ((Interaction.kind == "complaint") & Interaction.resolved_at.is_(None))  # type: ignore[union-attr]
-            | (Interaction.follow_up_at.is_not(None) & Interaction.follow_up_done_at.is_(None))  # type: ignore[union-attr]
+            ((col(Interaction.kind) == "complaint") & col(Interaction.resolved_at).is_(None))
+            | (col(Interaction.follow_up_at).is_not(None) & col(Interaction.follow_up_done_at).is_(None))
         )
-    query = query.order_by(Interaction.at, Interaction.id)  # type: ignore[arg-type]
+    query = query.order_by(col(Interaction.at), col(Interaction.id))
     if limit:
         query = query.limit(limit)
     return [interaction_row(i, name) for i, name in session.execute(query)]
@@ -166,49 +166,57 @@ def followups_due(*, session: Session, config: Config, now: datetime | None = No
     now = now or utcnow()
     rows: list[dict[str, Any]] = []
     due = session.execute(
-        select(Interaction, Customer.name)
-        .join(Customer, Customer.id == Interaction.customer_id)  # type: ignore[arg-type]
+        select(Interaction, col(Customer.name))
+        .join(Customer, col(Customer.id) == col(Interaction.customer_id))
         .where(
-            Interaction.follow_up_at <= now,  # type: ignore[operator]
-            Interaction.follow_up_done_at.is_(None),  # type: ignore[union-attr]
-            Customer.erased_at.is_(None),  # type: ignore[union-attr]
+            col(Interaction.follow_up_at) <= now,
+            col(Interaction.follow_up_done_at).is_(None),
+            col(Customer.erased_at).is_(None),
         )
-        .order_by(Interaction.follow_up_at, Interaction.id)  # type: ignore[arg-type]
+        .order_by(col(Interaction.follow_up_at), col(Interaction.id))
     )
     for interaction, name in due:
-        rows.append({
-            "customer_id": interaction.customer_id,
-            "customer": name,
-            "reason": "follow-up",
-            "due_at": interaction.follow_up_at,
-            "last_contact": interaction.at,
-            "detail": f"from {interaction.kind} {interaction.id}"
-            + (f": {interaction.summary}" if interaction.summary else ""),
-        })
+        rows.append(
+            {
+                "customer_id": interaction.customer_id,
+                "customer": name,
+                "reason": "follow-up",
+                "due_at": interaction.follow_up_at,
+                "last_contact": interaction.at,
+                "detail": f"from {interaction.kind} {interaction.id}"
+                + (f": {interaction.summary}" if interaction.summary else ""),
+            }
+        )
 
     last_contact = (
-        select(Interaction.customer_id, func.max(Interaction.at).label("last_at"))
-        .group_by(Interaction.customer_id).subquery()  # type: ignore[arg-type]
+        select(col(Interaction.customer_id), func.max(col(Interaction.at)).label("last_at"))
+        .group_by(col(Interaction.customer_id))
+        .subquery()
     )
-    since = type_coerce(func.coalesce(last_contact.c.last_at, Customer.created_at), UTCDateTime())
+    since = type_coerce(func.coalesce(last_contact.c.last_at, col(Customer.created_at)), UTCDateTime())
     cadence = {stage: getattr(config.followup, stage) for stage in STAGES}
     threshold = case(
-        *((Customer.stage == stage, literal(now - timedelta(days=days), UTCDateTime())) for stage, days in cadence.items())
+        *(
+            (col(Customer.stage) == stage, literal(now - timedelta(days=days), UTCDateTime()))
+            for stage, days in cadence.items()
+        )
     )
     quiet = session.execute(
-        select(Customer.id, Customer.name, Customer.stage, since.label("since"))
-        .outerjoin(last_contact, last_contact.c.customer_id == Customer.id)
-        .where(Customer.erased_at.is_(None), since < threshold)  # type: ignore[union-attr]
-        .order_by(since, Customer.id)
+        select(col(Customer.id), col(Customer.name), col(Customer.stage), since.label("since"))
+        .outerjoin(last_contact, last_contact.c.customer_id == col(Customer.id))
+        .where(col(Customer.erased_at).is_(None), since < threshold)
+        .order_by(since, col(Customer.id))
     )
     for cid, name, stage, last in quiet:
         days = cadence[stage]
-        rows.append({
-            "customer_id": cid,
-            "customer": name,
-            "reason": "no contact",
-            "due_at": last + timedelta(days=days),
-            "last_contact": last,
-            "detail": f"{stage}: no contact for over {days} days",
-        })
+        rows.append(
+            {
+                "customer_id": cid,
+                "customer": name,
+                "reason": "no contact",
+                "due_at": last + timedelta(days=days),
+                "last_contact": last,
+                "detail": f"{stage}: no contact for over {days} days",
+            }
+        )
     return rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import literal, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from crmcli.errors import Conflict, Invalid
 from crmcli.models import Customer, Referral
@@ -17,12 +17,8 @@ def would_cycle(session: Session, referrer_id: int, referred_id: int) -> bool:
     if referrer_id == referred_id:
         return True
     # Walk up from the referrer through its referrers; a cycle means we meet ``referred``.
-    chain = (
-        select(literal(referrer_id).label("id")).cte("chain", recursive=True)
-    )
-    chain = chain.union(
-        select(Referral.referrer_id).join(chain, Referral.referred_id == chain.c.id)
-    )
+    chain = select(literal(referrer_id).label("id")).cte("chain", recursive=True)
+    chain = chain.union(select(col(Referral.referrer_id)).join(chain, col(Referral.referred_id) == chain.c.id))
     hit = session.execute(select(chain.c.id).where(chain.c.id == referred_id).limit(1)).first()
     return hit is not None
 
@@ -48,12 +44,11 @@ def record_referral(
     if referrer.erased_at is not None or referred.erased_at is not None:
         raise Invalid("an erased customer cannot take part in a referral")
     existing = session.execute(
-        select(Referral.id, Referral.referrer_id).where(Referral.referred_id == referred.id)
+        select(col(Referral.id), col(Referral.referrer_id)).where(col(Referral.referred_id) == referred.id)
     ).first()
     if existing is not None:
         raise Conflict(
-            f"customer {referred.id} was already referred by customer {existing[1]} "
-            f"(referral {existing[0]})"
+            f"customer {referred.id} was already referred by customer {existing[1]} (referral {existing[0]})"
         )
     if would_cycle(session, referrer.id, referred.id):
         raise Invalid(
@@ -64,5 +59,3 @@ def record_referral(
     session.add(referral)
     session.flush()
     return referral
-
-

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.main import get_command
+
+from crmcli import __version__
+from crmcli.cli.app import app
+from tests.conftest import Cli
+
+# Typer renders help with Rich (welcome, per SPEC); the database stack must stay unloaded.
+HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "pydantic", "yaml")
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crmcli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+def all_commands() -> list[list[str]]:
+    paths: list[list[str]] = []
+
+    def walk(command: object, prefix: list[str]) -> None:
+        sub = getattr(command, "commands", None)
+        if sub:
+            for name, child in sub.items():
+                walk(child, [*prefix, name])
+        else:
+            paths.append(prefix)
+
+    walk(get_command(app), [])
+    return paths
+
+
+def test_help_does_not_import_the_database_stack() -> None:
+    code = (
+        "import sys, runpy\n"
+        "sys.argv = ['crmcli', '--help']\n"
+        "try:\n    runpy.run_module('crmcli', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        f"print('LOADED', sorted(m for m in sys.modules if m.startswith({HEAVY!r})))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "LOADED []" in result.stdout, result.stdout[-500:]
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"crmcli {__version__}"
+
+
+@pytest.mark.parametrize("path", all_commands(), ids=" ".join)
+def test_every_command_has_help_with_an_example(path: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "Example" in result.stdout
+
+
+@pytest.mark.parametrize("path", all_commands(), ids=" ".join)
+def test_every_command_is_documented(path: list[str]) -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "commands.md").read_text(encoding="utf-8")
+    assert f"crmcli {' '.join(path)}" in docs
+
+
+def test_usage_error_exits_2(cli: Cli) -> None:
+    assert cli("customer", "add").exit_code == 2
+    assert cli("customer", "list", "--format", "xml").exit_code == 2
+    assert cli("no-such-command").exit_code == 2
+
+
+def test_missing_database_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    result = Cli(tmp_path / "missing" / "crm.db")("customer", "list")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: cannot open database")
+    assert "does not exist" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_traceback_only_with_debug(tmp_path: Path) -> None:
+    db = str(tmp_path / "missing" / "crm.db")
+    quiet = run("--db", db, "customer", "list")
+    assert quiet.returncode == 1 and "Traceback" not in quiet.stderr
+    loud = run("--db", db, "--debug", "customer", "list")
+    assert loud.returncode != 0 and "Traceback" in loud.stderr
+    env_debug = run("--db", db, "customer", "list", env={"CRMCLI_DEBUG": "1"})
+    assert "Traceback" in env_debug.stderr
+
+
+def test_db_from_env_and_python_m(tmp_path: Path) -> None:
+    db = tmp_path / "env.db"
+    added = run("customer", "add", "Ann", "-q", env={"CRMCLI_DB": str(db)})
+    assert added.returncode == 0 and added.stdout == "1\n"
+    listed = run("customer", "list", "-f", "json", env={"CRMCLI_DB": str(db)})
+    assert [c["name"] for c in json.loads(listed.stdout)] == ["Ann"]
+
+
+def test_demo_fills_once_and_refuses_real_data(cli: Cli, tmp_path: Path) -> None:
+    first = cli.ok("demo", "--customers", "30", "-f", "json")
+    summary = first.json()
+    assert summary["customers"] == 30
+    assert sum(s["customers"] for s in summary["by_stage"]) == 30
+    assert "Loaded 30 demo customers" in first.stderr
+    again = cli.ok("demo", "--customers", "30", "-f", "json")
+    assert again.json()["customers"] == 30 and "already" in again.stderr
+
+    real = Cli(tmp_path / "real.db")
+    real.ok("customer", "add", "A real customer")
+    refused = real("demo")
+    assert refused.exit_code == 1 and "already holds 1 real customer" in refused.stderr
+    assert len(real.ok("customer", "list", "-f", "json").json()) == 1
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8")
+    command = next(line for line in readme.splitlines() if "[test]" in line and "pytest" in line)
+    assert command in ci.splitlines()
