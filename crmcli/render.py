@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -140,6 +140,33 @@ class Output:
             elif isinstance(value, list):
                 self._print(Text.assemble((key.replace("_", " "), "bold"), f": {self._cell(value) or '-'}"))
 
+    def tree(self, root: Record, *, children: str, label: Callable[[Record], str]) -> None:
+        """A nested record: a Rich tree, nested JSON, or CSV rows with depth and parent."""
+        if self.format is Format.json:
+            self.record(root)
+            return
+        if self.format is Format.csv:
+            rows: list[dict[str, Any]] = []
+
+            def flatten(node: Record, depth: int, parent: Any) -> None:
+                rows.append({"depth": depth, "parent": parent, **{k: v for k, v in node.items() if k != children}})
+                for child in node[children]:
+                    flatten(child, depth + 1, node.get("id"))
+
+            flatten(root, 0, None)
+            self.rows(rows)
+            return
+        from rich.text import Text
+        from rich.tree import Tree
+
+        def grow(branch: Any, node: Record) -> None:
+            for child in node[children]:
+                grow(branch.add(Text(label(child))), child)
+
+        top = Tree(Text(label(root)))
+        grow(top, root)
+        self._print(top)
+
     # --- tables ---------------------------------------------------------------
 
     def _table(self, rows: Sequence[Record], columns: Sequence[Column], title: str | None) -> Any:
@@ -148,12 +175,17 @@ class Output:
 
         table = Table(title=title, title_justify="left", header_style="bold")
         for column in columns:
-            table.add_column(column.title, justify="right" if column.numeric else "left")
+            # fold, never truncate: a cell cut to "…" would lose data a user came for
+            table.add_column(column.title, justify="right" if column.numeric else "left", overflow="fold")
         for row in rows:
             table.add_row(*(Text(self._cell(row.get(c.key))) for c in columns))
         return table
 
     def _print(self, renderable: Any) -> None:
+        import shutil
+
         from rich.console import Console
 
-        Console(file=self.out, highlight=False, soft_wrap=False).print(renderable)
+        # Off a terminal (a pipe, cron mail) Rich would assume 80 columns; use COLUMNS or a wide page.
+        width = None if self.out.isatty() else shutil.get_terminal_size((160, 24)).columns
+        Console(file=self.out, highlight=False, soft_wrap=False, width=width).print(renderable)

@@ -122,11 +122,15 @@ def root(
 
 
 def _register() -> None:
-    from crmcli.cli import customer, db, demo, interaction
+    from crmcli.cli import coupon, customer, db, demo, interaction, points, purchase, referral
 
     app.add_typer(customer.app, name="customer")
     app.add_typer(interaction.app, name="interaction")
     app.add_typer(interaction.followup_app, name="followup")
+    app.add_typer(purchase.app, name="purchase")
+    app.add_typer(coupon.app, name="coupon")
+    app.add_typer(points.app, name="points")
+    app.add_typer(referral.app, name="referral")
     app.add_typer(db.app, name="db")
     app.command("demo")(demo.demo)
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -27,6 +28,7 @@ class Runtime:
     debug: bool = False
     _config: Config | None = field(default=None, repr=False)
     _db: Database | None = field(default=None, repr=False)
+    _progress: FileProgress | None = field(default=None, repr=False)
 
     @property
     def config(self) -> Config:
@@ -67,9 +69,48 @@ class Runtime:
 
         return parse_when(text, self.config.tz, end_of_day=end_of_day)
 
+    def progress(self, path: Path) -> FileProgress | None:
+        """A progress bar over a file's bytes, on a terminal only (never in a pipe or cron)."""
+        import sys
+
+        if not is_interactive(sys.stderr):
+            return None
+        try:
+            total = path.stat().st_size
+        except OSError:
+            return None
+        self._progress = FileProgress(total, f"Reading {path.name}")
+        return self._progress
+
     def close(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
         if self._db is not None:
             self._db.close()
+
+
+class FileProgress:
+    """A Rich progress bar on stderr, started on the first update."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total = total
+        self.label = label
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __call__(self, done: int) -> None:
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self._bar = Progress(console=Console(stderr=True), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        self._bar.update(self._task, completed=done)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 def runtime(ctx: typer.Context) -> Runtime:

@@ -286,6 +286,7 @@ def import_(
         dry_run=dry_run,
         reject_file=skip_invalid,
         on_duplicate=on_duplicate,
+        progress=rt.progress(file),
     )
     out = rt.output(fmt)
     out.record(summary, title="Dry run: nothing written" if dry_run else "Imported")

@@ -1,17 +1,203 @@
-"""Coupons: issue, redeem, void and statistics."""
+"""Coupons: issued to customers, used at most ``max_uses`` times, even under concurrency."""
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from sqlalchemy import and_, case, func, insert, literal, or_, select, update
+from sqlmodel import Session, col
+
 from crmcli.config import Config
-from crmcli.models import Coupon
-from crmcli.values import money
+from crmcli.errors import Conflict, Invalid, NotFound
+from crmcli.models import Coupon, Customer, Purchase, UTCDateTime, table_of
+from crmcli.values import money, utcnow
+
+CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+STATUSES = ("active", "used", "expired", "void")
 
 
-def coupon_status(coupon: Coupon, now: Any = None) -> str:
-    from crmcli.values import utcnow
+@dataclass(frozen=True)
+class CouponTerms:
+    percent_bp: int | None = None  # basis points: 10% = 1000
+    amount_minor: int | None = None
+    min_spend_minor: int = 0
+    expires_at: datetime | None = None
+    max_uses: int = 1
+    campaign: str | None = None
 
+    def check(self) -> CouponTerms:
+        if (self.percent_bp is None) == (self.amount_minor is None):
+            raise Invalid("give exactly one of --percent or --amount")
+        if self.percent_bp is not None and not 0 < self.percent_bp <= 10000:
+            raise Invalid("--percent must be more than 0 and at most 100")
+        if self.amount_minor is not None and self.amount_minor <= 0:
+            raise Invalid("--amount must be more than 0")
+        if self.min_spend_minor < 0:
+            raise Invalid("--min-spend cannot be negative")
+        if self.max_uses < 1:
+            raise Invalid("--max-uses must be at least 1")
+        return self
+
+
+def parse_percent(text: str) -> int:
+    try:
+        value = Decimal(text.strip().rstrip("%"))
+    except ArithmeticError:
+        raise Invalid(f"bad percent {text!r}: use a number such as 15 or 12.5") from None
+    bp = value * 100
+    if bp != bp.to_integral_value():
+        raise Invalid(f"bad percent {text!r}: at most two decimal places")
+    return int(bp)
+
+
+def new_code() -> str:
+    """10 random characters from a 32-letter alphabet (50 bits): not guessable, easy to read out."""
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(10))
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+def normalise_code(code: str) -> str:
+    return code.strip().upper()
+
+
+def find_coupon(session: Session, code: str) -> Coupon:
+    found = session.execute(select(Coupon).where(col(Coupon.code) == normalise_code(code))).scalar()
+    if found is None:
+        raise NotFound(f"no coupon {code!r}", hint="see 'crmcli coupon list'")
+    return found
+
+
+def issue_coupons(
+    *,
+    session: Session,
+    customer_ids: Sequence[int],
+    terms: CouponTerms,
+    code: str | None = None,
+    now: datetime | None = None,
+) -> list[Coupon]:
+    """One coupon per customer, in one statement per batch."""
+    now = now or utcnow()
+    terms.check()
+    if not customer_ids:
+        raise Invalid("no customers match, so no coupons were issued")
+    if code is not None:
+        if len(customer_ids) != 1:
+            raise Invalid("--code names a single coupon: use it with --customer")
+        code = normalise_code(code)
+        if not code or len(code) > 40 or not code.replace("-", "").isalnum():
+            raise Invalid(f"bad coupon code {code!r}: letters, digits and - only, at most 40")
+        if session.execute(select(col(Coupon.id)).where(col(Coupon.code) == code)).first():
+            raise Conflict(f"coupon code {code} is already taken")
+    codes = [code] if code else _unused_codes(session, len(customer_ids))
+    rows = [
+        {
+            "code": c,
+            "customer_id": cid,
+            "percent_bp": terms.percent_bp,
+            "amount_minor": terms.amount_minor,
+            "min_spend_minor": terms.min_spend_minor,
+            "expires_at": terms.expires_at,
+            "max_uses": terms.max_uses,
+            "uses": 0,
+            "campaign": terms.campaign,
+            "created_at": now,
+        }
+        for c, cid in zip(codes, customer_ids, strict=True)
+    ]
+    table = table_of(Coupon)
+    for start in range(0, len(rows), 2000):
+        session.execute(insert(table), rows[start : start + 2000])
+    return list(session.execute(select(Coupon).where(col(Coupon.code).in_(codes)).order_by(col(Coupon.id))).scalars())
+
+
+def _unused_codes(session: Session, count: int) -> list[str]:
+    codes: set[str] = set()
+    while len(codes) < count:
+        fresh = {new_code() for _ in range(count - len(codes))} - codes
+        for start in range(0, len(fresh), 5000):
+            chunk = list(fresh)[start : start + 5000]
+            taken = set(session.execute(select(col(Coupon.code)).where(col(Coupon.code).in_(chunk))).scalars())
+            fresh -= taken
+        codes |= fresh
+    return list(codes)
+
+
+def discount_for(coupon: Coupon, amount_minor: int) -> int:
+    """The discount on an amount: a percentage rounded half up, never more than the amount."""
+    if coupon.percent_bp is not None:
+        exact = Decimal(amount_minor) * coupon.percent_bp / 10000
+        discount = int(exact.to_integral_value(rounding=ROUND_HALF_UP))
+    else:
+        discount = coupon.amount_minor or 0
+    return min(discount, amount_minor)
+
+
+def refusal(coupon: Coupon, *, customer_id: int, amount_minor: int | None, at: datetime, config: Config) -> str | None:
+    """Why a coupon cannot be used by this customer on this amount at this time, or None."""
+    if coupon.voided_at is not None:
+        return f"coupon {coupon.code} was voided"
+    if coupon.customer_id is not None and coupon.customer_id != customer_id:
+        return f"coupon {coupon.code} belongs to another customer"
+    if coupon.expires_at is not None and at > coupon.expires_at:
+        expired = coupon.expires_at.astimezone(config.tz).isoformat(timespec="seconds")
+        return f"coupon {coupon.code} expired at {expired}"
+    if coupon.uses >= coupon.max_uses:
+        return f"coupon {coupon.code} was already used" + (
+            f" ({coupon.uses} of {coupon.max_uses} uses)" if coupon.max_uses > 1 else ""
+        )
+    if amount_minor is not None and amount_minor < coupon.min_spend_minor:
+        spend = money(coupon.min_spend_minor, config.currency.minor_digits)
+        return f"coupon {coupon.code} needs a spend of at least {spend}"
+    return None
+
+
+def use_coupon(
+    session: Session, *, code: str, customer_id: int, amount_minor: int | None, at: datetime, config: Config
+) -> tuple[Coupon, int]:
+    """Take one use of a coupon, checked and counted in one conditional UPDATE.
+
+    The UPDATE only matches while ``uses < max_uses`` (and the coupon is valid), so two
+    processes can never both take the last use: the loser matches no row and is told why.
+    Returns the coupon and the discount on ``amount_minor``.
+    """
+    coupon = find_coupon(session, code)
+    if reason := refusal(coupon, customer_id=customer_id, amount_minor=amount_minor, at=at, config=config):
+        raise Conflict(reason)
+    table = table_of(Coupon)
+    taken = session.execute(
+        update(table)
+        .where(
+            table.c.id == coupon.id,
+            table.c.uses < table.c.max_uses,
+            table.c.voided_at.is_(None),
+        )
+        .values(uses=table.c.uses + 1)
+    )
+    if int(getattr(taken, "rowcount", 0)) != 1:
+        session.refresh(coupon)
+        raise Conflict(
+            refusal(coupon, customer_id=customer_id, amount_minor=amount_minor, at=at, config=config)
+            or f"coupon {coupon.code} was already used"
+        )
+    session.refresh(coupon)
+    return coupon, discount_for(coupon, amount_minor) if amount_minor is not None else 0
+
+
+def void_coupon(*, session: Session, code: str, now: datetime | None = None) -> Coupon:
+    coupon = find_coupon(session, code)
+    if coupon.voided_at is not None:
+        raise Conflict(f"coupon {coupon.code} is already void")
+    coupon.voided_at = now or utcnow()
+    session.add(coupon)
+    return coupon
+
+
+def coupon_status(coupon: Coupon, now: datetime | None = None) -> str:
     now = now or utcnow()
     if coupon.voided_at is not None:
         return "void"
@@ -22,12 +208,27 @@ def coupon_status(coupon: Coupon, now: Any = None) -> str:
     return "active"
 
 
-def coupon_row(coupon: Coupon, config: Config) -> dict[str, Any]:
+def _status_filter(status: str, now: datetime) -> Any:
+    t = table_of(Coupon)
+    at = literal(now, UTCDateTime())
+    live = t.c.voided_at.is_(None)
+    left = t.c.uses < t.c.max_uses
+    expired = and_(t.c.expires_at.is_not(None), t.c.expires_at < at)
+    return {
+        "void": t.c.voided_at.is_not(None),
+        "used": and_(live, ~left),
+        "expired": and_(live, left, expired),
+        "active": and_(live, left, or_(t.c.expires_at.is_(None), t.c.expires_at >= at)),
+    }[status]
+
+
+def coupon_row(coupon: Coupon, config: Config, customer: str | None = None) -> dict[str, Any]:
     digits = config.currency.minor_digits
     return {
         "code": coupon.code,
         "customer_id": coupon.customer_id,
-        "percent": (f"{coupon.percent_bp / 100:g}" if coupon.percent_bp is not None else None),
+        "customer": customer,
+        "percent": (str(Decimal(coupon.percent_bp) / 100) if coupon.percent_bp is not None else None),
         "amount": money(coupon.amount_minor, digits),
         "min_spend": money(coupon.min_spend_minor, digits),
         "expires_at": coupon.expires_at,
@@ -36,3 +237,139 @@ def coupon_row(coupon: Coupon, config: Config) -> dict[str, Any]:
         "campaign": coupon.campaign,
         "status": coupon_status(coupon),
     }
+
+
+def list_coupons(
+    *,
+    session: Session,
+    config: Config,
+    status: str | None = None,
+    customer: Customer | None = None,
+    campaign: str | None = None,
+    limit: int | None = None,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    now = now or utcnow()
+    query = select(Coupon, col(Customer.name)).outerjoin(Customer, col(Customer.id) == col(Coupon.customer_id))
+    if status is not None:
+        if status not in STATUSES:
+            raise Invalid(f"unknown coupon status {status!r}: use one of {', '.join(STATUSES)}")
+        query = query.where(_status_filter(status, now))
+    if customer is not None:
+        query = query.where(col(Coupon.customer_id) == customer.id)
+    if campaign is not None:
+        query = query.where(col(Coupon.campaign) == campaign)
+    query = query.order_by(col(Coupon.id))
+    if limit:
+        query = query.limit(limit)
+    return [coupon_row(c, config, name) for c, name in session.execute(query)]
+
+
+def coupon_detail(*, session: Session, code: str, config: Config) -> dict[str, Any]:
+    coupon = find_coupon(session, code)
+    name = session.execute(select(col(Customer.name)).where(col(Customer.id) == coupon.customer_id)).scalar()
+    row = coupon_row(coupon, config, name)
+    purchases = session.execute(
+        select(
+            col(Purchase.id),
+            col(Purchase.at),
+            col(Purchase.gross_minor),
+            col(Purchase.coupon_discount_minor),
+            col(Purchase.net_minor),
+            col(Purchase.refunded_at),
+        )
+        .where(col(Purchase.coupon_id) == coupon.id)
+        .order_by(col(Purchase.id))
+    ).all()
+    digits = config.currency.minor_digits
+    row["purchases"] = [
+        {
+            "id": p[0],
+            "at": p[1],
+            "amount": money(p[2], digits),
+            "discount": money(p[3], digits),
+            "net": money(p[4], digits),
+            "refunded": p[5] is not None,
+        }
+        for p in purchases
+    ]
+    return row
+
+
+def coupon_stats(*, session: Session, config: Config, campaign: str | None = None) -> list[dict[str, Any]]:
+    """Per campaign: issued, used, redemption rate, discount given, revenue of the purchases."""
+    c = table_of(Coupon)
+    p = table_of(Purchase)
+    name = func.coalesce(c.c.campaign, "(none)")
+    spend = (
+        select(
+            p.c.coupon_id,
+            func.count().label("purchases"),
+            func.sum(case((p.c.refunded_at.is_(None), p.c.net_minor), else_=0)).label("revenue"),
+            func.sum(case((p.c.refunded_at.is_(None), p.c.coupon_discount_minor), else_=0)).label("discount"),
+        )
+        .where(p.c.coupon_id.is_not(None))
+        .group_by(p.c.coupon_id)
+        .subquery()
+    )
+    query = (
+        select(
+            name.label("campaign"),
+            func.count().label("issued"),
+            func.sum(case((c.c.uses > 0, 1), else_=0)).label("used"),
+            func.coalesce(func.sum(c.c.uses), 0).label("uses"),
+            func.coalesce(func.sum(spend.c.discount), 0).label("discount"),
+            func.coalesce(func.sum(spend.c.revenue), 0).label("revenue"),
+        )
+        .select_from(c.outerjoin(spend, spend.c.coupon_id == c.c.id))
+        .group_by(name)
+        .order_by(name)
+    )
+    if campaign is not None:
+        query = query.where(c.c.campaign == campaign)
+    digits = config.currency.minor_digits
+    rows = []
+    for r in session.execute(query):
+        rate = Decimal(r.used) / Decimal(r.issued) if r.issued else Decimal(0)
+        rows.append(
+            {
+                "campaign": r.campaign,
+                "issued": r.issued,
+                "used": int(r.used),
+                "uses": int(r.uses),
+                "redemption_rate": rate.quantize(Decimal("0.0001")),
+                "discount": money(int(r.discount), digits),
+                "revenue": money(int(r.revenue), digits),
+            }
+        )
+    return rows
+
+
+def target_customers(
+    *,
+    session: Session,
+    customer: Customer | None = None,
+    stage: str | None = None,
+    segment: str | None = None,
+    everyone: bool = False,
+    config: Config,
+) -> list[int]:
+    """Ids of the live customers a coupon issue is aimed at (exactly one target kind)."""
+    given = sum(x is not None and x is not False for x in (customer, stage, segment, everyone or None))
+    if given != 1:
+        raise Invalid("give exactly one of --customer, --segment, --stage or --all")
+    if customer is not None:
+        if customer.erased_at is not None:
+            raise Invalid(f"customer {customer.id} was erased")
+        assert customer.id is not None
+        return [customer.id]
+    if segment is not None:
+        from crmcli.reports.rfm import customers_in_segment
+
+        return customers_in_segment(session=session, segment=segment, config=config)
+    query = select(col(Customer.id)).where(col(Customer.erased_at).is_(None)).order_by(col(Customer.id))
+    if stage is not None:
+        from crmcli.services.customers import check_stage
+
+        query = query.where(col(Customer.stage) == check_stage(stage))
+    return list(session.execute(query).scalars())

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import literal, select
+from sqlalchemy import func, literal, select, update
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
-from crmcli.errors import Conflict, Invalid
-from crmcli.models import Customer, Referral
-from crmcli.values import utcnow
+from crmcli.config import Config, Reward
+from crmcli.errors import Conflict, Invalid, NotFound
+from crmcli.models import Customer, Referral, table_of
+from crmcli.values import money, parse_money, parse_when, utcnow
 
 
 def would_cycle(session: Session, referrer_id: int, referred_id: int) -> bool:
@@ -59,3 +62,198 @@ def record_referral(
     session.add(referral)
     session.flush()
     return referral
+
+
+# --- verification and rewards ----------------------------------------------------
+
+
+def get_referral(session: Session, referral_id: int) -> Referral:
+    found = session.get(Referral, referral_id)
+    if found is None:
+        raise NotFound(f"no referral {referral_id}", hint="see 'crmcli referral list'")
+    return found
+
+
+def decide_referral(
+    session: Session, referral: Referral, status: str, now: datetime, reason: str | None = None
+) -> bool:
+    """Move a pending referral to ``status`` in one conditional UPDATE; False if it was not pending.
+
+    Only the one transaction whose UPDATE matched goes on to reward, so verifying
+    twice, or from two processes at once, rewards once.
+    """
+    table = table_of(Referral)
+    result = session.execute(
+        update(table)
+        .where(table.c.id == referral.id, table.c.status == "pending")
+        .values(status=status, decided_at=now, reason=reason)
+    )
+    session.refresh(referral)
+    return int(getattr(result, "rowcount", 0)) == 1
+
+
+def _reward(
+    session: Session, customer_id: int, reward: Reward, config: Config, now: datetime, why: str
+) -> dict[str, Any]:
+    from crmcli.services import points as ledger
+    from crmcli.services.coupons import CouponTerms, issue_coupons
+
+    if reward.points is not None:
+        ledger.record(session, customer_id=customer_id, delta=reward.points, kind="referral", at=now, reason=why)
+        return {"customer_id": customer_id, "points": reward.points}
+    expires = (now.astimezone(config.tz) + timedelta(days=reward.expires_in_days)).date()
+    terms = CouponTerms(
+        percent_bp=int(reward.percent * 100) if reward.percent is not None else None,
+        amount_minor=parse_money(reward.amount, config.currency.minor_digits) if reward.amount is not None else None,
+        expires_at=parse_when(expires.isoformat(), config.tz, end_of_day=True),
+        campaign="referral",
+    )
+    (coupon,) = issue_coupons(session=session, customer_ids=[customer_id], terms=terms, now=now)
+    return {"customer_id": customer_id, "coupon": coupon.code}
+
+
+def verify_referral(
+    *, session: Session, referral_id: int, config: Config, now: datetime | None = None
+) -> dict[str, Any]:
+    """Verify a pending referral by hand and reward both sides once."""
+    now = now or utcnow()
+    referral = get_referral(session, referral_id)
+    if referral.status != "pending" or not decide_referral(session, referral, "verified", now):
+        raise Conflict(f"referral {referral_id} is already {referral.status}")
+    return reward_both(session, referral, config, now)
+
+
+def reward_both(session: Session, referral: Referral, config: Config, now: datetime) -> dict[str, Any]:
+    why = f"referral {referral.id}"
+    return {
+        "referral": referral.id,
+        "referrer_reward": _reward(session, referral.referrer_id, config.referrals.reward_referrer, config, now, why),
+        "referred_reward": _reward(session, referral.referred_id, config.referrals.reward_referred, config, now, why),
+    }
+
+
+def verify_on_purchase(
+    *, session: Session, customer: Customer, purchase: Any, config: Config, now: datetime
+) -> int | None:
+    """Verify the customer's pending referral when this purchase qualifies; its id, or None."""
+    referral = session.execute(
+        select(Referral).where(col(Referral.referred_id) == customer.id, col(Referral.status) == "pending")
+    ).scalar()
+    if referral is None:
+        return None
+    threshold = parse_money(config.referrals.qualifying_purchase, config.currency.minor_digits)
+    if purchase.net_minor < threshold or not decide_referral(session, referral, "verified", now):
+        return None
+    reward_both(session, referral, config, now)
+    return referral.id
+
+
+def reject_referral(*, session: Session, referral_id: int, reason: str, now: datetime | None = None) -> Referral:
+    referral = get_referral(session, referral_id)
+    if not reason.strip():
+        raise Invalid("give a --reason for the rejection")
+    if referral.status != "pending" or not decide_referral(
+        session, referral, "rejected", now or utcnow(), reason.strip()
+    ):
+        raise Conflict(f"referral {referral_id} is already {referral.status}")
+    return referral
+
+
+# --- reading ---------------------------------------------------------------------------
+
+STATUSES = ("pending", "verified", "rejected")
+
+
+def list_referrals(
+    *, session: Session, status: str | None = None, referrer: Customer | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    referrer_c = aliased(Customer, name="referrer_c")
+    referred_c = aliased(Customer, name="referred_c")
+    query = (
+        select(Referral, col(referrer_c.name), col(referred_c.name))
+        .join(referrer_c, col(referrer_c.id) == col(Referral.referrer_id))
+        .join(referred_c, col(referred_c.id) == col(Referral.referred_id))
+    )
+    if status is not None:
+        if status not in STATUSES:
+            raise Invalid(f"unknown referral status {status!r}: use one of {', '.join(STATUSES)}")
+        query = query.where(col(Referral.status) == status)
+    if referrer is not None:
+        query = query.where(col(Referral.referrer_id) == referrer.id)
+    query = query.order_by(col(Referral.id))
+    if limit:
+        query = query.limit(limit)
+    return [
+        {
+            "id": r.id,
+            "referrer_id": r.referrer_id,
+            "referrer": referrer_name,
+            "referred_id": r.referred_id,
+            "referred": referred_name,
+            "status": r.status,
+            "created_at": r.created_at,
+            "decided_at": r.decided_at,
+            "reason": r.reason,
+        }
+        for r, referrer_name, referred_name in session.execute(query)
+    ]
+
+
+def referral_tree(*, session: Session, customer: Customer, config: Config) -> dict[str, Any]:
+    """Who this customer brought, and whom those brought, with each branch's size and revenue."""
+    from crmcli.models import Purchase
+
+    assert customer.id is not None
+    down = select(literal(customer.id).label("id"), literal(0).label("depth")).cte("down", recursive=True)
+    down = down.union_all(
+        select(col(Referral.referred_id), down.c.depth + 1).join(down, col(Referral.referrer_id) == down.c.id)
+    )
+    revenue = (
+        select(col(Purchase.customer_id), func.sum(col(Purchase.net_minor)).label("net"))
+        .where(col(Purchase.refunded_at).is_(None))
+        .group_by(col(Purchase.customer_id))
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            down.c.id,
+            col(Customer.name),
+            func.coalesce(revenue.c.net, 0),
+            col(Referral.referrer_id),
+            col(Referral.status),
+        )
+        .join(Customer, col(Customer.id) == down.c.id)
+        .outerjoin(revenue, revenue.c.customer_id == down.c.id)
+        .outerjoin(Referral, col(Referral.referred_id) == down.c.id)
+        .order_by(down.c.depth, down.c.id)
+    ).all()
+    digits = config.currency.minor_digits
+    nodes: dict[int, dict[str, Any]] = {}
+    for cid, name, net, parent, status in rows:
+        nodes[cid] = {
+            "id": cid,
+            "name": name,
+            "status": status if cid != customer.id else None,
+            "revenue_minor": int(net),
+            "referred": [],
+        }
+        if cid != customer.id and parent in nodes:
+            nodes[parent]["referred"].append(nodes[cid])
+
+    def finish(node: dict[str, Any]) -> tuple[int, int]:
+        """(customers, revenue) of the branch below ``node``, also written into it."""
+        own = node.pop("revenue_minor")
+        count, total = 0, 0
+        for child in node["referred"]:
+            below, below_revenue = finish(child)
+            count += below + 1
+            total += below_revenue
+        node["revenue"] = money(own, digits)
+        node["branch_customers"] = count
+        node["branch_revenue"] = money(total, digits)
+        node["referred"] = node.pop("referred")  # keep the children last, after the figures
+        return count, total + own
+
+    root = nodes[customer.id]
+    finish(root)
+    return root

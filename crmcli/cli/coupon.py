@@ -1,0 +1,190 @@
+"""crmcli coupon ...: promotions that bring customers back."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from crmcli.cli.context import runtime
+from crmcli.cli.options import FormatOpt, LimitOpt, WhenHelp
+from crmcli.render import Column, Format
+
+app = typer.Typer(
+    help="Coupons: issue to a customer, a segment, a stage or everyone; redeem; void.", no_args_is_help=True
+)
+
+COLUMNS = [
+    Column("code"),
+    Column("customer_id", "cust", numeric=True),
+    Column("customer"),
+    Column("percent", "%", numeric=True),
+    Column("amount", numeric=True),
+    Column("min_spend", "min spend", numeric=True),
+    Column("expires_at", "expires"),
+    Column("uses", numeric=True),
+    Column("max_uses", "max", numeric=True),
+    Column("campaign"),
+    Column("status"),
+]
+CodeArg = Annotated[str, typer.Argument(help="Coupon code (case does not matter).")]
+
+
+@app.command("issue")
+def issue(
+    ctx: typer.Context,
+    customer: Annotated[str | None, typer.Option(help="One customer (id, email or ref).")] = None,
+    segment: Annotated[str | None, typer.Option(help="Every customer in this RFM segment (see 'report rfm').")] = None,
+    stage: Annotated[str | None, typer.Option(help="Every customer in this stage.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every customer.")] = False,
+    percent: Annotated[str | None, typer.Option(help="Percent off, e.g. 15.")] = None,
+    amount: Annotated[str | None, typer.Option(help="Amount off, e.g. 5.00.")] = None,
+    min_spend: Annotated[str, typer.Option(help="Minimum purchase amount.")] = "0",
+    expires: Annotated[str | None, typer.Option(help=f"Last valid day ({WhenHelp}); valid to its end.")] = None,
+    max_uses: Annotated[int, typer.Option(help="Uses allowed per coupon.", min=1)] = 1,
+    code: Annotated[str | None, typer.Option(help="Your own code (one customer only); default random.")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Campaign name, for 'coupon stats'.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Issue coupons, one per customer, and print their codes.
+
+    Example: crmcli coupon issue --segment "At Risk" --percent 15 --expires +30d --campaign winback
+    """
+    from crmcli.services.coupons import CouponTerms, coupon_row, issue_coupons, parse_percent, target_customers
+    from crmcli.services.customers import find_customer
+    from crmcli.values import parse_money
+
+    rt = runtime(ctx)
+    digits = rt.config.currency.minor_digits
+    terms = CouponTerms(
+        percent_bp=parse_percent(percent) if percent is not None else None,
+        amount_minor=parse_money(amount, digits, what="--amount") if amount is not None else None,
+        min_spend_minor=parse_money(min_spend, digits, what="--min-spend"),
+        expires_at=rt.when(expires, end_of_day=True),
+        max_uses=max_uses,
+        campaign=campaign,
+    ).check()
+    with rt.session(write=True) as session:
+        target = find_customer(session, customer) if customer else None
+        ids = target_customers(
+            session=session, customer=target, stage=stage, segment=segment, everyone=all_, config=rt.config
+        )
+        coupons = issue_coupons(session=session, customer_ids=ids, terms=terms, code=code)
+        rows = [coupon_row(c, rt.config) for c in coupons]
+    out = rt.output(fmt)
+    out.rows(rows, COLUMNS)
+    out.message(f"Issued {len(rows)} coupon(s).")
+
+
+@app.command("redeem")
+def redeem(
+    ctx: typer.Context,
+    code: CodeArg,
+    customer: Annotated[str, typer.Option(help="The customer using it (id, email or ref).")],
+    amount: Annotated[
+        str | None, typer.Option(help="Order amount, to check the minimum and show the discount.")
+    ] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Use a coupon for an order rung up elsewhere (to record the sale too, use 'purchase add --coupon').
+
+    Example: crmcli coupon redeem 7KQ2M-XH4PA --customer ann@example.com --amount 40
+    """
+    from crmcli.services.coupons import coupon_row, use_coupon
+    from crmcli.services.customers import find_customer
+    from crmcli.values import money, parse_money, utcnow
+
+    rt = runtime(ctx)
+    digits = rt.config.currency.minor_digits
+    amount_minor = parse_money(amount, digits) if amount is not None else None
+    with rt.session(write=True) as session:
+        found = find_customer(session, customer)
+        assert found.id is not None
+        coupon, discount = use_coupon(
+            session, code=code, customer_id=found.id, amount_minor=amount_minor, at=utcnow(), config=rt.config
+        )
+        row = coupon_row(coupon, rt.config, found.name)
+    if amount_minor is not None:
+        row["discount"] = money(discount, digits)
+        row["to_pay"] = money(amount_minor - discount, digits)
+    rt.output(fmt).record(row, title=f"Coupon {coupon.code} redeemed")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="active, used, expired or void.")] = None,
+    customer: Annotated[str | None, typer.Option(help="Only this customer's coupons.")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+    limit: LimitOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """List coupons.
+
+    Example: crmcli coupon list --status active --campaign winback
+    """
+    from crmcli.services.coupons import list_coupons
+    from crmcli.services.customers import find_customer
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        found = find_customer(session, customer) if customer else None
+        rows = list_coupons(
+            session=session, config=rt.config, status=status, customer=found, campaign=campaign, limit=limit
+        )
+    rt.output(fmt).rows(rows, COLUMNS, empty="No coupons match.")
+
+
+@app.command("show")
+def show(ctx: typer.Context, code: CodeArg, fmt: FormatOpt = Format.table) -> None:
+    """Show a coupon, its status and the purchases that used it.
+
+    Example: crmcli coupon show 7KQ2M-XH4PA
+    """
+    from crmcli.services.coupons import coupon_detail
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        row = coupon_detail(session=session, code=code, config=rt.config)
+    rt.output(fmt).record(row, title=f"Coupon {row['code']}")
+
+
+@app.command("void")
+def void(ctx: typer.Context, code: CodeArg) -> None:
+    """Void a coupon so it can no longer be used.
+
+    Example: crmcli coupon void 7KQ2M-XH4PA
+    """
+    from crmcli.services.coupons import void_coupon
+
+    rt = runtime(ctx)
+    with rt.session(write=True) as session:
+        coupon = void_coupon(session=session, code=code)
+    rt.output().message(f"Coupon {coupon.code} voided.")
+
+
+@app.command("stats")
+def stats(
+    ctx: typer.Context,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Per campaign: coupons issued, used, redemption rate, discount given, revenue they brought.
+
+    Example: crmcli coupon stats --campaign winback
+    """
+    from crmcli.services.coupons import coupon_stats
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        rows = coupon_stats(session=session, config=rt.config, campaign=campaign)
+    columns = [
+        Column("campaign"),
+        Column("issued", numeric=True),
+        Column("used", numeric=True),
+        Column("uses", numeric=True),
+        Column("redemption_rate", "rate", numeric=True),
+        Column("discount", numeric=True),
+        Column("revenue", numeric=True),
+    ]
+    rt.output(fmt).rows(rows, columns, empty="No coupons yet.")

@@ -1,0 +1,104 @@
+"""crmcli points ...: the loyalty ledger."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from crmcli.cli.context import runtime
+from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, WhenHelp
+from crmcli.render import Format
+
+app = typer.Typer(
+    help="Loyalty points: balance and tier, adjust, redeem, monthly tenure accrual.", no_args_is_help=True
+)
+Points = Annotated[int, typer.Argument(help="Number of points (whole, positive).")]
+Reason = Annotated[str, typer.Option(help="Why (kept in the ledger).")]
+
+
+def _summary(ctx: typer.Context, customer_id: int, fmt: Format, title: str, limit: int | None = 20) -> None:
+    from crmcli.services.customers import customer_totals, tier_for
+    from crmcli.services.points import balance, ledger
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        totals = customer_totals(session, customer_id)
+        row = {
+            "customer_id": customer_id,
+            "balance": balance(session, customer_id),
+            "tier": tier_for(totals["net_minor"], rt.config),
+            "ledger": ledger(session, customer_id, limit=limit),
+        }
+    rt.output(fmt).record(row, title=title)
+
+
+@app.command("show")
+def show(ctx: typer.Context, customer: CustomerArg, limit: LimitOpt = 20, fmt: FormatOpt = Format.table) -> None:
+    """Show a customer's points balance, tier and ledger (newest first).
+
+    Example: crmcli points show ann@example.com
+    """
+    from crmcli.services.customers import find_customer
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        found = find_customer(session, customer)
+    assert found.id is not None
+    _summary(ctx, found.id, fmt, f"Points of {found.name}", limit)
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context, customer: CustomerArg, points: Points, reason: Reason, fmt: FormatOpt = Format.table
+) -> None:
+    """Give a customer points (a goodwill gesture, a correction).
+
+    Example: crmcli points add ann@example.com 50 --reason "sorry for the wait"
+    """
+    from crmcli.services.customers import find_customer
+    from crmcli.services.points import add_points
+
+    rt = runtime(ctx)
+    with rt.session(write=True) as session:
+        found = find_customer(session, customer)
+        add_points(session=session, customer=found, points=points, reason=reason)
+    assert found.id is not None
+    _summary(ctx, found.id, fmt, f"Points of {found.name}", 5)
+
+
+@app.command("redeem")
+def redeem(
+    ctx: typer.Context, customer: CustomerArg, points: Points, reason: Reason, fmt: FormatOpt = Format.table
+) -> None:
+    """Take points from a customer's balance (never below zero).
+
+    Example: crmcli points redeem ann@example.com 200 --reason "free coffee"
+    """
+    from crmcli.services.customers import find_customer
+    from crmcli.services.points import redeem_points
+
+    rt = runtime(ctx)
+    with rt.session(write=True) as session:
+        found = find_customer(session, customer)
+        redeem_points(session=session, customer=found, points=points, reason=reason)
+    assert found.id is not None
+    _summary(ctx, found.id, fmt, f"Points of {found.name}", 5)
+
+
+@app.command("accrue")
+def accrue(
+    ctx: typer.Context,
+    as_of: Annotated[str | None, typer.Option("--as-of", help=f"Count months up to: {WhenHelp}. Default now.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Add tenure points for each full month of membership; safe to run from cron repeatedly.
+
+    Example: crmcli points accrue   (cron: 0 3 * * * crmcli points accrue -f json)
+    """
+    from crmcli.services.points import accrue_tenure
+
+    rt = runtime(ctx)
+    with rt.session(write=True) as session:
+        result = accrue_tenure(session=session, config=rt.config, as_of=rt.when(as_of))
+    rt.output(fmt).record(result, title="Tenure points accrued")

@@ -1,0 +1,203 @@
+"""crmcli purchase ...: sales, payments and refunds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crmcli.cli.context import runtime
+from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, QuietOpt, WhenHelp
+from crmcli.render import Column, Format
+
+app = typer.Typer(help="Purchases: record sales with coupons and points, payments, refunds.", no_args_is_help=True)
+
+LIST_COLUMNS = [
+    Column("id", numeric=True),
+    Column("at"),
+    Column("customer_id", "cust", numeric=True),
+    Column("customer"),
+    Column("amount", numeric=True),
+    Column("coupon_discount", "coupon", numeric=True),
+    Column("points_discount", "points", numeric=True),
+    Column("net", numeric=True),
+    Column("due_at", "due"),
+    Column("paid_at", "paid"),
+    Column("late"),
+    Column("refunded_at", "refunded"),
+    Column("ref"),
+]
+IdArg = Annotated[int, typer.Argument(help="Purchase id (see 'crmcli purchase list').")]
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    customer: CustomerArg,
+    amount: Annotated[str, typer.Argument(help="Amount before discounts, e.g. 19.90.")],
+    at: Annotated[str | None, typer.Option(help=f"When: {WhenHelp}. Default now.")] = None,
+    coupon: Annotated[str | None, typer.Option(help="Coupon code to apply.")] = None,
+    points: Annotated[int | None, typer.Option(help="Points to spend as a discount.")] = None,
+    due: Annotated[
+        str | None, typer.Option(help=f"Payment due date ({WhenHelp}); unpaid until 'purchase pay'.")
+    ] = None,
+    paid: Annotated[str | None, typer.Option(help=f"When it was paid ({WhenHelp}). Default: at the sale.")] = None,
+    unpaid: Annotated[bool, typer.Option("--unpaid", help="Not paid yet.")] = False,
+    ref: Annotated[str | None, typer.Option("--ref", help="External id (till receipt number).")] = None,
+    fmt: FormatOpt = Format.table,
+    quiet: QuietOpt = False,
+) -> None:
+    """Record a purchase: coupon and points discounts, points earned, stage advanced.
+
+    Example: crmcli purchase add ann@example.com 59.90 --coupon 7KQ2M-XH4PA --points 200
+    """
+    from crmcli.services.customers import find_customer
+    from crmcli.services.purchases import PurchaseInput, add_purchase, purchase_row
+    from crmcli.values import parse_money
+
+    rt = runtime(ctx)
+    data = PurchaseInput(
+        amount_minor=parse_money(amount, rt.config.currency.minor_digits),
+        at=rt.when(at),
+        coupon=coupon,
+        points=points,
+        due_at=rt.when(due, end_of_day=True),
+        paid_at=rt.when(paid),
+        unpaid=unpaid,
+        ref=ref,
+    )
+    with rt.session(write=True) as session:
+        found = find_customer(session, customer)
+        purchase, effects = add_purchase(session=session, customer=found, data=data, config=rt.config)
+        row = {**purchase_row(purchase, rt.config, found.name), **effects, "stage": found.stage}
+    out = rt.output(fmt)
+    if quiet:
+        out.new_id(purchase.id)
+    else:
+        out.record(row, title=f"Purchase {purchase.id}")
+
+
+@app.command("pay")
+def pay(
+    ctx: typer.Context,
+    purchase_id: IdArg,
+    at: Annotated[str | None, typer.Option(help=f"When it was paid: {WhenHelp}. Default now.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Record the payment of a purchase. Paying after the due date is late: with
+    points.reset_on_late_payment the customer's points balance goes to zero.
+
+    Example: crmcli purchase pay 42 --at 2026-03-01
+    """
+    from crmcli.services.purchases import pay_purchase, purchase_row
+
+    rt = runtime(ctx)
+    with rt.session(write=True) as session:
+        purchase, effects = pay_purchase(session=session, purchase_id=purchase_id, config=rt.config, at=rt.when(at))
+        row = {**purchase_row(purchase, rt.config), **effects}
+    rt.output(fmt).record(row, title=f"Purchase {purchase_id}")
+
+
+@app.command("refund")
+def refund(ctx: typer.Context, purchase_id: IdArg, fmt: FormatOpt = Format.table) -> None:
+    """Refund a purchase: it leaves revenue, and the points it earned are reversed.
+
+    Example: crmcli purchase refund 42
+    """
+    from crmcli.services.purchases import purchase_row, refund_purchase
+
+    rt = runtime(ctx)
+    with rt.session(write=True) as session:
+        purchase, effects = refund_purchase(session=session, purchase_id=purchase_id, config=rt.config)
+        row = {**purchase_row(purchase, rt.config), **effects}
+    rt.output(fmt).record(row, title=f"Purchase {purchase_id} refunded")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,
+    since: Annotated[str | None, typer.Option(help=f"From: {WhenHelp}.")] = None,
+    until: Annotated[str | None, typer.Option(help=f"Up to the end of: {WhenHelp}.")] = None,
+    unpaid: Annotated[bool, typer.Option("--unpaid", help="Only unpaid, unrefunded purchases.")] = False,
+    limit: LimitOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """List purchases, oldest first.
+
+    Example: crmcli purchase list --unpaid --format csv
+    """
+    from crmcli.services.customers import find_customer
+    from crmcli.services.purchases import list_purchases
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        found = find_customer(session, customer) if customer else None
+        rows = list_purchases(
+            session=session,
+            config=rt.config,
+            customer=found,
+            since=rt.when(since),
+            until=rt.when(until, end_of_day=True),
+            unpaid=unpaid,
+            limit=limit,
+        )
+    rt.output(fmt).rows(rows, LIST_COLUMNS, empty="No purchases match.")
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV file with a header row.")],
+    encoding: Annotated[str | None, typer.Option(help="Force an encoding (default: detect).")] = None,
+    delimiter: Annotated[str | None, typer.Option(help="Force the delimiter (default: detect).")] = None,
+    map_: Annotated[list[str] | None, typer.Option("--map", help="Rename a column: CSVCOL=FIELD; repeatable.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check every row, write nothing.")] = False,
+    skip_invalid: Annotated[
+        Path | None, typer.Option("--skip-invalid", help="Import good rows; write rejected rows to this CSV.")
+    ] = None,
+    on_duplicate: Annotated[str, typer.Option(help="A row whose ref exists: skip, update or error.")] = "error",
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Import purchases (a till's history) from CSV: all or nothing unless --skip-invalid.
+
+    Columns: customer (id, email or ref) and amount required; at, due, paid_at, coupon, ref.
+
+    Example: crmcli purchase import till-2025.csv --map "Receipt=ref" --map "Total=amount"
+    """
+    from crmcli.io.purchases import import_purchases
+    from crmcli.io.reader import CsvOptions
+
+    rt = runtime(ctx)
+    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=map_ or [])
+    summary = import_purchases(
+        db=rt.db,
+        config=rt.config,
+        path=file,
+        options=options,
+        dry_run=dry_run,
+        reject_file=skip_invalid,
+        on_duplicate=on_duplicate,
+        progress=rt.progress(file),
+    )
+    rt.output(fmt).record(summary, title="Dry run: nothing written" if dry_run else "Imported")
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json.")] = "csv",
+    no_bom: Annotated[bool, typer.Option("--no-bom", help="CSV without the UTF-8 byte-order mark.")] = False,
+) -> None:
+    """Export purchases as CSV or JSON, in the columns 'purchase import' reads.
+
+    Example: crmcli purchase export --out purchases.csv
+    """
+    from crmcli.io.purchases import export_purchases
+
+    rt = runtime(ctx)
+    count = export_purchases(db=rt.db, config=rt.config, path=out_file, fmt=fmt, bom=not no_bom)
+    if out_file is not None:
+        rt.output().message(f"Exported {count} purchases to {out_file}")

@@ -1,0 +1,405 @@
+"""Purchase CSV import (a till's history: batched, all-or-nothing) and export."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlmodel import Session
+
+from crmcli.config import Config
+from crmcli.db import Database
+from crmcli.errors import CrmError, ImportFailed, Invalid
+from crmcli.io.reader import CsvOptions, CsvSource
+from crmcli.io.writer import output_stream, write_csv, write_json
+from crmcli.models import Customer, PointsEntry, Purchase, Referral, StageChange, table_of
+from crmcli.services import points as ledger
+from crmcli.values import money, parse_money, parse_when, utcnow
+
+FIELDS = ("customer", "amount", "at", "due", "paid_at", "coupon", "ref")
+BATCH = 5000
+DUPLICATE_MODES = ("skip", "update", "error")
+
+
+@dataclass
+class Row:
+    line: int
+    raw: dict[str, str]
+    customer: str
+    amount_minor: int
+    at: datetime
+    due_at: datetime | None
+    paid_at: datetime | None
+    coupon: str | None
+    ref: str | None
+
+
+@dataclass
+class Run:
+    config: Config
+    on_duplicate: str
+    now: datetime
+    inserted: int = 0
+    updated: int = 0
+    skipped: int = 0
+    problems: list[tuple[int, str]] = field(default_factory=list)
+    rejected: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
+    customers: set[int] = field(default_factory=set)
+
+    def reject(self, line: int, raw: dict[str, str], reason: str) -> None:
+        self.problems.append((line, reason))
+        self.rejected.append((line, raw, reason))
+
+
+def _when(text: str | None, config: Config, now: datetime, *, end_of_day: bool = False) -> datetime | None:
+    text = (text or "").strip()
+    return parse_when(text, config.tz, now=now, end_of_day=end_of_day) if text else None
+
+
+def validate_row(line: int, raw: dict[str, str], run: Run) -> Row:
+    if "__error__" in raw:
+        raise Invalid(raw["__error__"])
+    config = run.config
+    customer = (raw.get("customer") or "").strip()
+    if not customer:
+        raise Invalid("no customer given")
+    amount = parse_money(raw.get("amount") or "", config.currency.minor_digits)
+    if amount <= 0:
+        raise Invalid("the amount must be more than 0")
+    at = _when(raw.get("at"), config, run.now) or run.now
+    due = _when(raw.get("due"), config, run.now, end_of_day=True)
+    paid = _when(raw.get("paid_at"), config, run.now)
+    if due is not None and due < at:
+        raise Invalid("the due date is before the purchase")
+    if paid is None and due is None:
+        paid = at  # a sale with no terms was paid at the till
+    return Row(
+        line,
+        raw,
+        customer,
+        amount,
+        at,
+        due,
+        paid,
+        (raw.get("coupon") or "").strip() or None,
+        (raw.get("ref") or "").strip() or None,
+    )
+
+
+def import_purchases(
+    *,
+    db: Database,
+    config: Config,
+    path: Path,
+    options: CsvOptions,
+    dry_run: bool = False,
+    reject_file: Path | None = None,
+    on_duplicate: str = "error",
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Import purchases in one transaction: all or nothing unless ``reject_file`` is given.
+
+    Rows are written in batches with set-based SQL; points are earned on each row's
+    amount; stages advance and pending referrals are verified once, at the end.
+    """
+    if on_duplicate not in DUPLICATE_MODES:
+        raise Invalid(f"--on-duplicate must be one of {', '.join(DUPLICATE_MODES)}")
+    if reject_file is not None and not reject_file.expanduser().parent.exists():
+        raise Invalid(f"cannot write rejected rows to {reject_file}: the folder does not exist")
+    source = CsvSource(path, options, fields=FIELDS, required=("customer", "amount"))
+    run = Run(config=config, on_duplicate=on_duplicate, now=utcnow())
+    with db.session(write=True) as session:
+        batch: list[Row] = []
+        for line, raw in source.rows(progress):
+            try:
+                batch.append(validate_row(line, raw, run))
+            except CrmError as exc:
+                run.reject(line, raw, str(exc))
+            if len(batch) >= BATCH:
+                _write_batch(session, batch, run)
+                batch = []
+        if batch:
+            _write_batch(session, batch, run)
+        if run.problems and reject_file is None:
+            session.rollback()
+            raise ImportFailed(
+                f"{len(run.problems)} bad row(s) in {path}; nothing was imported",
+                sorted(run.problems),
+                hint="fix them, or pass --skip-invalid FILE to import the good rows",
+            )
+        stages = _advance_stages(session, run)
+        verified = _verify_referrals(session, run)
+        if dry_run:
+            session.rollback()
+    if reject_file is not None and run.rejected:
+        _write_rejects(reject_file, run.rejected)
+    return {
+        "rows": run.inserted + run.updated + run.skipped + len(run.rejected),
+        "inserted": run.inserted,
+        "updated": run.updated,
+        "skipped": run.skipped,
+        "rejected": len(run.rejected),
+        "stage_changes": stages,
+        "referrals_verified": verified,
+        "dry_run": dry_run,
+    }
+
+
+def _resolve_customers(session: Session, names: set[str]) -> dict[str, int]:
+    """Customer id for each identifier (id, email or ref) used in a batch."""
+    c = table_of(Customer)
+    ids = [int(n) for n in names if n.isdigit()]
+    found: dict[str, int] = {}
+    conditions = [c.c.email.in_({n.lower() for n in names if "@" in n}), c.c.ref.in_(names)]
+    if ids:
+        conditions.append(c.c.id.in_(ids))
+    query = select(c.c.id, c.c.email, c.c.ref).where(or_(*conditions), c.c.erased_at.is_(None))
+    for cid, email, ref in session.execute(query):
+        if str(cid) in names:
+            found[str(cid)] = cid
+        if email and email in {n.lower() for n in names}:
+            for n in names:
+                if n.lower() == email:
+                    found[n] = cid
+        if ref and ref in names:
+            found.setdefault(ref, cid)
+    return found
+
+
+def _write_batch(session: Session, batch: list[Row], run: Run) -> None:
+    p = table_of(Purchase)
+    customers = _resolve_customers(session, {r.customer for r in batch})
+    refs = {r.ref for r in batch if r.ref}
+    existing: dict[str, int] = {}
+    if refs:
+        existing = dict(session.execute(select(p.c.ref, p.c.id).where(p.c.ref.in_(refs))).tuples().all())
+    seen: dict[str, int] = {}
+    plain: list[tuple[Row, int]] = []
+    special: list[tuple[Row, int]] = []
+    for row in batch:
+        cid = customers.get(row.customer)
+        if cid is None:
+            run.reject(row.line, row.raw, f"no customer {row.customer!r}")
+            continue
+        if row.ref is not None:
+            if row.ref in seen:
+                run.reject(row.line, row.raw, f"same ref as line {seen[row.ref]} of this file")
+                continue
+            seen[row.ref] = row.line
+            if row.ref in existing:
+                if run.on_duplicate == "skip":
+                    run.skipped += 1
+                elif run.on_duplicate == "update":
+                    _update_payment(session, existing[row.ref], row, run)
+                else:
+                    run.reject(
+                        row.line,
+                        row.raw,
+                        f"ref {row.ref} is already purchase {existing[row.ref]} (use --on-duplicate skip or update)",
+                    )
+                continue
+        # Coupons and late payments change other records: take the careful path, row by row.
+        late = row.due_at is not None and row.paid_at is not None and row.paid_at > row.due_at
+        (special if row.coupon or late else plain).append((row, cid))
+        run.customers.add(cid)
+    if plain:
+        _insert_plain(session, plain, run)
+    for row, cid in special:
+        _insert_special(session, row, cid, run)
+
+
+def _insert_plain(session: Session, rows: list[tuple[Row, int]], run: Run) -> None:
+    p = table_of(Purchase)
+    values = [
+        {
+            "customer_id": cid,
+            "ref": r.ref,
+            "gross_minor": r.amount_minor,
+            "coupon_discount_minor": 0,
+            "points_used": 0,
+            "points_discount_minor": 0,
+            "net_minor": r.amount_minor,
+            "coupon_id": None,
+            "at": r.at,
+            "due_at": r.due_at,
+            "paid_at": r.paid_at,
+            "refunded_at": None,
+            "created_at": run.now,
+        }
+        for r, cid in rows
+    ]
+    ids = list(session.execute(insert(p).returning(p.c.id, sort_by_parameter_order=True), values).scalars())
+    entries = []
+    for (r, cid), pid in zip(rows, ids, strict=True):
+        earned = ledger.points_for_spend(r.amount_minor, run.config)
+        if earned:
+            entries.append(
+                {
+                    "customer_id": cid,
+                    "delta": earned,
+                    "kind": "earn",
+                    "reason": f"purchase {pid}",
+                    "purchase_id": pid,
+                    "period": None,
+                    "at": r.at,
+                }
+            )
+    if entries:
+        session.execute(insert(table_of(PointsEntry)), entries)
+    run.inserted += len(rows)
+
+
+def _insert_special(session: Session, row: Row, cid: int, run: Run) -> None:
+    from crmcli.services.purchases import PurchaseInput, add_purchase
+
+    customer = session.get(Customer, cid)
+    assert customer is not None
+    data = PurchaseInput(
+        amount_minor=row.amount_minor,
+        at=row.at,
+        coupon=row.coupon,
+        due_at=row.due_at,
+        paid_at=row.paid_at,
+        unpaid=row.paid_at is None,
+        ref=row.ref,
+    )
+    try:
+        with session.begin_nested():
+            add_purchase(session=session, customer=customer, data=data, config=run.config, now=run.now)
+    except CrmError as exc:
+        run.reject(row.line, row.raw, str(exc))
+        return
+    run.inserted += 1
+
+
+def _update_payment(session: Session, purchase_id: int, row: Row, run: Run) -> None:
+    """--on-duplicate update: a later export of the same sale brings its due date and payment."""
+    from crmcli.services.purchases import pay_purchase
+
+    p = table_of(Purchase)
+    current = session.execute(select(p.c.paid_at, p.c.due_at).where(p.c.id == purchase_id)).one()
+    if row.due_at is not None and current.due_at != row.due_at:
+        session.execute(update(p).where(p.c.id == purchase_id).values(due_at=row.due_at))
+    if current.paid_at is None and row.paid_at is not None and row.raw.get("paid_at", "").strip():
+        pay_purchase(session=session, purchase_id=purchase_id, config=run.config, at=row.paid_at)
+    run.updated += 1
+
+
+def _advance_stages(session: Session, run: Run) -> int:
+    """Customers with one live purchase become 'customer', with two or more 'repeat'."""
+    if not run.customers:
+        return 0
+    c, p, sc = table_of(Customer), table_of(Purchase), table_of(StageChange)
+    changed = 0
+    ids = sorted(run.customers)
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        counts = (
+            select(p.c.customer_id, func.count().label("n"))
+            .where(p.c.customer_id.in_(chunk), p.c.refunded_at.is_(None))
+            .group_by(p.c.customer_id)
+            .subquery()
+        )
+        for target, behind, condition in (
+            ("repeat", ("lost", "lead", "verified", "prospect", "customer"), counts.c.n >= 2),
+            ("customer", ("lost", "lead", "verified", "prospect"), counts.c.n == 1),
+        ):
+            moving = (
+                select(c.c.id, c.c.stage)
+                .join(counts, counts.c.customer_id == c.c.id)
+                .where(c.c.stage.in_(behind), condition)
+            )
+            rows = session.execute(moving).all()
+            if not rows:
+                continue
+            session.execute(
+                insert(sc),
+                [{"customer_id": cid, "from_stage": stage, "to_stage": target, "at": run.now} for cid, stage in rows],
+            )
+            session.execute(
+                update(c).where(c.c.id.in_([cid for cid, _ in rows])).values(stage=target, updated_at=run.now)
+            )
+            changed += len(rows)
+    return changed
+
+
+def _verify_referrals(session: Session, run: Run) -> int:
+    """Pending referrals of imported customers whose purchases include a qualifying one."""
+    from crmcli.services.referrals import decide_referral, reward_both
+
+    if not run.customers:
+        return 0
+    r, p = table_of(Referral), table_of(Purchase)
+    threshold = parse_money(run.config.referrals.qualifying_purchase, run.config.currency.minor_digits)
+    qualifying = (
+        select(p.c.id)
+        .where(p.c.customer_id == r.c.referred_id, p.c.refunded_at.is_(None), p.c.net_minor >= threshold)
+        .exists()
+    )
+    verified = 0
+    ids = sorted(run.customers)
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        pending = (
+            session.execute(
+                select(Referral).where(and_(r.c.status == "pending", r.c.referred_id.in_(chunk), qualifying))
+            )
+            .scalars()
+            .all()
+        )
+        for referral in pending:
+            if decide_referral(session, referral, "verified", run.now):
+                reward_both(session, referral, run.config, run.now)
+                verified += 1
+    return verified
+
+
+def _write_rejects(path: Path, rejected: list[tuple[int, dict[str, str], str]]) -> None:
+    with output_stream(path, encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")
+        writer.writerow(["line", "error", *FIELDS])
+        for line, raw, reason in sorted(rejected, key=lambda item: item[0]):
+            writer.writerow([line, reason, *(raw.get(f, "") for f in FIELDS)])
+
+
+def export_purchases(*, db: Database, config: Config, path: Path | None, fmt: str = "csv", bom: bool = True) -> int:
+    """Purchases in import-column order; the customer is named by ref, else email, else id."""
+    if fmt not in ("csv", "json"):
+        raise Invalid(f"export format must be csv or json, not {fmt!r}")
+    p, c, k = table_of(Purchase), table_of(Customer), table_of(Purchase).c
+    from crmcli.models import Coupon
+
+    coupon = table_of(Coupon)
+    digits = config.currency.minor_digits
+    query = (
+        select(c.c.ref, c.c.email, c.c.id, k.gross_minor, k.at, k.due_at, k.paid_at, coupon.c.code, k.ref)
+        .select_from(p.join(c, c.c.id == k.customer_id).outerjoin(coupon, coupon.c.id == k.coupon_id))
+        .where(k.refunded_at.is_(None))
+        .order_by(k.id)
+    )
+
+    def rows(conn: Any) -> Any:
+        result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
+        for ref, email, cid, gross, at, due, paid, code, pref in result:
+            yield (
+                ref or email or str(cid),
+                str(money(gross, digits)),
+                _iso(at, config),
+                _iso(due, config),
+                _iso(paid, config),
+                code,
+                pref,
+            )
+
+    encoding = "utf-8-sig" if fmt == "csv" and bom else "utf-8"
+    writer = write_csv if fmt == "csv" else write_json
+    with db.engine.connect() as conn, output_stream(path, encoding=encoding) as handle:
+        return writer(handle, FIELDS, rows(conn))
+
+
+def _iso(moment: datetime | None, config: Config) -> str | None:
+    return moment.astimezone(config.tz).isoformat(timespec="seconds") if moment else None
