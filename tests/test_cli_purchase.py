@@ -27,7 +27,9 @@ def test_purchase_earns_points_and_advances_the_stage(cli: Cli, ann: int) -> Non
     assert shown["totals"]["orders"] == 2 and shown["totals"]["net_spend"] == "159.90"
     assert shown["points"] == 15
     assert [(h["from"], h["to"]) for h in shown["stage_history"]] == [
-        (None, "lead"), ("lead", "customer"), ("customer", "repeat")
+        (None, "lead"),
+        ("lead", "customer"),
+        ("customer", "repeat"),
     ]
 
 
@@ -42,8 +44,10 @@ def test_purchase_earns_points_and_advances_the_stage(cli: Cli, ann: int) -> Non
     ],
 )
 def test_bad_amounts(cli: Cli, ann: int, amount: str, message: str) -> None:
-    result = cli("purchase", "add", str(ann), "--", amount) if amount.startswith("-") else cli(
-        "purchase", "add", str(ann), amount
+    result = (
+        cli("purchase", "add", str(ann), "--", amount)
+        if amount.startswith("-")
+        else cli("purchase", "add", str(ann), amount)
     )
     assert result.exit_code == 1 and message in result.stderr
     assert cli.ok("purchase", "list", "-f", "json").json() == []
@@ -51,8 +55,9 @@ def test_bad_amounts(cli: Cli, ann: int, amount: str, message: str) -> None:
 
 def test_coupon_discount_and_its_rules(cli: Cli, ann: int) -> None:
     bob = cli.new_id("customer", "add", "Bob")
-    issued = cli.ok("coupon", "issue", "--customer", str(ann), "--percent", "15", "--min-spend", "20",
-                    "-f", "json").json()
+    issued = cli.ok(
+        "coupon", "issue", "--customer", str(ann), "--percent", "15", "--min-spend", "20", "-f", "json"
+    ).json()
     code = issued[0]["code"]
     result = cli("purchase", "add", str(bob), "50", "--coupon", code)
     assert result.exit_code == 1 and "belongs to another customer" in result.stderr
@@ -197,14 +202,24 @@ def test_purchase_ref_is_unique_and_list_filters(cli: Cli, ann: int) -> None:
 def test_coupon_issue_to_a_stage_and_stats(cli: Cli, ann: int) -> None:
     cli.new_id("customer", "add", "Bob", "--stage", "prospect")
     cli.new_id("customer", "add", "Cy", "--stage", "prospect")
-    issued = cli.ok("coupon", "issue", "--stage", "prospect", "--amount", "5", "--campaign", "spring",
-                    "-f", "json").json()
+    issued = cli.ok(
+        "coupon", "issue", "--stage", "prospect", "--amount", "5", "--campaign", "spring", "-f", "json"
+    ).json()
     assert len(issued) == 2 and len({c["code"] for c in issued}) == 2
     assert all(len(c["code"]) == 11 for c in issued)
     cli.ok("purchase", "add", str(issued[0]["customer_id"]), "30", "--coupon", issued[0]["code"])
     stats = cli.ok("coupon", "stats", "-f", "json").json()
-    assert stats == [{"campaign": "spring", "issued": 2, "used": 1, "uses": 1, "redemption_rate": "0.5000",
-                      "discount": "5.00", "revenue": "25.00"}]
+    assert stats == [
+        {
+            "campaign": "spring",
+            "issued": 2,
+            "used": 1,
+            "uses": 1,
+            "redemption_rate": "0.5000",
+            "discount": "5.00",
+            "revenue": "25.00",
+        }
+    ]
     shown = cli.ok("coupon", "show", issued[0]["code"], "-f", "json").json()
     assert shown["status"] == "used" and shown["purchases"][0]["net"] == "25.00"
 
@@ -221,8 +236,9 @@ def test_coupon_issue_needs_one_target_and_one_kind(cli: Cli, ann: int) -> None:
 
 
 def test_coupon_redeem_without_purchase(cli: Cli, ann: int) -> None:
-    code = cli.ok("coupon", "issue", "--customer", str(ann), "--percent", "10", "--max-uses", "2",
-                  "-f", "json").json()[0]["code"]
+    code = cli.ok("coupon", "issue", "--customer", str(ann), "--percent", "10", "--max-uses", "2", "-f", "json").json()[
+        0
+    ]["code"]
     row = cli.ok("coupon", "redeem", code, "--customer", str(ann), "--amount", "40", "-f", "json").json()
     assert row["discount"] == "4.00" and row["to_pay"] == "36.00" and row["uses"] == 1
     cli.ok("coupon", "redeem", code, "--customer", str(ann))
@@ -237,8 +253,20 @@ def test_coupon_expiry_is_the_end_of_the_day_in_the_business_timezone(
     config = tmp_path / "c.yaml"
     config.write_text(f"timezone: {zone}\n")
     cli.config_path = config
-    code = cli.ok("coupon", "issue", "--customer", str(ann), "--amount", "1", "--max-uses", "5",
-                  "--expires", "2026-06-30", "-f", "json").json()[0]["code"]
+    code = cli.ok(
+        "coupon",
+        "issue",
+        "--customer",
+        str(ann),
+        "--amount",
+        "1",
+        "--max-uses",
+        "5",
+        "--expires",
+        "2026-06-30",
+        "-f",
+        "json",
+    ).json()[0]["code"]
     assert cli.ok("purchase", "add", str(ann), "10", "--coupon", code, "--at", "2026-06-30T23:59:59").exit_code == 0
     late = cli("purchase", "add", str(ann), "10", "--coupon", code, "--at", "2026-07-01T00:00:00")
     assert late.exit_code == 1 and "expired at 2026-06-30T23:59:59" in late.stderr

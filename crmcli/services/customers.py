@@ -160,8 +160,14 @@ def add_customer(
     now = now or utcnow()
     values = clean_fields(data, config, require_name=True)
     values.setdefault("stage", "lead")
-    ensure_unique(session, values)
     referrer = find_by_code_or_customer(session, referred_by) if referred_by else None
+    if referrer is not None:
+        from crmcli.services.referrals import same_person
+
+        # Said before the duplicate check: "cannot refer themselves" is the reason that helps.
+        if reason := same_person(referrer, Customer(**values)):
+            raise Invalid(f"a customer cannot refer themselves ({reason})")
+    ensure_unique(session, values)
     customer = Customer(**values, referral_code=unused_referral_code(session), created_at=now, updated_at=now)
     session.add(customer)
     session.flush()

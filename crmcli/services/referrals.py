@@ -26,8 +26,8 @@ def would_cycle(session: Session, referrer_id: int, referred_id: int) -> bool:
     return hit is not None
 
 
-def _same_person(a: Customer, b: Customer) -> str | None:
-    if a.id == b.id:
+def same_person(a: Customer, b: Customer) -> str | None:
+    if a.id is not None and a.id == b.id:
         return "the same customer"
     if a.email and a.email == b.email:
         return "the same email"
@@ -42,7 +42,7 @@ def record_referral(
     """A pending referral, refused for self-referral, a second referrer, or a cycle."""
     now = now or utcnow()
     assert referrer.id is not None and referred.id is not None
-    if reason := _same_person(referrer, referred):
+    if reason := same_person(referrer, referred):
         raise Invalid(f"a customer cannot refer themselves ({reason})")
     if referrer.erased_at is not None or referred.erased_at is not None:
         raise Invalid("an erased customer cannot take part in a referral")
