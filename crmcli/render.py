@@ -18,6 +18,17 @@ from enum import StrEnum
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
+BAR_WIDTH = 30
+
+
+def bar(value: float, peak: float, width: int = BAR_WIDTH) -> str:
+    """A horizontal bar in eighths of a character, scaled so ``peak`` fills ``width``."""
+    if peak <= 0 or value <= 0:
+        return ""
+    eighths = max(1, round(value / peak * width * 8))
+    full, part = divmod(eighths, 8)
+    return "█" * full + ("▏▎▍▌▋▊▉"[part - 1] if part else "")
+
 
 class Format(StrEnum):
     table = "table"
@@ -33,6 +44,7 @@ class Column:
     key: str
     header: str = ""
     numeric: bool = False
+    bar: bool = False  # in tables, draw a bar proportional to the column's largest value
 
     @property
     def title(self) -> str:
@@ -111,15 +123,28 @@ class Output:
         else:
             self._print(self._table(rows, columns, title))
 
-    def record(self, record: Record, *, title: str | None = None) -> None:
-        """One object: JSON object, a one-row CSV of its scalar fields, or panels."""
+    def record(
+        self,
+        record: Record,
+        *,
+        title: str | None = None,
+        tables: Mapping[str, Sequence[Column]] | None = None,
+        csv_rows: str | None = None,
+    ) -> None:
+        """One object: a JSON object; in CSV the ``csv_rows`` list, else one row of the
+        scalar fields; in a table, the scalars then each list as its own table (with
+        the columns in ``tables`` where given)."""
+        tables = tables or {}
         if self.format is Format.json:
             json.dump(self.wire(record), self.out, ensure_ascii=False, indent=2)
             self.out.write("\n")
             return
         scalars = {k: v for k, v in record.items() if not isinstance(v, list | dict)}
         if self.format is Format.csv:
-            self.rows([scalars], [Column(k) for k in scalars])
+            if csv_rows is not None:
+                self.rows(record[csv_rows], tables.get(csv_rows))
+            else:
+                self.rows([scalars], [Column(k) for k in scalars])
             return
         from rich.table import Table
         from rich.text import Text
@@ -136,7 +161,8 @@ class Output:
         self._print(grid)
         for key, value in record.items():
             if isinstance(value, list) and value and isinstance(value[0], Mapping):
-                self._print(self._table(value, [Column(k) for k in value[0]], key.replace("_", " ")))
+                columns = tables.get(key) or [Column(k) for k in value[0]]
+                self._print(self._table(value, columns, key.replace("_", " ")))
             elif isinstance(value, list):
                 self._print(Text.assemble((key.replace("_", " "), "bold"), f": {self._cell(value) or '-'}"))
 
@@ -177,8 +203,16 @@ class Output:
         for column in columns:
             # fold, never truncate: a cell cut to "…" would lose data a user came for
             table.add_column(column.title, justify="right" if column.numeric else "left", overflow="fold")
+            if column.bar:
+                table.add_column("", no_wrap=True, style="cyan")
+        peaks = {c.key: max((float(r.get(c.key) or 0) for r in rows), default=0.0) for c in columns if c.bar}
         for row in rows:
-            table.add_row(*(Text(self._cell(row.get(c.key))) for c in columns))
+            cells: list[Any] = []
+            for column in columns:
+                cells.append(Text(self._cell(row.get(column.key))))
+                if column.bar:
+                    cells.append(Text(bar(float(row.get(column.key) or 0), peaks[column.key])))
+            table.add_row(*cells)
         return table
 
     def _print(self, renderable: Any) -> None:

@@ -109,7 +109,9 @@ def test_demo_fills_once_and_refuses_real_data(cli: Cli, tmp_path: Path) -> None
     first = cli.ok("demo", "--customers", "30", "-f", "json")
     summary = first.json()
     assert summary["customers"] == 30
-    assert sum(s["customers"] for s in summary["by_stage"]) == 30
+    assert sum(s["customers"] for s in summary["stages"]) == 30
+    assert summary["buyers"] > 0 and summary["orders"] >= summary["buyers"]
+    assert sum(s["customers"] for s in summary["segments"]) == summary["buyers"]
     assert "Loaded 30 demo customers" in first.stderr
     again = cli.ok("demo", "--customers", "30", "-f", "json")
     assert again.json()["customers"] == 30 and "already" in again.stderr

@@ -122,7 +122,7 @@ def root(
 
 
 def _register() -> None:
-    from crmcli.cli import coupon, customer, db, demo, interaction, points, purchase, referral
+    from crmcli.cli import coupon, customer, db, demo, interaction, points, purchase, referral, report
 
     app.add_typer(customer.app, name="customer")
     app.add_typer(interaction.app, name="interaction")
@@ -131,6 +131,7 @@ def _register() -> None:
     app.add_typer(coupon.app, name="coupon")
     app.add_typer(points.app, name="points")
     app.add_typer(referral.app, name="referral")
+    app.add_typer(report.app, name="report")
     app.add_typer(db.app, name="db")
     app.command("demo")(demo.demo)
 

@@ -8,6 +8,7 @@ import typer
 
 from crmcli.cli.context import runtime
 from crmcli.cli.options import FormatOpt
+from crmcli.cli.report import DASHBOARD_TABLES
 from crmcli.render import Format
 
 
@@ -23,7 +24,7 @@ def demo(
 
     Example: crmcli --db demo.db demo --customers 500
     """
-    from crmcli.reports.overview import overview
+    from crmcli.reports.dashboard import dashboard
     from crmcli.services.demo import load_demo
     from crmcli.values import utcnow
 
@@ -33,11 +34,13 @@ def demo(
     with rt.session(write=True) as session:
         result = load_demo(session=session, config=rt.config, customers=customers, now=now)
     with rt.session() as session:
-        summary = overview(session=session, config=rt.config, now=now)
+        summary = dashboard(session=session, config=rt.config, as_of=now)
     where = rt.db.path or rt.db.url
     if result["created"]:
         out.message(f"Loaded {result['created']} demo customers into {where}")
     else:
         out.message(f"The demo data is already in {where}; showing its summary")
-    out.record(summary, title="crmcli demo: your shop at a glance")
-    out.message("Next: crmcli customer list --stage repeat | crmcli followup due | crmcli customer show demo-00001")
+    out.record(summary, title="crmcli demo: your shop at a glance", tables=DASHBOARD_TABLES)
+    out.message(
+        "Next: crmcli report rfm | crmcli report pareto | crmcli followup due | crmcli customer show demo-00001"
+    )

@@ -176,7 +176,7 @@ def _write_batch(session: Session, batch: list[Row], run: Run) -> None:
     refs = {r.ref for r in batch if r.ref}
     existing: dict[str, int] = {}
     if refs:
-        existing = dict(session.execute(select(p.c.ref, p.c.id).where(p.c.ref.in_(refs))).tuples().all())
+        existing = dict(session.execute(select(p.c.ref, p.c.id).where(p.c.ref.in_(refs))).all())
     seen: dict[str, int] = {}
     plain: list[tuple[Row, int]] = []
     special: list[tuple[Row, int]] = []

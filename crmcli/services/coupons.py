@@ -366,7 +366,7 @@ def target_customers(
     if segment is not None:
         from crmcli.reports.rfm import customers_in_segment
 
-        return customers_in_segment(session=session, segment=segment, config=config)
+        return customers_in_segment(session=session, segment=segment)
     query = select(col(Customer.id)).where(col(Customer.erased_at).is_(None)).order_by(col(Customer.id))
     if stage is not None:
         from crmcli.services.customers import check_stage

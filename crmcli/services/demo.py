@@ -12,8 +12,11 @@ from sqlmodel import Session, col
 from crmcli.config import Config
 from crmcli.errors import Conflict
 from crmcli.models import Customer
+from crmcli.services.coupons import CouponTerms, issue_coupons
 from crmcli.services.customers import CustomerInput, add_customer, change_stage
 from crmcli.services.interactions import log_interaction, resolve, respond
+from crmcli.services.points import accrue_tenure
+from crmcli.services.purchases import PurchaseInput, add_purchase, pay_purchase, refund_purchase
 from crmcli.services.referrals import record_referral
 
 DEMO_SOURCE = "demo"
@@ -75,7 +78,6 @@ CITIES = ["Springfield", "Riverton", "Lakeside", "Hill Valley", "Portsmouth", "F
 SOURCES = ["walk-in", "web", "instagram", "referral", "market stall", "newsletter"]
 COMPANIES = [None, None, None, "Lee & Sons", "Bright Bakery", "Fixit Ltd", "Green Grocers"]
 TAGS = ["vip", "wholesale", "newsletter", "birthday-club", "gluten-free", "local"]
-STAGE_WEIGHTS = {"lead": 12, "verified": 6, "prospect": 8, "customer": 40, "repeat": 28, "lost": 6}
 SUMMARIES = {
     "call": ["asked about opening hours", "checked an order", "wants a quote for 20 units"],
     "email": ["sent the new price list", "confirmed delivery date", "answered a sizing question"],
@@ -112,7 +114,7 @@ def load_demo(*, session: Session, config: Config, customers: int, now: datetime
     if demo:
         return {"created": 0, "already_loaded": demo}
     rng = random.Random(seed)
-    made: list[Customer] = []
+    made: list[tuple[Customer, datetime]] = []
     for n in range(customers):
         first, last = rng.choice(FIRST), rng.choice(LAST)
         joined = now - timedelta(days=rng.randint(1, 720), minutes=rng.randint(0, 1440))
@@ -128,17 +130,75 @@ def load_demo(*, session: Session, config: Config, customers: int, now: datetime
             note=f"came via {rng.choice(SOURCES)}",
         )
         customer = add_customer(session=session, data=data, config=config, now=joined)
-        stage = rng.choices(list(STAGE_WEIGHTS), weights=list(STAGE_WEIGHTS.values()))[0]
-        change_stage(session=session, customer=customer, stage=stage, now=joined + timedelta(days=rng.randint(0, 30)))
+        # Word of mouth: about a quarter were brought by an earlier customer.
+        if made and rng.random() < 0.25:
+            referrer = made[rng.randrange(len(made))][0]
+            record_referral(session=session, referrer=referrer, referred=customer, now=joined)
+        made.append((customer, joined))
+    campaign = _spring_campaign(session, config, [c for c, _ in made], now)
+    for customer, joined in made:
+        _lifecycle(session, config, rng, customer, joined, now, campaign)
         _interactions(session, rng, customer, joined, now)
-        made.append(customer)
-    _referrals(session, rng, made, now)
+    accrue_tenure(session=session, config=config, as_of=now)
     return {"created": len(made), "already_loaded": 0}
 
 
+def _spring_campaign(session: Session, config: Config, customers: list[Customer], now: datetime) -> dict[int, str]:
+    """A 10%-off campaign for a third of the customers: customer id -> coupon code."""
+    chosen = [c.id for c in customers[::3] if c.id is not None]
+    terms = CouponTerms(percent_bp=1000, min_spend_minor=2000, expires_at=now + timedelta(days=60), campaign="spring")
+    coupons = issue_coupons(session=session, customer_ids=chosen, terms=terms, now=now - timedelta(days=400))
+    return {c.customer_id: c.code for c in coupons if c.customer_id is not None}
+
+
+def _lifecycle(
+    session: Session,
+    config: Config,
+    rng: random.Random,
+    customer: Customer,
+    joined: datetime,
+    now: datetime,
+    campaign: dict[int, str],
+) -> None:
+    """Walk a customer through the stages, then a few purchases: most buy a little, a few a lot."""
+    path = rng.choices([1, 2, 3, 4], weights=[12, 6, 8, 74])[0]  # how far along before buying
+    moment = joined
+    for stage in ("verified", "prospect")[: max(0, path - 1)]:
+        moment += timedelta(days=rng.randint(1, 12), hours=rng.randint(0, 23))
+        if moment < now:
+            change_stage(session=session, customer=customer, stage=stage, now=moment)
+    if path < 4:
+        return
+    big_spender = rng.random() < 0.15
+    orders = rng.choice([1, 1, 1, 2, 2, 3, 4, 6]) + (rng.randint(3, 10) if big_spender else 0)
+    span = (now - moment).total_seconds()
+    for i in range(orders):
+        moment += timedelta(seconds=span * rng.random() / (orders + 1))
+        amount = int(rng.lognormvariate(3.6, 0.8) * 100) * (3 if big_spender else 1) + 100
+        on_credit = customer.company is not None and rng.random() < 0.6
+        due = moment + timedelta(days=30) if on_credit else None
+        code = campaign.get(customer.id or 0) if i == 1 and amount >= 2000 and rng.random() < 0.6 else None
+        purchase, _ = add_purchase(
+            session=session,
+            customer=customer,
+            config=config,
+            now=moment,
+            data=PurchaseInput(amount_minor=amount, at=moment, due_at=due, coupon=code),
+        )
+        if on_credit and purchase.id is not None:
+            paid = moment + timedelta(days=rng.choice([5, 12, 25, 29, 35, 48]))
+            if paid < now:
+                pay_purchase(session=session, purchase_id=purchase.id, config=config, at=paid)
+        if rng.random() < 0.03 and purchase.id is not None:
+            refund_purchase(session=session, purchase_id=purchase.id, config=config, at=moment + timedelta(days=2))
+    if now - moment > timedelta(days=240) and rng.random() < 0.5:
+        change_stage(session=session, customer=customer, stage="lost", now=moment + timedelta(days=180))
+
+
 def _interactions(session: Session, rng: random.Random, customer: Customer, joined: datetime, now: datetime) -> None:
+    """Contacts spread over the customer's life, most recent ones close to today."""
     count = rng.choice([0, 1, 1, 2, 3, 4, 6])
-    moments = sorted(joined + (now - joined) * rng.random() for _ in range(count))
+    moments = sorted(now - (now - joined) * rng.random() ** 3 for _ in range(count))
     for i, at in enumerate(moments):
         kind = rng.choices(
             ["call", "email", "meeting", "visit", "message", "complaint", "survey", "note"],
@@ -174,11 +234,3 @@ def _interactions(session: Session, rng: random.Random, customer: Customer, join
             summary=rng.choice(SUMMARIES[kind]),
             follow_up=follow,
         )
-
-
-def _referrals(session: Session, rng: random.Random, made: list[Customer], now: datetime) -> None:
-    """Chains of word of mouth: a few customers bring friends, some of whom bring more."""
-    for index, customer in enumerate(made[1:], start=1):
-        if rng.random() < 0.25:
-            referrer = made[rng.randrange(0, index)]
-            record_referral(session=session, referrer=referrer, referred=customer, now=now)

@@ -1,0 +1,208 @@
+"""crmcli report ...: the numbers a shop owner keeps a CRM for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from crmcli.cli.context import runtime
+from crmcli.cli.options import FormatOpt, LimitOpt, WhenHelp
+from crmcli.render import Column, Format
+
+app = typer.Typer(help="Reports: 80/20, RFM segments, value, funnel, referrals, payment, satisfaction, SLA.")
+AsOf = Annotated[str | None, typer.Option("--as-of", help=f"As at the end of: {WhenHelp}. Default now.")]
+
+SEGMENT_COLUMNS = [
+    Column("segment"),
+    Column("r"),
+    Column("f"),
+    Column("customers", numeric=True, bar=True),
+    Column("customer_share", "share", numeric=True),
+    Column("revenue", numeric=True),
+    Column("revenue_share", "of revenue", numeric=True),
+]
+STAGE_COLUMNS = [
+    Column("stage"),
+    Column("customers", numeric=True, bar=True),
+    Column("by_referral", "by referral", numeric=True),
+    Column("conversion", numeric=True),
+    Column("median_days", "median days", numeric=True),
+]
+DASHBOARD_TABLES = {
+    "stages": [Column("stage"), Column("customers", numeric=True, bar=True)],
+    "segments": [Column("segment"), Column("customers", numeric=True, bar=True), Column("revenue", numeric=True)],
+}
+
+
+def _run(ctx: typer.Context, as_of: str | None, build: Callable[..., Any], **kw: Any) -> Any:
+    rt = runtime(ctx)
+    with rt.session() as session:
+        return build(session=session, config=rt.config, as_of=rt.when(as_of or "now", end_of_day=bool(as_of)), **kw)
+
+
+@app.callback(invoke_without_command=True)
+def overview(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table) -> None:
+    """One screen of headline figures; the subcommands give each report in full.
+
+    Example: crmcli report --as-of 2026-06-30
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from crmcli.reports.dashboard import dashboard
+
+    result = _run(ctx, as_of, dashboard)
+    runtime(ctx).output(fmt).record(result, title="Your shop at a glance", tables=DASHBOARD_TABLES)
+
+
+@app.command("pareto")
+def pareto(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table) -> None:
+    """The 80/20 split: the top 20% of customers' share of revenue, how many make 80%,
+    and how many referrals come from the top 20% and from the other 80%.
+
+    Example: crmcli report pareto --format json
+    """
+    from crmcli.reports.pareto import pareto as build
+
+    runtime(ctx).output(fmt).record(_run(ctx, as_of, build), title="Pareto: who brings the revenue")
+
+
+@app.command("rfm")
+def rfm(
+    ctx: typer.Context,
+    customers: Annotated[bool, typer.Option("--customers", help="List each customer's r, f, m and segment.")] = False,
+    segment: Annotated[str | None, typer.Option(help="With --customers: only this segment.")] = None,
+    limit: LimitOpt = None,
+    as_of: AsOf = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """RFM segments (Champions, Loyal, At Risk, Hibernating, ...) with customer counts and revenue.
+
+    Example: crmcli report rfm --customers --segment "At Risk" --format csv
+    """
+    from crmcli.reports.rfm import rfm_customers, rfm_segments
+
+    out = runtime(ctx).output(fmt)
+    if customers:
+        rows = _run(ctx, as_of, rfm_customers, segment=segment, limit=limit)
+        out.rows(rows, empty="No customers with purchases.")
+    else:
+        out.rows(_run(ctx, as_of, rfm_segments), SEGMENT_COLUMNS)
+
+
+@app.command("value")
+def value(
+    ctx: typer.Context,
+    customers: Annotated[bool, typer.Option("--customers", help="List each customer's two values and group.")] = False,
+    limit: LimitOpt = None,
+    as_of: AsOf = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Lifetime value next to referral value, and the four groups: champions (high both),
+    affluents (high lifetime only), advocates (high referral only), misers (low both).
+
+    Example: crmcli report value --customers --limit 20
+    """
+    from crmcli.reports.value import value_report
+
+    result = _run(ctx, as_of, value_report, with_customers=customers, limit=limit)
+    runtime(ctx).output(fmt).record(
+        result,
+        title="Lifetime value and referral value",
+        csv_rows="rows" if customers else "groups",
+        tables={
+            "groups": [
+                Column("group"),
+                Column("customers", numeric=True, bar=True),
+                Column("customer_share", "share", numeric=True),
+                Column("lifetime_value", "lifetime value", numeric=True),
+                Column("referral_value", "referral value", numeric=True),
+            ]
+        },
+    )
+
+
+@app.command("funnel")
+def funnel(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table) -> None:
+    """Customers who reached each stage, conversion between stages, median days between them.
+
+    Example: crmcli report funnel
+    """
+    from crmcli.reports.funnel import funnel as build
+
+    runtime(ctx).output(fmt).record(
+        _run(ctx, as_of, build), title="Lifecycle funnel", csv_rows="stages", tables={"stages": STAGE_COLUMNS}
+    )
+
+
+@app.command("referrals")
+def referrals(
+    ctx: typer.Context,
+    top: Annotated[int, typer.Option(help="How many top referrers to list.", min=1)] = 10,
+    as_of: AsOf = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """How much of the business word of mouth brings: referred customers, verified share,
+    their revenue, and the top referrers.
+
+    Example: crmcli report referrals --top 5
+    """
+    from crmcli.reports.referrals import referral_report
+
+    runtime(ctx).output(fmt).record(
+        _run(ctx, as_of, referral_report, top=top), title="Word of mouth", csv_rows="top_referrers"
+    )
+
+
+@app.command("payment")
+def payment(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table) -> None:
+    """Big/small customers x good/poor payers, with the terms each cell deserves.
+
+    Example: crmcli report payment
+    """
+    from crmcli.reports.payment import payment_report
+
+    runtime(ctx).output(fmt).record(_run(ctx, as_of, payment_report), title="Payment behaviour", csv_rows="cells")
+
+
+@app.command("satisfaction")
+def satisfaction(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table) -> None:
+    """Rating distribution: the share of 5s (loyal) against 3-4 (likely to leave) and 1-2.
+
+    Example: crmcli report satisfaction
+    """
+    from crmcli.reports.satisfaction import satisfaction as build
+
+    runtime(ctx).output(fmt).record(
+        _run(ctx, as_of, build),
+        title="Satisfaction",
+        csv_rows="distribution",
+        tables={
+            "distribution": [
+                Column("rating", numeric=True),
+                Column("count", numeric=True, bar=True),
+                Column("share", numeric=True),
+                Column("meaning"),
+            ]
+        },
+    )
+
+
+@app.command("sla")
+def sla(
+    ctx: typer.Context,
+    check: Annotated[bool, typer.Option("--check", help="Exit 3 when an open complaint is past its deadline.")] = False,
+    as_of: AsOf = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Complaint response and resolution times against the SLA, and the overdue ones.
+
+    Example: crmcli report sla --check || notify-send "a complaint is waiting"
+    """
+    from crmcli.reports.satisfaction import sla as build
+
+    result = _run(ctx, as_of, build)
+    runtime(ctx).output(fmt).record(result, title="Complaints against the SLA", csv_rows="overdue")
+    if check and result["overdue"]:
+        raise typer.Exit(3)
