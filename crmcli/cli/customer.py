@@ -87,6 +87,7 @@ def list_(
     stage: Annotated[str | None, typer.Option(help="Only this stage.")] = None,
     tag: Annotated[str | None, typer.Option(help="Only customers with this tag.")] = None,
     search: Annotated[str | None, typer.Option(help="Text in name, email, phone, company, city or ref.")] = None,
+    segment: Annotated[str | None, typer.Option(help="Only this RFM segment, e.g. 'At Risk' (see 'report rfm').")] = None,
     sort: Annotated[
         str, typer.Option(help="Sort field: id, name, email, city, stage, created_at; -field descending.")
     ] = "id",
@@ -95,13 +96,19 @@ def list_(
 ) -> None:
     """List customers.
 
-    Example: crmcli customer list --stage lead --tag vip --sort -created_at --limit 20
+    Example: crmcli customer list --segment "At Risk" --sort -created_at --limit 20
     """
     from crmcli.services.customers import list_customers
 
     rt = runtime(ctx)
     with rt.session() as session:
-        rows = list_customers(session=session, stage=stage, tag=tag, search=search, sort=sort, limit=limit)
+        ids = None
+        if segment is not None:
+            from crmcli.reports.rfm import customers_in_segment
+
+            ids = customers_in_segment(session=session, segment=segment)
+        rows = list_customers(session=session, stage=stage, tag=tag, search=search, customer_ids=ids, sort=sort,
+                              limit=limit)
     rt.output(fmt).rows(rows, LIST_COLUMNS, empty="No customers match.")
 
 

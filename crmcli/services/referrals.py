@@ -142,7 +142,9 @@ def verify_on_purchase(
     if referral is None:
         return None
     threshold = parse_money(config.referrals.qualifying_purchase, config.currency.minor_digits)
-    if purchase.net_minor < threshold or not decide_referral(session, referral, "verified", now):
+    # Verified when the qualifying sale happened (a till history loads long after the fact).
+    when = max(purchase.at, referral.created_at)
+    if purchase.net_minor < threshold or not decide_referral(session, referral, "verified", when):
         return None
     reward_both(session, referral, config, now)
     return referral.id
