@@ -87,7 +87,7 @@ def list_(
     stage: Annotated[str | None, typer.Option(help="Only this stage.")] = None,
     tag: Annotated[str | None, typer.Option(help="Only customers with this tag.")] = None,
     search: Annotated[str | None, typer.Option(help="Text in name, email, phone, company, city or ref.")] = None,
-    segment: Annotated[str | None, typer.Option(help="Only this RFM segment, e.g. 'At Risk' (see 'report rfm').")] = None,
+    segment: Annotated[str | None, typer.Option(help="Only this RFM segment, e.g. 'At Risk'.")] = None,
     sort: Annotated[
         str, typer.Option(help="Sort field: id, name, email, city, stage, created_at; -field descending.")
     ] = "id",
