@@ -81,14 +81,14 @@ class Output:
             return [self.wire(v) for v in value]
         return value
 
-    def _cell(self, value: Any) -> str:
+    def _cell(self, value: Any, *, list_separator: str = ", ") -> str:
         value = self.wire(value)
         if value is None:
             return ""
         if isinstance(value, bool):
             return "yes" if value else "no"
         if isinstance(value, list):
-            return ", ".join(str(v) for v in value)
+            return list_separator.join(str(v) for v in value)
         return str(value)
 
     # --- sinks ---------------------------------------------------------------
@@ -117,7 +117,8 @@ class Output:
             writer = csv.writer(self.out, lineterminator="\n")
             writer.writerow([c.key for c in columns])
             for row in rows:
-                writer.writerow([self._cell(row.get(c.key)) for c in columns])
+                # lists as "a;b", the way imports read tags
+                writer.writerow([self._cell(row.get(c.key), list_separator=";") for c in columns])
         elif not rows:
             self.message(empty)
         else:

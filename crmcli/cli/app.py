@@ -43,6 +43,11 @@ class CrmGroup(TyperGroup):
             return super().invoke(ctx)
         except (typer.TyperException, typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:
+            # The reader went away (`crmcli ... | head`): stop quietly, as other Unix tools do.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(1) from None
         except CrmError as exc:
             if _debug(ctx):
                 raise

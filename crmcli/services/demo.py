@@ -96,6 +96,14 @@ COMPLAINTS = [
 ]
 
 
+def _ascii(text: str) -> str:
+    """García -> garcia, O'Brien -> obrien: plain addresses every mail system takes."""
+    import unicodedata
+
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return plain.lower().replace(" ", "").replace("'", "")
+
+
 def demo_state(session: Session) -> tuple[int, int]:
     """(demo customers, other customers) in the database."""
     demo = session.execute(select(func.count()).where(col(Customer.source) == DEMO_SOURCE)).scalar_one()
@@ -120,7 +128,7 @@ def load_demo(*, session: Session, config: Config, customers: int, now: datetime
         joined = now - timedelta(days=rng.randint(1, 720), minutes=rng.randint(0, 1440))
         data = CustomerInput(
             name=f"{first} {last}",
-            email=f"{first}.{last}.{n}@example.com".lower().replace(" ", "").replace("'", ""),
+            email=_ascii(f"{first}.{last}.{n}@example.com"),
             phone=f"+1555{rng.randint(1000000, 9999999)}" if rng.random() < 0.7 else None,
             company=rng.choice(COMPANIES),
             city=rng.choice(CITIES),
