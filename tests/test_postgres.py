@@ -106,8 +106,12 @@ def _buy(url: str, code: str, attempts: int, barrier: Any, results: Any) -> None
     for _ in range(attempts):
         try:
             with db.session(write=True) as session:
-                add_purchase(session=session, customer=find_customer(session, "1"), config=Config(),
-                             data=PurchaseInput(amount_minor=1000, coupon=code))
+                add_purchase(
+                    session=session,
+                    customer=find_customer(session, "1"),
+                    config=Config(),
+                    data=PurchaseInput(amount_minor=1000, coupon=code),
+                )
             results.put("ok")
         except CrmError as exc:
             results.put(str(exc))
@@ -118,7 +122,9 @@ def _buy(url: str, code: str, attempts: int, barrier: Any, results: Any) -> None
 
 def test_coupon_uses_are_capped_under_concurrency(pg: Cli) -> None:
     pg.ok("customer", "add", "Ann")
-    code = pg.ok("coupon", "issue", "--customer", "1", "--amount", "1", "--max-uses", "5", "-f", "json").json()[0]["code"]
+    code = pg.ok("coupon", "issue", "--customer", "1", "--amount", "1", "--max-uses", "5", "-f", "json").json()[0][
+        "code"
+    ]
     ctx = mp.get_context("fork")
     barrier, results = ctx.Barrier(4), ctx.Queue()
     workers = [ctx.Process(target=_buy, args=(PG_URL, code, 15, barrier, results)) for _ in range(4)]
