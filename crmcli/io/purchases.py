@@ -8,16 +8,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import String, and_, bindparam, cast, func, insert, literal, or_, select, update
 from sqlmodel import Session
 
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import CrmError, ImportFailed, Invalid
+from crmcli.io.bulk import insert_rows
 from crmcli.io.reader import CsvOptions, CsvSource
 from crmcli.io.writer import output_stream, write_csv, write_json
-from crmcli.models import Customer, PointsEntry, Purchase, Referral, StageChange, table_of
-from crmcli.services import points as ledger
+from crmcli.models import Customer, PointsEntry, Purchase, Referral, StageChange, UTCDateTime, table_of
 from crmcli.values import money, parse_money, parse_when, utcnow
 
 FIELDS = ("customer", "amount", "at", "due", "paid_at", "coupon", "ref")
@@ -49,6 +49,7 @@ class Run:
     problems: list[tuple[int, str]] = field(default_factory=list)
     rejected: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
     customers: set[int] = field(default_factory=set)
+    late: dict[int, tuple[datetime, int]] = field(default_factory=dict)  # customer -> last late payment
 
     def reject(self, line: int, raw: dict[str, str], reason: str) -> None:
         self.problems.append((line, reason))
@@ -131,6 +132,7 @@ def import_purchases(
                 sorted(run.problems),
                 hint="fix them, or pass --skip-invalid FILE to import the good rows",
             )
+        _reset_after_late_payments(session, run)
         stages = _advance_stages(session, run)
         verified = _verify_referrals(session, run)
         if dry_run:
@@ -152,21 +154,26 @@ def import_purchases(
 def _resolve_customers(session: Session, names: set[str]) -> dict[str, int]:
     """Customer id for each identifier (id, email or ref) used in a batch."""
     c = table_of(Customer)
+    emails: dict[str, list[str]] = {}
+    for name in names:
+        if "@" in name:
+            emails.setdefault(name.lower(), []).append(name)
     ids = [int(n) for n in names if n.isdigit()]
-    found: dict[str, int] = {}
-    conditions = [c.c.email.in_({n.lower() for n in names if "@" in n}), c.c.ref.in_(names)]
+    conditions = [c.c.ref.in_(names)]
+    if emails:
+        conditions.append(c.c.email.in_(emails))
     if ids:
         conditions.append(c.c.id.in_(ids))
-    query = select(c.c.id, c.c.email, c.c.ref).where(or_(*conditions), c.c.erased_at.is_(None))
-    for cid, email, ref in session.execute(query):
+    found: dict[str, int] = {}
+    for cid, email, ref in session.execute(
+        select(c.c.id, c.c.email, c.c.ref).where(or_(*conditions), c.c.erased_at.is_(None))
+    ):
+        for name in emails.get(email or "", ()):
+            found[name] = cid
+        if ref in names:
+            found.setdefault(ref, cid)
         if str(cid) in names:
             found[str(cid)] = cid
-        if email and email in {n.lower() for n in names}:
-            for n in names:
-                if n.lower() == email:
-                    found[n] = cid
-        if ref and ref in names:
-            found.setdefault(ref, cid)
     return found
 
 
@@ -202,9 +209,8 @@ def _write_batch(session: Session, batch: list[Row], run: Run) -> None:
                         f"ref {row.ref} is already purchase {existing[row.ref]} (use --on-duplicate skip or update)",
                     )
                 continue
-        # Coupons and late payments change other records: take the careful path, row by row.
-        late = row.due_at is not None and row.paid_at is not None and row.paid_at > row.due_at
-        (special if row.coupon or late else plain).append((row, cid))
+        # A coupon changes another record: take the careful path, row by row.
+        (special if row.coupon else plain).append((row, cid))
         run.customers.add(cid)
     if plain:
         _insert_plain(session, plain, run)
@@ -212,8 +218,30 @@ def _write_batch(session: Session, batch: list[Row], run: Run) -> None:
         _insert_special(session, row, cid, run)
 
 
+PURCHASE_COLUMNS = (
+    "customer_id",
+    "ref",
+    "gross_minor",
+    "coupon_discount_minor",
+    "points_used",
+    "points_discount_minor",
+    "net_minor",
+    "at",
+    "due_at",
+    "paid_at",
+    "created_at",
+)
+
+
 def _insert_plain(session: Session, rows: list[tuple[Row, int]], run: Run) -> None:
-    p = table_of(Purchase)
+    """One executemany for the purchases, then their points and late payments in set-based SQL.
+
+    The new rows are found again as those above the previous largest id that carry this
+    import's ``created_at``, so no per-row RETURNING is needed.
+    """
+    p, e = table_of(Purchase), table_of(PointsEntry)
+    conn = session.connection()
+    last_id = conn.execute(select(func.coalesce(func.max(p.c.id), 0))).scalar_one()
     values = [
         {
             "customer_id": cid,
@@ -223,33 +251,32 @@ def _insert_plain(session: Session, rows: list[tuple[Row, int]], run: Run) -> No
             "points_used": 0,
             "points_discount_minor": 0,
             "net_minor": r.amount_minor,
-            "coupon_id": None,
             "at": r.at,
             "due_at": r.due_at,
             "paid_at": r.paid_at,
-            "refunded_at": None,
             "created_at": run.now,
         }
         for r, cid in rows
     ]
-    ids = list(session.execute(insert(p).returning(p.c.id, sort_by_parameter_order=True), values).scalars())
-    entries = []
-    for (r, cid), pid in zip(rows, ids, strict=True):
-        earned = ledger.points_for_spend(r.amount_minor, run.config)
-        if earned:
-            entries.append(
-                {
-                    "customer_id": cid,
-                    "delta": earned,
-                    "kind": "earn",
-                    "reason": f"purchase {pid}",
-                    "purchase_id": pid,
-                    "period": None,
-                    "at": r.at,
-                }
+    insert_rows(conn, p, PURCHASE_COLUMNS, values)
+    new = and_(p.c.id > last_id, p.c.created_at == literal(run.now, UTCDateTime()))
+    num, den = run.config.points.per_currency_unit.as_integer_ratio()
+    earned = (p.c.net_minor * num) // (den * 10**run.config.currency.minor_digits)
+    conn.execute(
+        insert(e).from_select(
+            ["customer_id", "delta", "kind", "reason", "purchase_id", "at"],
+            select(
+                p.c.customer_id, earned, literal("earn"), literal("purchase ") + cast(p.c.id, String), p.c.id, p.c.at
             )
-    if entries:
-        session.execute(insert(table_of(PointsEntry)), entries)
+            .where(new, earned > 0)
+            .order_by(p.c.id),
+        )
+    )
+    for cid, paid_at, pid in conn.execute(
+        select(p.c.customer_id, p.c.paid_at, p.c.id).where(new, p.c.paid_at > p.c.due_at)
+    ):
+        if cid not in run.late or run.late[cid][0] < paid_at:
+            run.late[cid] = (paid_at, pid)
     run.inserted += len(rows)
 
 
@@ -287,6 +314,40 @@ def _update_payment(session: Session, purchase_id: int, row: Row, run: Run) -> N
     if current.paid_at is None and row.paid_at is not None and row.raw.get("paid_at", "").strip():
         pay_purchase(session=session, purchase_id=purchase_id, config=run.config, at=row.paid_at)
     run.updated += 1
+
+
+def _reset_after_late_payments(session: Session, run: Run) -> None:
+    """Points reset for customers who paid late: the balance earned up to their last late
+    payment in the file goes, as one ledger entry (what came after it stays)."""
+    if not run.late or not run.config.points.reset_on_late_payment:
+        return
+    e = table_of(PointsEntry)
+    ids = sorted(run.late)
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        before: dict[int, int] = dict.fromkeys(chunk, 0)
+        total: dict[int, int] = dict.fromkeys(chunk, 0)
+        for cid, at, delta in session.execute(
+            select(e.c.customer_id, e.c.at, e.c.delta).where(e.c.customer_id.in_(chunk))
+        ):
+            total[cid] += delta
+            if at <= run.late[cid][0]:
+                before[cid] += delta
+        resets = [
+            {
+                "customer_id": cid,
+                "delta": -min(before[cid], total[cid]),
+                "kind": "reset",
+                "period": None,
+                "reason": f"late payment of purchase {run.late[cid][1]}",
+                "purchase_id": None,
+                "at": run.late[cid][0],
+            }
+            for cid in chunk
+            if min(before[cid], total[cid]) > 0
+        ]
+        if resets:
+            session.execute(insert(e), resets)
 
 
 def _advance_stages(session: Session, run: Run) -> int:
@@ -328,33 +389,37 @@ def _advance_stages(session: Session, run: Run) -> int:
 
 
 def _verify_referrals(session: Session, run: Run) -> int:
-    """Pending referrals of imported customers whose purchases include a qualifying one."""
-    from crmcli.services.referrals import decide_referral, reward_both
+    """Verify the pending referrals of imported customers who now have a qualifying purchase,
+    as of that purchase, and reward both sides: a few statements per 900 customers."""
+    from crmcli.services.referrals import reward_all
 
     if not run.customers:
         return 0
     r, p = table_of(Referral), table_of(Purchase)
     threshold = parse_money(run.config.referrals.qualifying_purchase, run.config.currency.minor_digits)
-    qualifying = (
-        select(p.c.id)
+    first_qualifying = (
+        select(func.min(p.c.at))
         .where(p.c.customer_id == r.c.referred_id, p.c.refunded_at.is_(None), p.c.net_minor >= threshold)
-        .exists()
+        .scalar_subquery()
     )
     verified = 0
     ids = sorted(run.customers)
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
-        pending = (
-            session.execute(
-                select(Referral).where(and_(r.c.status == "pending", r.c.referred_id.in_(chunk), qualifying))
-            )
-            .scalars()
-            .all()
+        found = session.execute(
+            select(Referral, first_qualifying)
+            .where(r.c.status == "pending", r.c.referred_id.in_(chunk), first_qualifying.is_not(None))
+            .order_by(r.c.id)
+            .with_for_update()
+        ).all()
+        if not found:
+            continue
+        session.execute(
+            update(r).where(r.c.id == bindparam("rid")).values(status="verified", decided_at=bindparam("when")),
+            [{"rid": ref.id, "when": max(at, ref.created_at)} for ref, at in found],
         )
-        for referral in pending:
-            if decide_referral(session, referral, "verified", run.now):
-                reward_both(session, referral, run.config, run.now)
-                verified += 1
+        reward_all(session, [ref for ref, _ in found], run.config, run.now)
+        verified += len(found)
     return verified
 
 

@@ -9,11 +9,12 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlmodel import Session, col
 
 from crmcli.config import Config
 from crmcli.errors import Conflict, Invalid, NotFound
+from crmcli.io.bulk import insert_rows
 from crmcli.models import Coupon, Customer, Purchase, UTCDateTime, table_of
 from crmcli.values import money, utcnow
 
@@ -109,10 +110,12 @@ def issue_coupons(
         }
         for c, cid in zip(codes, customer_ids, strict=True)
     ]
-    table = table_of(Coupon)
-    for start in range(0, len(rows), 2000):
-        session.execute(insert(table), rows[start : start + 2000])
-    return list(session.execute(select(Coupon).where(col(Coupon.code).in_(codes)).order_by(col(Coupon.id))).scalars())
+    insert_rows(session.connection(), table_of(Coupon), list(rows[0]), rows)
+    issued: dict[str, Coupon] = {}
+    for start in range(0, len(codes), 5000):
+        chunk = codes[start : start + 5000]
+        issued.update((c.code, c) for c in session.execute(select(Coupon).where(col(Coupon.code).in_(chunk))).scalars())
+    return [issued[c] for c in codes]  # in the order of customer_ids
 
 
 def _unused_codes(session: Session, count: int) -> list[str]:

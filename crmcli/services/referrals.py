@@ -92,15 +92,29 @@ def decide_referral(
     return int(getattr(result, "rowcount", 0)) == 1
 
 
-def _reward(
-    session: Session, customer_id: int, reward: Reward, config: Config, now: datetime, why: str
-) -> dict[str, Any]:
-    from crmcli.services import points as ledger
+def _reward_many(
+    session: Session, customer_ids: list[int], reward: Reward, config: Config, now: datetime, why: list[str]
+) -> list[dict[str, Any]]:
+    """The same reward to several customers at once: points entries, or one coupon each."""
+    from crmcli.io.bulk import insert_rows
+    from crmcli.models import PointsEntry
     from crmcli.services.coupons import CouponTerms, issue_coupons
 
     if reward.points is not None:
-        ledger.record(session, customer_id=customer_id, delta=reward.points, kind="referral", at=now, reason=why)
-        return {"customer_id": customer_id, "points": reward.points}
+        entries = [
+            {
+                "customer_id": cid,
+                "delta": reward.points,
+                "kind": "referral",
+                "reason": reason,
+                "purchase_id": None,
+                "period": None,
+                "at": now,
+            }
+            for cid, reason in zip(customer_ids, why, strict=True)
+        ]
+        insert_rows(session.connection(), table_of(PointsEntry), list(entries[0]), entries)
+        return [{"customer_id": cid, "points": reward.points} for cid in customer_ids]
     expires = (now.astimezone(config.tz) + timedelta(days=reward.expires_in_days)).date()
     terms = CouponTerms(
         percent_bp=int(reward.percent * 100) if reward.percent is not None else None,
@@ -108,8 +122,8 @@ def _reward(
         expires_at=parse_when(expires.isoformat(), config.tz, end_of_day=True),
         campaign="referral",
     )
-    (coupon,) = issue_coupons(session=session, customer_ids=[customer_id], terms=terms, now=now)
-    return {"customer_id": customer_id, "coupon": coupon.code}
+    coupons = issue_coupons(session=session, customer_ids=customer_ids, terms=terms, now=now)
+    return [{"customer_id": cid, "coupon": c.code} for cid, c in zip(customer_ids, coupons, strict=True)]
 
 
 def verify_referral(
@@ -124,12 +138,21 @@ def verify_referral(
 
 
 def reward_both(session: Session, referral: Referral, config: Config, now: datetime) -> dict[str, Any]:
-    why = f"referral {referral.id}"
-    return {
-        "referral": referral.id,
-        "referrer_reward": _reward(session, referral.referrer_id, config.referrals.reward_referrer, config, now, why),
-        "referred_reward": _reward(session, referral.referred_id, config.referrals.reward_referred, config, now, why),
-    }
+    return reward_all(session, [referral], config, now)[0]
+
+
+def reward_all(session: Session, referrals: list[Referral], config: Config, now: datetime) -> list[dict[str, Any]]:
+    """Reward both sides of newly verified referrals, in a few statements however many there are."""
+    if not referrals:
+        return []
+    why = [f"referral {r.id}" for r in referrals]
+    rules = config.referrals
+    referrer = _reward_many(session, [r.referrer_id for r in referrals], rules.reward_referrer, config, now, why)
+    referred = _reward_many(session, [r.referred_id for r in referrals], rules.reward_referred, config, now, why)
+    return [
+        {"referral": r.id, "referrer_reward": a, "referred_reward": b}
+        for r, a, b in zip(referrals, referrer, referred, strict=True)
+    ]
 
 
 def verify_on_purchase(

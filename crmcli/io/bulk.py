@@ -1,0 +1,43 @@
+"""Batched inserts at the speed of the driver.
+
+On SQLite the rows go straight to the DB-API ``executemany`` (SQLAlchemy's per-value
+type processing costs more than SQLite's own insert); times are written in exactly
+the form SQLAlchemy's SQLite ``DateTime`` stores and reads back (naive UTC,
+``YYYY-MM-DD HH:MM:SS.ffffff``). Other databases take the SQLAlchemy Core path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, insert
+
+
+def sqlite_time(value: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime stores for an aware datetime, in UTC."""
+    v = value.astimezone(UTC)
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+
+
+def insert_rows(connection: Any, table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """INSERT ``rows`` (dicts with at least ``columns``) into ``table`` in one executemany."""
+    if not rows:
+        return
+    if connection.dialect.name != "sqlite":
+        connection.execute(insert(table), [{c: row[c] for c in columns} for row in rows])
+        return
+    times = _time_columns(table, columns)
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    values = [
+        tuple((sqlite_time(row[c]) if row[c] is not None else None) if c in times else row[c] for c in columns)
+        for row in rows
+    ]
+    connection.exec_driver_sql(sql, values)
+
+
+def _time_columns(table: Table, columns: Sequence[str]) -> set[str]:
+    from crmcli.models import UTCDateTime
+
+    return {c for c in columns if isinstance(table.c[c].type, UTCDateTime)}
