@@ -1,0 +1,238 @@
+"""crmcli against the limit (plain sqlite3) and a peer (sqlite-utils), side by side, in one run.
+
+    python benchmarks/generate.py --customers 1000000      # once: the data (fixed seed)
+    python benchmarks/run.py                               # N = 1,000,000; --quick for 20,000
+
+Every task runs as a separate process, timed from start to exit (start-up included),
+with its own peak RSS from wait4(). Each figure is reported as the ratio
+crmcli / baseline measured in the same run, since the machine is shared and noisy.
+Results go to stdout as a table and to benchmarks/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+
+
+@dataclass
+class Measure:
+    seconds: float
+    peak_mb: float
+
+
+@dataclass
+class Row:
+    task: str
+    rows: int
+    crmcli: Measure
+    baseline: str
+    base: Measure
+    target: float | None
+
+    @property
+    def ratio(self) -> float:
+        return self.crmcli.seconds / self.base.seconds if self.base.seconds else float("inf")
+
+
+def run(command: list[str], *, env: dict[str, str] | None = None, stdout: int | None = subprocess.DEVNULL) -> Measure:
+    """Wall time and peak RSS of one process (and only that one)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise SystemExit(f"failed: {' '.join(command)}\n{err[-2000:]}")
+    return Measure(round(seconds, 3), round(usage.ru_maxrss / 1024, 1))
+
+
+def best_of(times: int, command: list[str], **kw: object) -> Measure:
+    runs = [run(command, **kw) for _ in range(times)]  # type: ignore[arg-type]
+    return Measure(round(statistics.median(r.seconds for r in runs), 3), max(r.peak_mb for r in runs))
+
+
+def crmcli(db: Path, config: Path, *args: str) -> list[str]:
+    return [PY, "-m", "crmcli", "--db", str(db), "--config", str(config), *args]
+
+
+def baseline(name: str, *args: str) -> list[str]:
+    return [PY, str(HERE / "baselines.py"), name, *args]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="20,000 customers: a laptop check")
+    parser.add_argument("--data", type=Path, default=HERE / "data")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
+    args = parser.parse_args()
+    n = 20_000 if args.quick else args.customers
+    data = args.data / str(n)
+    if not (data / "purchases.csv").exists():
+        subprocess.run([PY, str(HERE / "generate.py"), "--customers", str(n), "--out", str(data)], check=True)
+    small = n // 10
+    small_data = args.data / str(small)
+    if not (small_data / "customers.csv").exists():
+        subprocess.run([PY, str(HERE / "generate.py"), "--customers", str(small), "--out", str(small_data)], check=True)
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="crmcli-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "config.yaml"
+    config.write_text("default_phone_region: US\n")
+    rows: list[Row] = []
+
+    def fresh(name: str) -> Path:
+        db = work / name
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        subprocess.run(crmcli(db, config, "db", "upgrade"), check=True, capture_output=True)
+        return db
+
+    # --- customer import, phones as people type them (full validation) vs the limit and the peer
+    db = fresh("crm.db")
+    ours = run(crmcli(db, config, "customer", "import", str(data / "customers.csv")))
+    raw = run(baseline("insert-customers", str(fresh("raw.db")), str(data / "customers.csv")))
+    rows.append(Row("customer import (typed phones)", n, ours, "sqlite3 executemany", raw, 2.5))
+    peer_db = work / "peer.db"
+    peer_db.unlink(missing_ok=True)
+    sqlite_utils = shutil.which("sqlite-utils") or str(Path(PY).parent / "sqlite-utils")
+    if Path(sqlite_utils).exists():
+        peer = run([sqlite_utils, "insert", str(peer_db), "customer", str(data / "customers.csv"), "--csv"])
+        rows.append(Row("customer import (typed phones)", n, ours, "sqlite-utils insert --csv", peer, 1.0))
+    e164_db = fresh("e164.db")
+    ours_e164 = run(crmcli(e164_db, config, "customer", "import", str(data / "customers_e164.csv")))
+    raw_e164 = run(baseline("insert-customers", str(fresh("raw_e164.db")), str(data / "customers_e164.csv")))
+    rows.append(Row("customer import (E.164 phones)", n, ours_e164, "sqlite3 executemany", raw_e164, 2.5))
+    small_db = fresh("small.db")
+    ours_small = run(crmcli(small_db, config, "customer", "import", str(small_data / "customers.csv")))
+
+    # --- purchase import: 5 x N rows, customers named by ref
+    raw_p = work / "raw_purchases.db"
+    shutil.copy(db, raw_p)
+    ours_p = run(crmcli(db, config, "purchase", "import", str(data / "purchases.csv")))
+    base_p = run(baseline("insert-purchases", str(raw_p), str(data / "purchases.csv")))
+    rows.append(Row("purchase import", 5 * n, ours_p, "sqlite3 executemany", base_p, 2.0))
+
+    # --- reports: crmcli start-up, SQL and rendering vs the same SQL through sqlite3
+    for report in ("rfm", "pareto", "value"):
+        sql = subprocess.run(baseline("capture-sql", str(db), report), capture_output=True, text=True, check=True)
+        (work / f"{report}.json").write_text(sql.stdout)
+        ours_r = best_of(3, crmcli(db, config, "report", report, "-f", "json"))
+        base_r = best_of(3, baseline("run-sql", str(db), str(work / f"{report}.json")))
+        rows.append(Row(f"report {report}", n, ours_r, "same SQL via sqlite3", base_r, 1.5))
+
+    # --- export
+    ours_x = run(crmcli(db, config, "customer", "export", "--out", str(work / "export.csv")))
+    sql = subprocess.run(baseline("capture-sql", str(db), "export"), capture_output=True, text=True, check=True)
+    (work / "export.json").write_text(sql.stdout)
+    base_x = run(baseline("export-customers", str(db), str(work / "export_raw.csv"), str(work / "export.json")))
+    rows.append(Row("customer export", n, ours_x, "csv.writer over a cursor", base_x, 2.0))
+    ours_x_small = run(crmcli(small_db, config, "customer", "export", "--out", str(work / "export_small.csv")))
+
+    # --- start-up
+    app = work / "two_commands.py"
+    app.write_text(
+        "import typer\napp = typer.Typer()\n@app.command()\ndef hello(name: str) -> None:\n    print(name)\n"
+        "@app.command()\ndef bye(name: str) -> None:\n    print(name)\napp()\n"
+    )
+    rows.append(
+        Row(
+            "crmcli --help",
+            1,
+            best_of(7, [PY, "-m", "crmcli", "--help"]),
+            "2-command Typer app --help",
+            best_of(7, [PY, str(app), "--help"]),
+            1.5,
+        )
+    )
+    rows.append(
+        Row(
+            "crmcli customer show",
+            1,
+            best_of(7, crmcli(db, config, "customer", "show", str(n // 2))),
+            'python -c "import sqlmodel"',
+            best_of(7, [PY, "-c", "import sqlmodel"]),
+            1.3,
+        )
+    )
+
+    memory = {
+        "customer import peak MB": ours.peak_mb,
+        "customer import peak MB at N/10": ours_small.peak_mb,
+        "customer import growth (N vs N/10)": round(ours.peak_mb / ours_small.peak_mb, 2),
+        "purchase import peak MB": ours_p.peak_mb,
+        "customer export peak MB": ours_x.peak_mb,
+        "customer export growth (N vs N/10)": round(ours_x.peak_mb / ours_x_small.peak_mb, 2),
+    }
+    print_report(rows, memory, n, args.out)
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def print_report(rows: list[Row], memory: dict[str, float], n: int, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"crmcli benchmarks, N = {n:,} customers ({platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, SQLite "
+        f"{__import__('sqlite3').sqlite_version})"
+    )
+    for col in ("task", "rows", "crmcli s", "rows/s", "peak MB", "baseline", "base s", "base MB", "ratio", "target"):
+        table.add_column(col, justify="left" if col in ("task", "baseline") else "right")
+    for r in rows:
+        met = r.target is None or r.ratio <= r.target
+        table.add_row(
+            r.task,
+            f"{r.rows:,}",
+            f"{r.crmcli.seconds:.2f}",
+            f"{r.rows / r.crmcli.seconds:,.0f}",
+            f"{r.crmcli.peak_mb:.0f}",
+            r.baseline,
+            f"{r.base.seconds:.2f}",
+            f"{r.base.peak_mb:.0f}",
+            f"[{'green' if met else 'red'}]{r.ratio:.2f}x[/]",
+            f"≤ {r.target}x" if r.target else "",
+        )
+    console = Console()
+    console.print(table)
+    for key, value in memory.items():
+        console.print(f"{key}: {value}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "customers": n,
+                "machine": {
+                    "cpu": platform.processor() or platform.machine(),
+                    "cores": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "sqlite": __import__("sqlite3").sqlite_version,
+                },
+                "tasks": [{**asdict(r), "ratio": round(r.ratio, 3)} for r in rows],
+                "memory": memory,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
