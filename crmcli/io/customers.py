@@ -2,36 +2,43 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, and_, cast, func, insert, or_, select, update
+from sqlalchemy import String, and_, cast, func, insert, literal, or_, select, update
+from sqlmodel import Session
 
 from crmcli.config import Config
 from crmcli.db import Database
-from crmcli.errors import CrmError, ImportFailed, Invalid
+from crmcli.errors import Invalid
+from crmcli.io.bulk import insert_rows
+from crmcli.io.importing import ImportRun, check_options, run_import
 from crmcli.io.reader import CsvOptions, CsvSource
 from crmcli.io.writer import output_stream, write_csv, write_json
-from crmcli.models import Customer, CustomerTag, Referral, StageChange
-from crmcli.services.customers import (
-    CustomerInput,
-    clean_fields,
-    clean_tags,
-    new_referral_code,
-)
+from crmcli.models import Customer, CustomerTag, Referral, StageChange, UTCDateTime, table_of
+from crmcli.services.customers import CustomerInput, clean_fields, clean_tags, new_referral_code
+from crmcli.services.referrals import same_person
 from crmcli.values import utcnow
 
-FIELDS = ("name", "email", "phone", "company", "city", "source", "stage", "tags", "ref",
-          "referred_by", "note")
+FIELDS = ("name", "email", "phone", "company", "city", "source", "stage", "tags", "ref", "referred_by", "note")
 KEYS = ("email", "phone", "ref")
-BATCH = 2000
-DUPLICATE_MODES = ("skip", "update", "error")
-
-Progress = Callable[[int], None]
+COLUMNS = (
+    "name",
+    "email",
+    "phone",
+    "ref",
+    "company",
+    "city",
+    "source",
+    "note",
+    "stage",
+    "referral_code",
+    "created_at",
+    "updated_at",
+)
+BATCH = 5000
 
 
 @dataclass
@@ -44,26 +51,24 @@ class Pending:
 
 
 @dataclass
-class ImportRun:
-    config: Config
-    on_duplicate: str
-    now: datetime
-    inserted: int = 0
-    updated: int = 0
-    skipped: int = 0
+class CustomerRun(ImportRun):
     referrals: int = 0
-    problems: list[tuple[int, str]] = field(default_factory=list)
-    rejected: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
-
-    def reject(self, item_line: int, raw: dict[str, str], reason: str) -> None:
-        self.problems.append((item_line, reason))
-        self.rejected.append((item_line, raw, reason))
 
 
 def validate_row(line: int, raw: dict[str, str], config: Config) -> Pending:
     if "__error__" in raw:
         raise Invalid(raw["__error__"])
-    data = CustomerInput(**{k: raw.get(k) for k in FIELDS if k not in ("tags", "referred_by")})
+    data = CustomerInput(
+        name=raw.get("name"),
+        email=raw.get("email"),
+        phone=raw.get("phone"),
+        company=raw.get("company"),
+        city=raw.get("city"),
+        source=raw.get("source"),
+        stage=raw.get("stage") or None,
+        ref=raw.get("ref"),
+        note=raw.get("note"),
+    )
     values = clean_fields(data, config, require_name=True)
     values.setdefault("stage", "lead")
     tags = clean_tags((raw.get("tags") or "").split(";"))
@@ -80,76 +85,50 @@ def import_customers(
     dry_run: bool = False,
     reject_file: Path | None = None,
     on_duplicate: str = "error",
-    progress: Progress | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Import a customer CSV in one transaction; returns counts.
 
-    All or nothing unless ``reject_file`` is given: any bad row raises
-    :class:`ImportFailed` listing every bad row, and nothing is written.
+    A row whose email, phone or ref belongs to a customer (or, with none of the three,
+    whose name is that of a customer who has none either) is a duplicate, handled by
+    ``on_duplicate``. All or nothing unless ``reject_file`` is given.
     """
-    if on_duplicate not in DUPLICATE_MODES:
-        raise Invalid(f"--on-duplicate must be one of {', '.join(DUPLICATE_MODES)}")
-    if reject_file is not None and not reject_file.expanduser().parent.exists():
-        raise Invalid(f"cannot write rejected rows to {reject_file}: the folder does not exist")
+    check_options(on_duplicate, reject_file)
     source = CsvSource(path, options, fields=FIELDS, required=("name",))
-    run = ImportRun(config=config, on_duplicate=on_duplicate, now=utcnow())
-    all_or_nothing = reject_file is None
-    with db.session(write=True) as session:
-        conn = session.connection()
-        batch: list[Pending] = []
-        for line, raw in source.rows(progress):
-            try:
-                batch.append(validate_row(line, raw, config))
-            except CrmError as exc:
-                run.reject(line, raw, str(exc))
-            if len(batch) >= BATCH:
-                _write_batch(conn, batch, run)
-                batch = []
-        if batch:
-            _write_batch(conn, batch, run)
-        if run.problems and all_or_nothing:
-            session.rollback()
-            raise ImportFailed(
-                f"{len(run.problems)} bad row(s) in {path}; nothing was imported",
-                sorted(run.problems),
-                hint="fix them, or pass --skip-invalid FILE to import the good rows",
-            )
-        if dry_run:
-            session.rollback()
-    if reject_file is not None and run.rejected:
-        _write_rejects(reject_file, run.rejected)
-    return {
-        "rows": run.inserted + run.updated + run.skipped + len(run.rejected),
-        "inserted": run.inserted,
-        "updated": run.updated,
-        "skipped": run.skipped,
-        "rejected": len(run.rejected),
-        "referrals": run.referrals,
-        "dry_run": dry_run,
-    }
+    run = CustomerRun(config=config, on_duplicate=on_duplicate, now=utcnow())
+    run_import(
+        db=db,
+        source=source,
+        run=run,
+        batch_size=BATCH,
+        dry_run=dry_run,
+        reject_file=reject_file,
+        progress=progress,
+        validate=lambda line, raw: validate_row(line, raw, config),
+        write_batch=lambda session, batch: _write_batch(session, batch, run),
+    )
+    return {**run.counts(dry_run), "referrals": run.referrals}
 
 
 def _existing(conn: Any, batch: list[Pending]) -> dict[tuple[str, str], int]:
     """(key, value) -> customer id for the batch's emails, phones, refs and keyless names."""
-    t = Customer.__table__  # type: ignore[attr-defined]
-    conditions = []
+    t = table_of(Customer)
+    conditions: list[Any] = []
     for key in KEYS:
         values = {p.values[key] for p in batch if p.values.get(key)}
         if values:
             conditions.append(t.c[key].in_(values))
     names = {p.values["name"] for p in batch if not any(p.values.get(k) for k in KEYS)}
     if names:
-        conditions.append(and_(t.c.name.in_(names), *(t.c[k].is_(None) for k in KEYS),
-                               t.c.erased_at.is_(None)))
+        keyless = [t.c[k].is_(None) for k in KEYS]
+        conditions.append(and_(t.c.name.in_(names), t.c.erased_at.is_(None), *keyless))
     found: dict[tuple[str, str], int] = {}
     if not conditions:
         return found
-    for row in conn.execute(select(t.c.id, t.c.name, *(t.c[k] for k in KEYS)).where(or_(*conditions))):
-        for key in KEYS:
-            if row._mapping[key] is not None:
-                found[(key, row._mapping[key])] = row.id
-        if all(row._mapping[k] is None for k in KEYS):
-            found[("name", row.name)] = row.id
+    for row in conn.execute(select(t.c.id, t.c.name, t.c.email, t.c.phone, t.c.ref).where(or_(*conditions))):
+        keys = [(k, getattr(row, k)) for k in KEYS if getattr(row, k) is not None]
+        for match in keys or [("name", row.name)]:
+            found[match] = row.id
     return found
 
 
@@ -158,61 +137,80 @@ def _match_keys(p: Pending) -> list[tuple[str, str]]:
     return keys or [("name", p.values["name"])]
 
 
-def _write_batch(conn: Any, batch: list[Pending], run: ImportRun) -> None:
-    t = Customer.__table__  # type: ignore[attr-defined]
+def _write_batch(session: Session, batch: list[Pending], run: CustomerRun) -> None:
+    conn = session.connection()
     existing = _existing(conn, batch)
-    seen_in_batch: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str], int] = {}
     new: list[Pending] = []
-    updates: list[tuple[int, Pending]] = []
     for p in batch:
         keys = _match_keys(p)
-        clash = {k: existing[k] for k in keys if k in existing}
-        earlier = next((seen_in_batch[k] for k in keys if k in seen_in_batch), None)
+        earlier = next((seen[k] for k in keys if k in seen), None)
         if earlier is not None:
             run.reject(p.line, p.raw, f"same {keys[0][0]} as line {earlier} of this file")
             continue
         for k in keys:
-            seen_in_batch[k] = p.line
+            seen[k] = p.line
+        clash = {k: existing[k] for k in keys if k in existing}
         if not clash:
             new.append(p)
             continue
         ids = set(clash.values())
         if len(ids) > 1:
-            run.reject(p.line, p.raw, "matches several customers: " + ", ".join(
-                f"{k[0]} {k[1]} is customer {cid}" for k, cid in clash.items()))
-            continue
-        (cid,) = ids
-        if run.on_duplicate == "skip":
+            detail = ", ".join(f"{k[0]} {k[1]} is customer {cid}" for k, cid in clash.items())
+            run.reject(p.line, p.raw, f"matches several customers: {detail}")
+        elif run.on_duplicate == "skip":
             run.skipped += 1
         elif run.on_duplicate == "update":
-            updates.append((cid, p))
+            _update_existing(conn, ids.pop(), p, run)
         else:
-            key, value = next(iter(clash))
-            run.reject(p.line, p.raw, f"{key} {value} already belongs to customer {cid} "
-                       "(use --on-duplicate skip or update)")
+            (key, value), cid = next(iter(clash.items()))
+            run.reject(
+                p.line, p.raw, f"{key} {value} already belongs to customer {cid} (use --on-duplicate skip or update)"
+            )
     if new:
-        codes = _unused_codes(conn, len(new))
-        rows = [{**p.values, "referral_code": code, "created_at": run.now, "updated_at": run.now}
-                for p, code in zip(new, codes, strict=True)]
-        for row in rows:
-            for column in ("email", "phone", "ref", "company", "city", "source", "note"):
-                row.setdefault(column, None)
-        result = conn.execute(insert(t).returning(t.c.id, sort_by_parameter_order=True), rows)
-        ids = [r.id for r in result]
-        conn.execute(insert(StageChange.__table__), [  # type: ignore[attr-defined]
-            {"customer_id": cid, "from_stage": None, "to_stage": p.values["stage"], "at": run.now}
-            for cid, p in zip(ids, new, strict=True)])
-        tag_rows = [{"customer_id": cid, "tag": tag} for cid, p in zip(ids, new, strict=True) for tag in p.tags]
-        if tag_rows:
-            conn.execute(insert(CustomerTag.__table__), tag_rows)  # type: ignore[attr-defined]
-        run.inserted += len(new)
-        _add_referrals(conn, [(cid, p) for cid, p in zip(ids, new, strict=True) if p.referred_by], run)
-    for cid, p in updates:
-        _update_existing(conn, cid, p, run)
+        _insert_new(session, new, run)
+
+
+def _insert_new(session: Session, new: list[Pending], run: CustomerRun) -> None:
+    """One executemany for the customers; their ids are found again by referral code."""
+    conn = session.connection()
+    t = table_of(Customer)
+    codes = _unused_codes(conn, len(new))
+    rows = [
+        {
+            "email": None,
+            "phone": None,
+            "ref": None,
+            "company": None,
+            "city": None,
+            "source": None,
+            "note": None,
+            **p.values,
+            "referral_code": code,
+            "created_at": run.now,
+            "updated_at": run.now,
+        }
+        for p, code in zip(new, codes, strict=True)
+    ]
+    insert_rows(conn, t, COLUMNS, rows)
+    id_of = dict(conn.execute(select(t.c.referral_code, t.c.id).where(t.c.referral_code.in_(codes))).all())
+    ids = [id_of[code] for code in codes]
+    conn.execute(
+        insert(table_of(StageChange)).from_select(
+            ["customer_id", "to_stage", "at"],
+            select(t.c.id, t.c.stage, t.c.created_at).where(
+                t.c.referral_code.in_(codes), t.c.created_at == literal(run.now, UTCDateTime())
+            ),
+        )
+    )
+    tag_rows = [{"customer_id": cid, "tag": tag} for cid, p in zip(ids, new, strict=True) for tag in p.tags]
+    insert_rows(conn, table_of(CustomerTag), ("customer_id", "tag"), tag_rows)
+    run.inserted += len(new)
+    _add_referrals(conn, [(cid, p) for cid, p in zip(ids, new, strict=True) if p.referred_by], run)
 
 
 def _unused_codes(conn: Any, count: int) -> list[str]:
-    t = Customer.__table__  # type: ignore[attr-defined]
+    t = table_of(Customer)
     codes: set[str] = set()
     while len(codes) < count:
         fresh = {new_referral_code() for _ in range(count - len(codes))} - codes
@@ -221,92 +219,98 @@ def _unused_codes(conn: Any, count: int) -> list[str]:
     return list(codes)
 
 
-def _add_referrals(conn: Any, items: list[tuple[int, Pending]], run: ImportRun) -> None:
+def _add_referrals(conn: Any, items: list[tuple[int, Pending]], run: CustomerRun) -> None:
     """Referrals of newly inserted customers; the referrer may be earlier in the file."""
     if not items:
         return
-    t = Customer.__table__  # type: ignore[attr-defined]
+    t = table_of(Customer)
     wanted = {p.referred_by for _, p in items if p.referred_by}
-    ids = {w for w in wanted if w.isdigit()}
-    found: dict[str, int] = {}
-    query = select(t.c.id, t.c.email, t.c.ref, t.c.referral_code).where(or_(
-        t.c.id.in_([int(i) for i in ids]) if ids else False,
+    numbers = [int(w) for w in wanted if w.isdigit()]
+    conditions = [
         t.c.email.in_({w.lower() for w in wanted}),
         t.c.ref.in_(wanted),
         t.c.referral_code.in_({w.upper() for w in wanted}),
-    ))
-    for row in conn.execute(query):
-        found[str(row.id)] = row.id
-        for value in (row.email, row.ref, row.referral_code):
-            if value:
-                found[value] = row.id
+    ]
+    if numbers:
+        conditions.append(t.c.id.in_(numbers))
+    found: dict[str, Any] = {}
+    for row in conn.execute(select(t.c.id, t.c.email, t.c.phone, t.c.ref, t.c.referral_code).where(or_(*conditions))):
+        for key in (str(row.id), row.email, row.ref, row.referral_code):
+            if key:
+                found[key] = row
     new_rows = []
     for cid, p in items:
-        assert p.referred_by is not None
-        ident = p.referred_by
+        ident = p.referred_by or ""
         referrer = found.get(ident) or found.get(ident.lower()) or found.get(ident.upper())
         if referrer is None:
             run.reject(p.line, p.raw, f"referred_by {ident!r} is not a customer")
-        elif referrer == cid:
-            run.reject(p.line, p.raw, "a customer cannot refer themselves")
-        else:
-            new_rows.append({"referrer_id": referrer, "referred_id": cid, "status": "pending",
-                             "created_at": run.now})
-    if new_rows:
-        conn.execute(insert(Referral.__table__), new_rows)  # type: ignore[attr-defined]
-        run.referrals += len(new_rows)
+            continue
+        me = Customer(id=cid, email=p.values.get("email"), phone=p.values.get("phone"), name="", referral_code="")
+        if reason := same_person(
+            Customer(id=referrer.id, email=referrer.email, phone=referrer.phone, name="", referral_code=""), me
+        ):
+            run.reject(p.line, p.raw, f"a customer cannot refer themselves ({reason})")
+            continue
+        new_rows.append({"referrer_id": referrer.id, "referred_id": cid, "status": "pending", "created_at": run.now})
+    insert_rows(conn, table_of(Referral), ("referrer_id", "referred_id", "status", "created_at"), new_rows)
+    run.referrals += len(new_rows)
 
 
-def _update_existing(conn: Any, cid: int, p: Pending, run: ImportRun) -> None:
+def _update_existing(conn: Any, cid: int, p: Pending, run: CustomerRun) -> None:
     """--on-duplicate update: the row's non-empty fields overwrite; tags are added."""
-    t = Customer.__table__  # type: ignore[attr-defined]
+    t = table_of(Customer)
     values = {k: v for k, v in p.values.items() if v is not None and k != "stage"}
     conn.execute(update(t).where(t.c.id == cid).values(**values, updated_at=run.now))
-    stage = p.raw.get("stage", "").strip()
-    if stage:
+    if (p.raw.get("stage") or "").strip():
         current = conn.execute(select(t.c.stage).where(t.c.id == cid)).scalar_one()
         if current != p.values["stage"]:
             conn.execute(update(t).where(t.c.id == cid).values(stage=p.values["stage"]))
-            conn.execute(insert(StageChange.__table__).values(  # type: ignore[attr-defined]
-                customer_id=cid, from_stage=current, to_stage=p.values["stage"], at=run.now))
-    have = set(conn.execute(select(CustomerTag.tag).where(CustomerTag.customer_id == cid)).scalars())
-    extra = [{"customer_id": cid, "tag": tag} for tag in p.tags if tag not in have]
-    if extra:
-        conn.execute(insert(CustomerTag.__table__), extra)  # type: ignore[attr-defined]
+            conn.execute(
+                insert(table_of(StageChange)).values(
+                    customer_id=cid, from_stage=current, to_stage=p.values["stage"], at=run.now
+                )
+            )
+    tags = table_of(CustomerTag)
+    have = set(conn.execute(select(tags.c.tag).where(tags.c.customer_id == cid)).scalars())
+    insert_rows(conn, tags, ("customer_id", "tag"), [{"customer_id": cid, "tag": t} for t in p.tags if t not in have])
     run.updated += 1
-
-
-def _write_rejects(path: Path, rejected: list[tuple[int, dict[str, str], str]]) -> None:
-    with output_stream(path, encoding="utf-8-sig") as handle:
-        writer = csv.writer(handle, lineterminator="\r\n")
-        writer.writerow(["line", "error", *FIELDS])
-        for line, raw, reason in sorted(rejected, key=lambda r: r[0]):
-            writer.writerow([line, reason, *(raw.get(f, "") for f in FIELDS)])
 
 
 # --- export -----------------------------------------------------------------------
 
 
-def export_rows(conn: Any) -> Iterator[tuple[Any, ...]]:
-    """Customers in import-column order, streamed in id order."""
-    c = Customer.__table__  # type: ignore[attr-defined]
-    tag = CustomerTag.__table__  # type: ignore[attr-defined]
+def export_query() -> Any:
+    """Customers in import-column order, in id order; the referrer named by ref, else email, else id."""
+    c = table_of(Customer)
+    tag = table_of(CustomerTag)
+    r = table_of(Referral)
     referrer = c.alias("referrer")
-    tags = (
-        select(func.aggregate_strings(tag.c.tag, ";"))
-        .where(tag.c.customer_id == c.c.id).scalar_subquery()
-    )
+    tags = select(func.aggregate_strings(tag.c.tag, ";")).where(tag.c.customer_id == c.c.id).scalar_subquery()
     referred_by = func.coalesce(referrer.c.ref, referrer.c.email, cast(referrer.c.id, String))
-    query = (
-        select(c.c.name, c.c.email, c.c.phone, c.c.company, c.c.city, c.c.source, c.c.stage,
-               tags, c.c.ref, referred_by, c.c.note)
+    return (
+        select(
+            c.c.name,
+            c.c.email,
+            c.c.phone,
+            c.c.company,
+            c.c.city,
+            c.c.source,
+            c.c.stage,
+            tags,
+            c.c.ref,
+            referred_by,
+            c.c.note,
+        )
         .select_from(c)
-        .outerjoin(Referral.__table__, Referral.__table__.c.referred_id == c.c.id)  # type: ignore[attr-defined]
-        .outerjoin(referrer, referrer.c.id == Referral.__table__.c.referrer_id)  # type: ignore[attr-defined]
+        .outerjoin(r, r.c.referred_id == c.c.id)
+        .outerjoin(referrer, referrer.c.id == r.c.referrer_id)
         .where(c.c.erased_at.is_(None))
         .order_by(c.c.id)
     )
-    result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
+
+
+def export_rows(conn: Any) -> Iterator[tuple[Any, ...]]:
+    result = conn.execution_options(stream_results=True, yield_per=5000).execute(export_query())
     for row in result:
         yield tuple(row)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -13,8 +12,9 @@ from sqlmodel import Session
 
 from crmcli.config import Config
 from crmcli.db import Database
-from crmcli.errors import CrmError, ImportFailed, Invalid
+from crmcli.errors import CrmError, Invalid
 from crmcli.io.bulk import insert_rows
+from crmcli.io.importing import ImportRun, check_options, run_import
 from crmcli.io.reader import CsvOptions, CsvSource
 from crmcli.io.writer import output_stream, write_csv, write_json
 from crmcli.models import Customer, PointsEntry, Purchase, Referral, StageChange, UTCDateTime, table_of
@@ -22,7 +22,6 @@ from crmcli.values import money, parse_money, parse_when, utcnow
 
 FIELDS = ("customer", "amount", "at", "due", "paid_at", "coupon", "ref")
 BATCH = 5000
-DUPLICATE_MODES = ("skip", "update", "error")
 
 
 @dataclass
@@ -39,21 +38,11 @@ class Row:
 
 
 @dataclass
-class Run:
-    config: Config
-    on_duplicate: str
-    now: datetime
-    inserted: int = 0
-    updated: int = 0
-    skipped: int = 0
-    problems: list[tuple[int, str]] = field(default_factory=list)
-    rejected: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
-    customers: set[int] = field(default_factory=set)
+class PurchaseRun(ImportRun):
+    customers: set[int] = field(default_factory=set)  # whose stages and referrals to settle at the end
     late: dict[int, tuple[datetime, int]] = field(default_factory=dict)  # customer -> last late payment
-
-    def reject(self, line: int, raw: dict[str, str], reason: str) -> None:
-        self.problems.append((line, reason))
-        self.rejected.append((line, raw, reason))
+    stage_changes: int = 0
+    referrals_verified: int = 0
 
 
 def _when(text: str | None, config: Config, now: datetime, *, end_of_day: bool = False) -> datetime | None:
@@ -61,7 +50,7 @@ def _when(text: str | None, config: Config, now: datetime, *, end_of_day: bool =
     return parse_when(text, config.tz, now=now, end_of_day=end_of_day) if text else None
 
 
-def validate_row(line: int, raw: dict[str, str], run: Run) -> Row:
+def validate_row(line: int, raw: dict[str, str], run: PurchaseRun) -> Row:
     if "__error__" in raw:
         raise Invalid(raw["__error__"])
     config = run.config
@@ -105,50 +94,31 @@ def import_purchases(
     """Import purchases in one transaction: all or nothing unless ``reject_file`` is given.
 
     Rows are written in batches with set-based SQL; points are earned on each row's
-    amount; stages advance and pending referrals are verified once, at the end.
+    amount; late payments reset points, stages advance and pending referrals are
+    verified once, at the end.
     """
-    if on_duplicate not in DUPLICATE_MODES:
-        raise Invalid(f"--on-duplicate must be one of {', '.join(DUPLICATE_MODES)}")
-    if reject_file is not None and not reject_file.expanduser().parent.exists():
-        raise Invalid(f"cannot write rejected rows to {reject_file}: the folder does not exist")
+    check_options(on_duplicate, reject_file)
     source = CsvSource(path, options, fields=FIELDS, required=("customer", "amount"))
-    run = Run(config=config, on_duplicate=on_duplicate, now=utcnow())
-    with db.session(write=True) as session:
-        batch: list[Row] = []
-        for line, raw in source.rows(progress):
-            try:
-                batch.append(validate_row(line, raw, run))
-            except CrmError as exc:
-                run.reject(line, raw, str(exc))
-            if len(batch) >= BATCH:
-                _write_batch(session, batch, run)
-                batch = []
-        if batch:
-            _write_batch(session, batch, run)
-        if run.problems and reject_file is None:
-            session.rollback()
-            raise ImportFailed(
-                f"{len(run.problems)} bad row(s) in {path}; nothing was imported",
-                sorted(run.problems),
-                hint="fix them, or pass --skip-invalid FILE to import the good rows",
-            )
+    run = PurchaseRun(config=config, on_duplicate=on_duplicate, now=utcnow())
+
+    def finish(session: Session) -> None:
         _reset_after_late_payments(session, run)
-        stages = _advance_stages(session, run)
-        verified = _verify_referrals(session, run)
-        if dry_run:
-            session.rollback()
-    if reject_file is not None and run.rejected:
-        _write_rejects(reject_file, run.rejected)
-    return {
-        "rows": run.inserted + run.updated + run.skipped + len(run.rejected),
-        "inserted": run.inserted,
-        "updated": run.updated,
-        "skipped": run.skipped,
-        "rejected": len(run.rejected),
-        "stage_changes": stages,
-        "referrals_verified": verified,
-        "dry_run": dry_run,
-    }
+        run.stage_changes = _advance_stages(session, run)
+        run.referrals_verified = _verify_referrals(session, run)
+
+    run_import(
+        db=db,
+        source=source,
+        run=run,
+        batch_size=BATCH,
+        dry_run=dry_run,
+        reject_file=reject_file,
+        progress=progress,
+        validate=lambda line, raw: validate_row(line, raw, run),
+        write_batch=lambda session, batch: _write_batch(session, batch, run),
+        finish=finish,
+    )
+    return {**run.counts(dry_run), "stage_changes": run.stage_changes, "referrals_verified": run.referrals_verified}
 
 
 def _resolve_customers(session: Session, names: set[str]) -> dict[str, int]:
@@ -177,7 +147,7 @@ def _resolve_customers(session: Session, names: set[str]) -> dict[str, int]:
     return found
 
 
-def _write_batch(session: Session, batch: list[Row], run: Run) -> None:
+def _write_batch(session: Session, batch: list[Row], run: PurchaseRun) -> None:
     p = table_of(Purchase)
     customers = _resolve_customers(session, {r.customer for r in batch})
     refs = {r.ref for r in batch if r.ref}
@@ -233,7 +203,7 @@ PURCHASE_COLUMNS = (
 )
 
 
-def _insert_plain(session: Session, rows: list[tuple[Row, int]], run: Run) -> None:
+def _insert_plain(session: Session, rows: list[tuple[Row, int]], run: PurchaseRun) -> None:
     """One executemany for the purchases, then their points and late payments in set-based SQL.
 
     The new rows are found again as those above the previous largest id that carry this
@@ -280,7 +250,7 @@ def _insert_plain(session: Session, rows: list[tuple[Row, int]], run: Run) -> No
     run.inserted += len(rows)
 
 
-def _insert_special(session: Session, row: Row, cid: int, run: Run) -> None:
+def _insert_special(session: Session, row: Row, cid: int, run: PurchaseRun) -> None:
     from crmcli.services.purchases import PurchaseInput, add_purchase
 
     customer = session.get(Customer, cid)
@@ -303,7 +273,7 @@ def _insert_special(session: Session, row: Row, cid: int, run: Run) -> None:
     run.inserted += 1
 
 
-def _update_payment(session: Session, purchase_id: int, row: Row, run: Run) -> None:
+def _update_payment(session: Session, purchase_id: int, row: Row, run: PurchaseRun) -> None:
     """--on-duplicate update: a later export of the same sale brings its due date and payment."""
     from crmcli.services.purchases import pay_purchase
 
@@ -316,7 +286,7 @@ def _update_payment(session: Session, purchase_id: int, row: Row, run: Run) -> N
     run.updated += 1
 
 
-def _reset_after_late_payments(session: Session, run: Run) -> None:
+def _reset_after_late_payments(session: Session, run: PurchaseRun) -> None:
     """Points reset for customers who paid late: the balance earned up to their last late
     payment in the file goes, as one ledger entry (what came after it stays)."""
     if not run.late or not run.config.points.reset_on_late_payment:
@@ -350,7 +320,7 @@ def _reset_after_late_payments(session: Session, run: Run) -> None:
             session.execute(insert(e), resets)
 
 
-def _advance_stages(session: Session, run: Run) -> int:
+def _advance_stages(session: Session, run: PurchaseRun) -> int:
     """Customers with one live purchase become 'customer', with two or more 'repeat'."""
     if not run.customers:
         return 0
@@ -388,7 +358,7 @@ def _advance_stages(session: Session, run: Run) -> int:
     return changed
 
 
-def _verify_referrals(session: Session, run: Run) -> int:
+def _verify_referrals(session: Session, run: PurchaseRun) -> int:
     """Verify the pending referrals of imported customers who now have a qualifying purchase,
     as of that purchase, and reward both sides: a few statements per 900 customers."""
     from crmcli.services.referrals import reward_all
@@ -421,14 +391,6 @@ def _verify_referrals(session: Session, run: Run) -> int:
         reward_all(session, [ref for ref, _ in found], run.config, run.now)
         verified += len(found)
     return verified
-
-
-def _write_rejects(path: Path, rejected: list[tuple[int, dict[str, str], str]]) -> None:
-    with output_stream(path, encoding="utf-8-sig") as handle:
-        writer = csv.writer(handle, lineterminator="\r\n")
-        writer.writerow(["line", "error", *FIELDS])
-        for line, raw, reason in sorted(rejected, key=lambda item: item[0]):
-            writer.writerow([line, reason, *(raw.get(f, "") for f in FIELDS)])
 
 
 def export_purchases(*, db: Database, config: Config, path: Path | None, fmt: str = "csv", bom: bool = True) -> int:

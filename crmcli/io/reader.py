@@ -23,9 +23,7 @@ class CsvOptions:
     mapping: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def build(
-        cls, *, encoding: str | None, delimiter: str | None, mapping: Sequence[str]
-    ) -> CsvOptions:
+    def build(cls, *, encoding: str | None, delimiter: str | None, mapping: Sequence[str]) -> CsvOptions:
         if encoding is not None:
             try:
                 encoding = codecs.lookup(encoding).name
@@ -143,14 +141,10 @@ class CsvSource:
                 line = reader.line_num
                 if not any(v.strip() for v in values):
                     continue
-                if len(values) > len(columns) and any(v.strip() for v in values[len(columns):]):
+                if len(values) > len(columns) and any(v.strip() for v in values[len(columns) :]):
                     yield line, {"__error__": f"{len(values)} cells but the header has {len(columns)}"}
                     continue
-                row = {
-                    col: unneutralise(value)
-                    for col, value in zip(columns, values, strict=False)
-                    if col is not None
-                }
+                row = {col: unneutralise(value) for col, value in zip(columns, values, strict=False) if col is not None}
                 count += 1
                 if progress is not None and count % 1000 == 0:
                     progress(handle.buffer.tell() if hasattr(handle, "buffer") else 0)

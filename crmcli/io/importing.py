@@ -1,0 +1,112 @@
+"""The import loop both CSV imports share: validate, write in batches, all or nothing."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlmodel import Session
+
+from crmcli.config import Config
+from crmcli.db import Database
+from crmcli.errors import CrmError, ImportFailed, Invalid
+from crmcli.io.reader import CsvSource
+from crmcli.io.writer import output_stream
+
+DUPLICATE_MODES = ("skip", "update", "error")
+Item = TypeVar("Item")
+
+
+@dataclass
+class ImportRun:
+    """Counts and problems of one import."""
+
+    config: Config
+    on_duplicate: str
+    now: datetime
+    inserted: int = 0
+    updated: int = 0
+    skipped: int = 0
+    problems: list[tuple[int, str]] = field(default_factory=list)
+    rejected: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
+
+    def reject(self, line: int, raw: dict[str, str], reason: str) -> None:
+        self.problems.append((line, reason))
+        self.rejected.append((line, raw, reason))
+
+    def counts(self, dry_run: bool) -> dict[str, Any]:
+        return {
+            "rows": self.inserted + self.updated + self.skipped + len(self.rejected),
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "rejected": len(self.rejected),
+            "dry_run": dry_run,
+        }
+
+
+def check_options(on_duplicate: str, reject_file: Path | None) -> None:
+    if on_duplicate not in DUPLICATE_MODES:
+        raise Invalid(f"--on-duplicate must be one of {', '.join(DUPLICATE_MODES)}")
+    if reject_file is not None and not reject_file.expanduser().parent.exists():
+        raise Invalid(f"cannot write rejected rows to {reject_file}: the folder does not exist")
+
+
+def run_import(
+    *,
+    db: Database,
+    source: CsvSource,
+    run: ImportRun,
+    validate: Callable[[int, dict[str, str]], Item],
+    write_batch: Callable[[Session, list[Item]], None],
+    finish: Callable[[Session], None] | None = None,
+    batch_size: int,
+    dry_run: bool,
+    reject_file: Path | None,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Stream the file through ``validate`` and ``write_batch`` in one write transaction.
+
+    Memory stays flat: only one batch is held. Rows keep being written after a bad one so
+    that duplicates later in the file are still found; then, unless ``reject_file`` is
+    given, any problem rolls everything back and raises :class:`ImportFailed` listing
+    every bad row. ``dry_run`` always rolls back.
+    """
+    with db.session(write=True) as session:
+        batch: list[Item] = []
+        for line, raw in source.rows(progress):
+            try:
+                batch.append(validate(line, raw))
+            except CrmError as exc:
+                run.reject(line, raw, str(exc))
+            if len(batch) >= batch_size:
+                write_batch(session, batch)
+                batch = []
+        if batch:
+            write_batch(session, batch)
+        if run.problems and reject_file is None:
+            session.rollback()
+            raise ImportFailed(
+                f"{len(run.problems)} bad row(s) in {source.path}; nothing was imported",
+                sorted(run.problems),
+                hint="fix them, or pass --skip-invalid FILE to import the good rows",
+            )
+        if finish is not None:
+            finish(session)
+        if dry_run:
+            session.rollback()
+    if reject_file is not None and run.rejected and not dry_run:
+        write_rejects(reject_file, source.fields, run.rejected)
+
+
+def write_rejects(path: Path, fields: Sequence[str], rejected: list[tuple[int, dict[str, str], str]]) -> None:
+    """The rejected rows as CSV, with their line number and reason first."""
+    with output_stream(path, encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")
+        writer.writerow(["line", "error", *fields])
+        for line, raw, reason in sorted(rejected, key=lambda item: item[0]):
+            writer.writerow([line, reason, *(raw.get(f, "") for f in fields)])
