@@ -142,6 +142,7 @@ class CsvSource:
                 if not any(v.strip() for v in values):
                     continue
                 if len(values) > len(columns) and any(v.strip() for v in values[len(columns) :]):
+                    count += 1
                     yield line, {"__error__": f"{len(values)} cells but the header has {len(columns)}"}
                     continue
                 row = {col: unneutralise(value) for col, value in zip(columns, values, strict=False) if col is not None}
