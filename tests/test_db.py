@@ -127,3 +127,30 @@ def test_db_check_finds_broken_foreign_keys(cli, db_path: Path) -> None:  # type
     assert result.exit_code == 1
     assert "foreign key: customer_tag" in result.stderr
     assert "Error: 1 integrity problem(s) found" in result.stderr
+
+
+def test_upgrading_a_real_older_database_keeps_its_data_and_a_backup(db_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    engine = Database(str(db_path))._raw_engine()
+    with engine.begin() as conn:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(migrations_dir()))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(text(
+            "INSERT INTO customer (name, stage, referral_code, created_at, updated_at) "
+            "VALUES ('Ann', 'lead', 'AAAAAAAA', '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')"
+        ))
+    engine.dispose()
+    db = Database(str(db_path))
+    assert db.current_revision() == "0001"
+    with db.session() as session:  # first use upgrades
+        assert session.execute(text("SELECT name FROM customer")).scalar_one() == "Ann"
+    assert db.current_revision() == head_revision()
+    (backup,) = db_path.parent.glob("crm.db.0001.*.bak")
+    copy = sqlite3.connect(backup)
+    assert copy.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+    copy.close()
+    db.close()

@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, func, literal, select
+from sqlalchemy import Float, case, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
@@ -34,20 +34,31 @@ def at_or_before(column: Any, as_of: datetime) -> ColumnElement[bool]:
     return column <= literal(as_of, UTCDateTime())
 
 
-def revenue_by_customer(as_of: datetime) -> Any:
+def revenue_by_customer(as_of: datetime, *, credit: bool = False) -> Any:
     """Subquery (customer_id, net, orders, last_at, first_at) over live purchases up to ``as_of``.
 
-    Revenue is net of coupon and points discounts; refunded purchases are left out.
+    Revenue is net of coupon and points discounts; refunded purchases are left out. With
+    ``credit``, also ``counted`` (purchases with a due date that are due or paid by
+    ``as_of``) and ``on_time`` (of those, paid by the due date), in the same pass.
     """
     p = table_of(Purchase)
+    columns = [
+        p.c.customer_id.label("customer_id"),
+        func.sum(p.c.net_minor).label("net"),
+        func.count().label("orders"),
+        func.max(p.c.at).label("last_at"),
+        func.min(p.c.at).label("first_at"),
+    ]
+    if credit:
+        now = literal(as_of, UTCDateTime())
+        paid = p.c.paid_at.is_not(None) & (p.c.paid_at <= now)
+        counted = p.c.due_at.is_not(None) & ((p.c.due_at < now) | paid)
+        columns += [
+            func.sum(case((counted, 1), else_=0)).label("counted"),
+            func.sum(case((counted & paid & (p.c.paid_at <= p.c.due_at), 1), else_=0)).label("on_time"),
+        ]
     return (
-        select(
-            p.c.customer_id.label("customer_id"),
-            func.sum(p.c.net_minor).label("net"),
-            func.count().label("orders"),
-            func.max(p.c.at).label("last_at"),
-            func.min(p.c.at).label("first_at"),
-        )
+        select(*columns)
         .where(p.c.refunded_at.is_(None), at_or_before(p.c.at, as_of))
         .group_by(p.c.customer_id)
         .subquery("revenue")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -10,56 +11,66 @@ from sqlmodel import Session
 
 from crmcli.config import Config
 from crmcli.models import Referral, table_of
-from crmcli.reports.common import at_or_before, revenue_by_customer, share, top_count
+from crmcli.reports.common import at_or_before, revenue_by_customer, share
 from crmcli.values import money
 
-TOP_SHARE = 0.2
+TOP_SHARE = Decimal("0.2")
 
 
-def ranked_customers(as_of: datetime) -> Any:
-    """Customers with purchases ranked by net revenue, highest first, ties by id."""
-    revenue = revenue_by_customer(as_of)
+def ranked_customers(as_of: datetime, top_share: Decimal = TOP_SHARE, *, credit: bool = False) -> Any:
+    """Buyers ranked by revenue, highest first, ties by id, with the running total and
+    ``top``: whether the customer is in the first ``ceil(top_share x N)``."""
+    revenue = revenue_by_customer(as_of, credit=credit)
     order = (revenue.c.net.desc(), revenue.c.customer_id)
+    num, den = top_share.as_integer_ratio()
+    n = func.count().over()
+    rn = func.row_number().over(order_by=order)
     return select(
         revenue.c.customer_id,
         revenue.c.net,
-        func.row_number().over(order_by=order).label("rn"),
+        rn.label("rn"),
         func.sum(revenue.c.net).over(order_by=order, rows=(None, 0)).label("cumulative"),
+        func.sum(revenue.c.net).over().label("total"),
+        n.label("n"),
+        # rn <= ceil(N x p/q), in integers: rn x q <= N x p + q - 1
+        (rn * den <= n * num + den - 1).label("top"),
+        *([revenue.c.counted, revenue.c.on_time] if credit else []),
     ).subquery("ranked")
 
 
 def pareto(*, session: Session, config: Config, as_of: datetime) -> dict[str, Any]:
+    """One pass over the ranked buyers, each with the referrals they made.
+
+    The referral count is a correlated subquery on the referrer index: joining a grouped
+    subquery instead makes SQLite scan it once per buyer.
+    """
     ranked = ranked_customers(as_of)
-    customers, total = session.execute(select(func.count(), func.coalesce(func.sum(ranked.c.net), 0))).one()
-    top = top_count(customers, TOP_SHARE)
-    top_revenue, for_80 = session.execute(
-        select(
-            func.coalesce(func.sum(case((ranked.c.rn <= top, ranked.c.net), else_=0)), 0),
-            # the first rank whose running total reaches 80% (compared in integers: 10 x cum >= 8 x total)
-            func.min(case((ranked.c.cumulative * 10 >= total * 8, ranked.c.rn))),
-        )
-    ).one()
     r = table_of(Referral)
-    group = case((ranked.c.rn <= top, "top"), (ranked.c.rn.is_not(None), "rest"), else_="none")
-    referrals = dict(
-        session.execute(
-            select(group, func.count())
-            .select_from(r.outerjoin(ranked, ranked.c.customer_id == r.c.referrer_id))
-            .where(r.c.status != "rejected", at_or_before(r.c.created_at, as_of))
-            .group_by(group)
-        )
-        .all()
-    )
+    counted = (r.c.status != "rejected") & at_or_before(r.c.created_at, as_of)
+    made = select(func.count()).where(r.c.referrer_id == ranked.c.customer_id, counted).scalar_subquery()
+    customers, total, top, top_revenue, for_80, from_top, from_rest = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(ranked.c.net), 0),
+            func.coalesce(func.sum(case((ranked.c.top, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((ranked.c.top, ranked.c.net), else_=0)), 0),
+            # the first rank whose running total reaches 80%: 10 x running >= 8 x total, in integers
+            func.min(case((ranked.c.cumulative * 10 >= ranked.c.total * 8, ranked.c.rn))),
+            func.coalesce(func.sum(case((ranked.c.top, made), else_=0)), 0),
+            func.coalesce(func.sum(case((ranked.c.top, 0), else_=made)), 0),
+        ).select_from(ranked)
+    ).one()
+    all_referrals = session.execute(select(func.count()).select_from(r).where(counted)).scalar_one()
     digits = config.currency.minor_digits
     return {
         "as_of": as_of,
         "customers": customers,
         "revenue": money(int(total), digits),
-        "top_customers": top,
+        "top_customers": int(top),
         "top_revenue": money(int(top_revenue), digits),
         "top_share": share(int(top_revenue), int(total)),
         "customers_for_80_percent": int(for_80) if for_80 is not None else 0,
-        "referrals_from_top": referrals.get("top", 0),
-        "referrals_from_rest": referrals.get("rest", 0),
-        "referrals_from_non_buyers": referrals.get("none", 0),
+        "referrals_from_top": int(from_top),
+        "referrals_from_rest": int(from_rest),
+        "referrals_from_non_buyers": int(all_referrals) - int(from_top) - int(from_rest),
     }
