@@ -100,6 +100,7 @@ class Database:
         self.url, self.path = to_url(target)
         self._engine: Engine | None = None
         self._migrate = migrate
+        self._checked = False  # schema brought up to date (once per process)
 
     @property
     def is_sqlite(self) -> bool:
@@ -107,11 +108,11 @@ class Database:
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = self._create_engine()
-            if self._migrate:
-                self.upgrade(only_if_needed=True)
-        return self._engine
+        engine = self._raw_engine()
+        if self._migrate and not self._checked:
+            self.upgrade(only_if_needed=True)
+            self._checked = True
+        return engine
 
     def _create_engine(self) -> Engine:
         from sqlalchemy import create_engine
