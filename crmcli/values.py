@@ -10,6 +10,16 @@ from zoneinfo import ZoneInfo
 from crmcli.errors import Invalid
 
 _OFFSET = re.compile(r"^([+-])(\d+)([dw])$")
+# Plain ASCII addresses that email-validator accepts unchanged except for case (tests/test_values.py
+# checks the two agree); anything else (quotes, IDNA, special-use names, long parts) goes to the library.
+_PLAIN_EMAIL = re.compile(
+    r"(?P<local>[a-z0-9!#$%&'*+/=?^_`{|}~-]{1,64}(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
+    r"@(?P<domain>(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?P<tld>[a-z]{2,63}))"
+)
+_SPECIAL_USE = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
+# North American numbers already in E.164: the phone library returns them unchanged (an area code
+# never starts with 0 or 1, so no national prefix is stripped) and all have the one possible length.
+_NANP_E164 = re.compile(r"\+1[2-9]\d{9}")
 
 
 def utcnow() -> datetime:
@@ -87,6 +97,16 @@ def normalize_email(text: str) -> str:
     from email_validator import EmailNotValidError, validate_email
 
     candidate = text.strip()
+    lowered = candidate.lower()
+    plain = _PLAIN_EMAIL.fullmatch(lowered)
+    if (
+        plain
+        and len(lowered) <= 254
+        and len(plain["local"]) <= 64
+        and "--" not in plain["domain"]  # IDNA rules for such labels are the library's business
+        and not _SPECIAL_USE.intersection(plain["domain"].split("."))
+    ):
+        return lowered
     try:
         result = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:
@@ -106,6 +126,8 @@ def normalize_phone(text: str, region: str | None) -> str:
         if not re.fullmatch(r"[0-9 ]{5,20}", digits):
             raise Invalid(f"bad phone {text!r}: use digits, or +country code and number")
         return digits
+    if _NANP_E164.fullmatch(candidate):
+        return candidate
     import phonenumbers
 
     try:
