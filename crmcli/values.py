@@ -94,8 +94,6 @@ def money(minor: int | None, minor_digits: int) -> Decimal | None:
 
 def normalize_email(text: str) -> str:
     """Check an email's syntax and return it in lower case."""
-    from email_validator import EmailNotValidError, validate_email
-
     candidate = text.strip()
     lowered = candidate.lower()
     plain = _PLAIN_EMAIL.fullmatch(lowered)
@@ -107,6 +105,8 @@ def normalize_email(text: str) -> str:
         and not _SPECIAL_USE.intersection(plain["domain"].split("."))
     ):
         return lowered
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         result = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:

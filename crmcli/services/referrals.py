@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, literal, select, update
 from sqlalchemy.orm import aliased
@@ -26,7 +26,14 @@ def would_cycle(session: Session, referrer_id: int, referred_id: int) -> bool:
     return hit is not None
 
 
-def same_person(a: Customer, b: Customer) -> str | None:
+class Person(Protocol):
+    id: int | None
+    email: str | None
+    phone: str | None
+
+
+def same_person(a: Person, b: Person) -> str | None:
+    """Why two records are one person (same id, email or normalised phone), or None."""
     if a.id is not None and a.id == b.id:
         return "the same customer"
     if a.email and a.email == b.email:
