@@ -120,7 +120,11 @@ class Database:
 
         try:
             if self.is_sqlite:
-                engine = create_engine(self.url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+                # Few cached statements: imports run IN-lists of thousands of values, each a distinct
+                # statement that would otherwise stay prepared (megabytes each) until 128 pile up.
+                engine = create_engine(
+                    self.url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "cached_statements": 16}
+                )
                 _sqlite_pragmas(engine)
             else:
                 engine = create_engine(self.url, pool_pre_ping=True)
