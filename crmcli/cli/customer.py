@@ -8,7 +8,20 @@ from typing import Annotated
 import typer
 
 from crmcli.cli.context import is_interactive, runtime
-from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, QuietOpt
+from crmcli.cli.options import (
+    CustomerArg,
+    DelimiterOpt,
+    DryRunOpt,
+    EncodingOpt,
+    ExportFormatOpt,
+    FormatOpt,
+    LimitOpt,
+    MapOpt,
+    NoBomOpt,
+    OutOpt,
+    QuietOpt,
+    SkipInvalidOpt,
+)
 from crmcli.errors import Invalid
 from crmcli.render import Column, Format
 
@@ -107,8 +120,9 @@ def list_(
             from crmcli.reports.rfm import customers_in_segment
 
             ids = customers_in_segment(session=session, segment=segment)
-        rows = list_customers(session=session, stage=stage, tag=tag, search=search, customer_ids=ids, sort=sort,
-                              limit=limit)
+        rows = list_customers(
+            session=session, stage=stage, tag=tag, search=search, customer_ids=ids, sort=sort, limit=limit
+        )
     rt.output(fmt).rows(rows, LIST_COLUMNS, empty="No customers match.")
 
 
@@ -259,15 +273,11 @@ def erase(
 def import_(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="CSV file with a header row.")],
-    encoding: Annotated[
-        str | None, typer.Option(help="Force an encoding (default: detect UTF-8, UTF-8 BOM, GB18030).")
-    ] = None,
-    delimiter: Annotated[str | None, typer.Option(help="Force the delimiter (default: detect , ; tab |).")] = None,
-    map_: Annotated[list[str] | None, typer.Option("--map", help="Rename a column: CSVCOL=FIELD; repeatable.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check every row, write nothing.")] = False,
-    skip_invalid: Annotated[
-        Path | None, typer.Option("--skip-invalid", help="Import good rows; write rejected rows to this CSV.")
-    ] = None,
+    encoding: EncodingOpt = None,
+    delimiter: DelimiterOpt = None,
+    map_: MapOpt = None,
+    dry_run: DryRunOpt = False,
+    skip_invalid: SkipInvalidOpt = None,
     on_duplicate: Annotated[
         str, typer.Option(help="A row whose email, phone or ref exists: skip, update or error.")
     ] = "error",
@@ -302,11 +312,9 @@ def import_(
 @app.command("export")
 def export(
     ctx: typer.Context,
-    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json.")] = "csv",
-    no_bom: Annotated[
-        bool, typer.Option("--no-bom", help="CSV without the UTF-8 byte-order mark Excel needs.")
-    ] = False,
+    out_file: OutOpt = None,
+    fmt: ExportFormatOpt = "csv",
+    no_bom: NoBomOpt = False,
 ) -> None:
     """Export customers as CSV (UTF-8 with BOM, for Excel) or JSON; it imports back unchanged.
 

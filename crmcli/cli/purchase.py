@@ -8,7 +8,21 @@ from typing import Annotated
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, QuietOpt, WhenHelp
+from crmcli.cli.options import (
+    CustomerArg,
+    DelimiterOpt,
+    DryRunOpt,
+    EncodingOpt,
+    ExportFormatOpt,
+    FormatOpt,
+    LimitOpt,
+    MapOpt,
+    NoBomOpt,
+    OutOpt,
+    QuietOpt,
+    SkipInvalidOpt,
+    WhenHelp,
+)
 from crmcli.render import Column, Format
 
 app = typer.Typer(help="Purchases: record sales with coupons and points, payments, refunds.", no_args_is_help=True)
@@ -150,13 +164,11 @@ def list_(
 def import_(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="CSV file with a header row.")],
-    encoding: Annotated[str | None, typer.Option(help="Force an encoding (default: detect).")] = None,
-    delimiter: Annotated[str | None, typer.Option(help="Force the delimiter (default: detect).")] = None,
-    map_: Annotated[list[str] | None, typer.Option("--map", help="Rename a column: CSVCOL=FIELD; repeatable.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check every row, write nothing.")] = False,
-    skip_invalid: Annotated[
-        Path | None, typer.Option("--skip-invalid", help="Import good rows; write rejected rows to this CSV.")
-    ] = None,
+    encoding: EncodingOpt = None,
+    delimiter: DelimiterOpt = None,
+    map_: MapOpt = None,
+    dry_run: DryRunOpt = False,
+    skip_invalid: SkipInvalidOpt = None,
     on_duplicate: Annotated[str, typer.Option(help="A row whose ref exists: skip, update or error.")] = "error",
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -187,9 +199,9 @@ def import_(
 @app.command("export")
 def export(
     ctx: typer.Context,
-    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json.")] = "csv",
-    no_bom: Annotated[bool, typer.Option("--no-bom", help="CSV without the UTF-8 byte-order mark.")] = False,
+    out_file: OutOpt = None,
+    fmt: ExportFormatOpt = "csv",
+    no_bom: NoBomOpt = False,
 ) -> None:
     """Export purchases as CSV or JSON, in the columns 'purchase import' reads.
 

@@ -162,12 +162,19 @@ def get_purchase(session: Session, purchase_id: int) -> Purchase:
     return found
 
 
-def pay_purchase(
-    *, session: Session, purchase_id: int, config: Config, at: datetime | None = None
-) -> tuple[Purchase, dict[str, Any]]:
+def _locked_purchase(session: Session, purchase_id: int) -> Purchase:
+    """The purchase, read again after its customer's ledger is locked (two payers or refunders
+    at once then see each other's change)."""
     purchase = get_purchase(session, purchase_id)
     ledger.lock_customer(session, purchase.customer_id)
     session.refresh(purchase)
+    return purchase
+
+
+def pay_purchase(
+    *, session: Session, purchase_id: int, config: Config, at: datetime | None = None
+) -> tuple[Purchase, dict[str, Any]]:
+    purchase = _locked_purchase(session, purchase_id)
     if purchase.paid_at is not None:
         paid = purchase.paid_at.astimezone(config.tz).isoformat(timespec="seconds")
         raise Conflict(f"purchase {purchase_id} was already paid at {paid}")
@@ -190,9 +197,7 @@ def refund_purchase(
     The earned points are reversed as far as the balance allows (never below zero); any
     shortfall is reported, so a buy-and-refund loop earns nothing it can keep.
     """
-    purchase = get_purchase(session, purchase_id)
-    ledger.lock_customer(session, purchase.customer_id)
-    session.refresh(purchase)
+    purchase = _locked_purchase(session, purchase_id)
     if purchase.refunded_at is not None:
         raise Conflict(f"purchase {purchase_id} was already refunded")
     at = at or utcnow()
