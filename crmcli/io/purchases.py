@@ -37,9 +37,27 @@ class Row:
     ref: str | None
 
 
+class IdSet:
+    """A set of small positive ids in one byte each: a million customers cost 1 MB, not 60."""
+
+    def __init__(self) -> None:
+        self._flags = bytearray()
+
+    def add(self, value: int) -> None:
+        if value >= len(self._flags):
+            self._flags.extend(bytes(max(value + 1 - len(self._flags), len(self._flags))))
+        self._flags[value] = 1
+
+    def __bool__(self) -> bool:
+        return 1 in self._flags
+
+    def sorted(self) -> list[int]:
+        return [i for i, flag in enumerate(self._flags) if flag]
+
+
 @dataclass
 class PurchaseRun(ImportRun):
-    customers: set[int] = field(default_factory=set)  # whose stages and referrals to settle at the end
+    customers: IdSet = field(default_factory=IdSet)  # whose stages and referrals to settle at the end
     late: dict[int, tuple[datetime, int]] = field(default_factory=dict)  # customer -> last late payment
     stage_changes: int = 0
     referrals_verified: int = 0
@@ -326,7 +344,7 @@ def _advance_stages(session: Session, run: PurchaseRun) -> int:
         return 0
     c, p, sc = table_of(Customer), table_of(Purchase), table_of(StageChange)
     changed = 0
-    ids = sorted(run.customers)
+    ids = run.customers.sorted()
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
         counts = (
@@ -373,7 +391,7 @@ def _verify_referrals(session: Session, run: PurchaseRun) -> int:
         .scalar_subquery()
     )
     verified = 0
-    ids = sorted(run.customers)
+    ids = run.customers.sorted()
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
         found = session.execute(
