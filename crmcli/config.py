@@ -188,5 +188,16 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 
 def database_target(flag: str | None, config: Config) -> str:
-    """The database path or URL chosen by precedence."""
-    return flag or os.environ.get("CRMCLI_DB") or config.database or str(user_data_path())
+    """The database path or URL chosen by precedence.
+
+    The default file's folder is created on first use; a folder the user named must exist.
+    """
+    chosen = flag or os.environ.get("CRMCLI_DB") or config.database
+    if chosen:
+        return chosen
+    default = user_data_path()
+    try:
+        default.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the data folder {default.parent}: {exc.strerror}") from None
+    return str(default)

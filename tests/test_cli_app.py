@@ -129,3 +129,11 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (root / ".ci" / "run").read_text(encoding="utf-8")
     command = next(line for line in readme.splitlines() if "[test]" in line and "pytest" in line)
     assert command in ci.splitlines()
+
+
+def test_default_database_on_a_fresh_machine(tmp_path: Path) -> None:
+    """Regression: the user data folder does not exist yet on a new machine."""
+    data_home = tmp_path / "fresh-home" / "data"
+    result = run("customer", "add", "Ann", "-q", env={"XDG_DATA_HOME": str(data_home)})
+    assert result.returncode == 0, result.stderr
+    assert (data_home / "crmcli" / "crm.db").exists()
