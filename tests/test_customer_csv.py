@@ -290,3 +290,22 @@ def test_export_imports_back_unchanged(cli: Cli, tmp_path: Path) -> None:
     fresh.ok("customer", "export", "--out", str(second))
     assert second.read_bytes() == first.read_bytes()
     assert fresh.ok("customer", "show", "A-1", "-f", "json").json()["name"] == '=HYPERLINK("http://x")'
+
+
+def test_a_row_refused_for_its_referral_leaves_no_customer_behind(cli: Cli, tmp_path: Path) -> None:
+    """Regression: with --skip-invalid, the customer of a row rejected for its referrer was still written."""
+    cli.ok("customer", "add", "Old", "--email", "old@example.com")
+    file = write(
+        tmp_path,
+        "name,email,referred_by\nGood,good@example.com,old@example.com\n"
+        "Orphan,orphan@example.com,nobody@example.com\nSame,OLD2@example.com,old2@example.com\n"
+        "Later,later@example.com,good@example.com\n",
+    )
+    rejects = tmp_path / "r.csv"
+    summary = cli.ok("customer", "import", str(file), "--skip-invalid", str(rejects), "-f", "json").json()
+    assert (summary["inserted"], summary["rejected"], summary["referrals"]) == (2, 2, 2)
+    assert sorted(c["name"] for c in customers(cli)) == ["Good", "Later", "Old"]
+    pairs = {(r["referrer"], r["referred"]) for r in cli.ok("referral", "list", "-f", "json").json()}
+    assert pairs == {("Old", "Good"), ("Good", "Later")}
+    reasons = rejects.read_text(encoding="utf-8-sig")
+    assert "referred_by 'nobody@example.com' is not a customer" in reasons and "cannot refer themselves" in reasons

@@ -176,11 +176,72 @@ def _write_batch(session: Session, batch: list[Pending], run: CustomerRun) -> No
             run.reject(
                 p.line, p.raw, f"{key} {value} already belongs to customer {cid} (use --on-duplicate skip or update)"
             )
+    referrers = _referrers(conn, new, run)
+    new = [p for p in new if p.referred_by is None or p.line in referrers]
     if new:
-        _insert_new(session, new, run)
+        _insert_new(session, new, referrers, run)
 
 
-def _insert_new(session: Session, new: list[Pending], run: CustomerRun) -> None:
+def _referrers(conn: Any, new: list[Pending], run: CustomerRun) -> dict[int, Someone | Pending]:
+    """line -> referrer, for the new rows that name one: a customer in the database (id, email,
+    ref or referral code) or an earlier new row of this batch (email or ref).
+
+    Settled before anything is written, so a row refused for its referral (unknown referrer,
+    self-referral) leaves no customer behind, even with --skip-invalid.
+    """
+    wanted = {p.referred_by for p in new if p.referred_by}
+    if not wanted:
+        return {}
+    t = table_of(Customer)
+    numbers = [int(w) for w in wanted if w.isdigit()]
+    conditions = [
+        t.c.email.in_({w.lower() for w in wanted}),
+        t.c.ref.in_(wanted),
+        t.c.referral_code.in_({w.upper() for w in wanted}),
+    ]
+    if numbers:
+        conditions.append(t.c.id.in_(numbers))
+    known: dict[str, Someone | Pending] = {}
+    for row in conn.execute(select(t.c.id, t.c.email, t.c.phone, t.c.ref, t.c.referral_code).where(or_(*conditions))):
+        for key in (str(row.id), row.email, row.ref, row.referral_code):
+            if key:
+                known[key] = Someone(row.id, row.email, row.phone)
+    found: dict[int, Someone | Pending] = {}
+    earlier: dict[str, Pending] = {}
+    for p in new:
+        ident = p.referred_by
+        if ident:
+            referrer = (
+                known.get(ident)
+                or known.get(ident.lower())
+                or known.get(ident.upper())
+                or earlier.get(ident)
+                or earlier.get(ident.lower())
+            )
+            me = Someone(None, p.values.get("email"), p.values.get("phone"))
+            if ident in (p.values.get("ref"), p.values.get("email")) or ident.lower() == p.values.get("email"):
+                run.reject(p.line, p.raw, "a customer cannot refer themselves (the same row)")
+            elif referrer is None:
+                run.reject(p.line, p.raw, f"referred_by {ident!r} is not a customer")
+            elif reason := same_person(_someone(referrer), me):
+                run.reject(p.line, p.raw, f"a customer cannot refer themselves ({reason})")
+            else:
+                found[p.line] = referrer
+        for key in (p.values.get("email"), p.values.get("ref")):
+            if key:
+                earlier.setdefault(key, p)
+    return found
+
+
+def _someone(who: Someone | Pending) -> Someone:
+    if isinstance(who, Someone):
+        return who
+    return Someone(None, who.values.get("email"), who.values.get("phone"))
+
+
+def _insert_new(
+    session: Session, new: list[Pending], referrers: dict[int, Someone | Pending], run: CustomerRun
+) -> None:
     """One executemany for the customers; their ids are found again by referral code."""
     conn = session.connection()
     t = table_of(Customer)
@@ -215,7 +276,19 @@ def _insert_new(session: Session, new: list[Pending], run: CustomerRun) -> None:
     tag_rows = [{"customer_id": cid, "tag": tag} for cid, p in zip(ids, new, strict=True) for tag in p.tags]
     insert_rows(conn, table_of(CustomerTag), ("customer_id", "tag"), tag_rows)
     run.inserted += len(new)
-    _add_referrals(conn, [(cid, p) for cid, p in zip(ids, new, strict=True) if p.referred_by], run)
+    id_by_line = {p.line: cid for cid, p in zip(ids, new, strict=True)}
+    links = [
+        {
+            "referrer_id": who.id if isinstance(who, Someone) else id_by_line[who.line],
+            "referred_id": id_by_line[line],
+            "status": "pending",
+            "created_at": run.now,
+        }
+        for line, who in referrers.items()
+        if line in id_by_line
+    ]
+    insert_rows(conn, table_of(Referral), ("referrer_id", "referred_id", "status", "created_at"), links)
+    run.referrals += len(links)
 
 
 def _unused_codes(conn: Any, count: int) -> list[str]:
@@ -226,40 +299,6 @@ def _unused_codes(conn: Any, count: int) -> list[str]:
         taken = set(conn.execute(select(t.c.referral_code).where(t.c.referral_code.in_(fresh))).scalars())
         codes |= fresh - taken
     return list(codes)
-
-
-def _add_referrals(conn: Any, items: list[tuple[int, Pending]], run: CustomerRun) -> None:
-    """Referrals of newly inserted customers; the referrer may be earlier in the file."""
-    if not items:
-        return
-    t = table_of(Customer)
-    wanted = {p.referred_by for _, p in items if p.referred_by}
-    numbers = [int(w) for w in wanted if w.isdigit()]
-    conditions = [
-        t.c.email.in_({w.lower() for w in wanted}),
-        t.c.ref.in_(wanted),
-        t.c.referral_code.in_({w.upper() for w in wanted}),
-    ]
-    if numbers:
-        conditions.append(t.c.id.in_(numbers))
-    found: dict[str, Any] = {}
-    for row in conn.execute(select(t.c.id, t.c.email, t.c.phone, t.c.ref, t.c.referral_code).where(or_(*conditions))):
-        for key in (str(row.id), row.email, row.ref, row.referral_code):
-            if key:
-                found[key] = row
-    new_rows = []
-    for cid, p in items:
-        ident = p.referred_by or ""
-        referrer = found.get(ident) or found.get(ident.lower()) or found.get(ident.upper())
-        if referrer is None:
-            run.reject(p.line, p.raw, f"referred_by {ident!r} is not a customer")
-            continue
-        if reason := same_person(referrer, Someone(cid, p.values.get("email"), p.values.get("phone"))):
-            run.reject(p.line, p.raw, f"a customer cannot refer themselves ({reason})")
-            continue
-        new_rows.append({"referrer_id": referrer.id, "referred_id": cid, "status": "pending", "created_at": run.now})
-    insert_rows(conn, table_of(Referral), ("referrer_id", "referred_id", "status", "created_at"), new_rows)
-    run.referrals += len(new_rows)
 
 
 def _update_existing(conn: Any, cid: int, p: Pending, run: CustomerRun) -> None:
