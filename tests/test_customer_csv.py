@@ -309,3 +309,31 @@ def test_a_row_refused_for_its_referral_leaves_no_customer_behind(cli: Cli, tmp_
     assert pairs == {("Old", "Good"), ("Good", "Later")}
     reasons = rejects.read_text(encoding="utf-8-sig")
     assert "referred_by 'nobody@example.com' is not a customer" in reasons and "cannot refer themselves" in reasons
+
+
+def test_an_unclosed_quote_is_an_error_not_lost_rows(cli: Cli, tmp_path: Path) -> None:
+    """Regression: an unclosed quote swallowed every later row into one cell, silently."""
+    result = cli("customer", "import", str(write(tmp_path, 'name,note\nAnn,"unclosed\nBob,fine\n')))
+    assert result.exit_code == 1 and "unexpected end of data" in result.stderr
+    assert count(cli) == 0
+
+
+def test_round_trip_with_numeric_refs_and_an_erased_referrer(cli: Cli, tmp_path: Path) -> None:
+    """Regression: a referrer's numeric ref was read as an id, and an erased referrer was exported by id."""
+    for name, ref in (("One", "2"), ("Two", "1")):
+        cli.ok("customer", "add", name, "--ref", ref)
+    cli.ok("customer", "add", "Three", "--ref", "T", "--referred-by", "1")  # id 1: "One", whose ref is "2"
+    gone = cli.new_id("customer", "add", "Gone", "--email", "gone@example.com")
+    cli.ok("customer", "add", "Four", "--referred-by", str(gone))
+    cli.ok("customer", "erase", str(gone), "--yes")
+    first = tmp_path / "first.csv"
+    cli.ok("customer", "export", "--out", str(first))
+    lines = first.read_text(encoding="utf-8-sig").splitlines()
+    assert lines[3].startswith("Three,") and ",T,2," in lines[3]
+    assert lines[4].startswith("Four,") and lines[4].endswith(",,")
+    fresh = Cli(tmp_path / "fresh.db")
+    fresh.ok("customer", "import", str(first))
+    assert fresh.ok("customer", "show", "T", "-f", "json").json()["referred_by"]["name"] == "One"
+    second = tmp_path / "second.csv"
+    fresh.ok("customer", "export", "--out", str(second))
+    assert second.read_bytes() == first.read_bytes()

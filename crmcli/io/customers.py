@@ -202,10 +202,14 @@ def _referrers(conn: Any, new: list[Pending], run: CustomerRun) -> dict[int, Som
     if numbers:
         conditions.append(t.c.id.in_(numbers))
     known: dict[str, Someone | Pending] = {}
+    by_id: dict[str, Someone] = {}
     for row in conn.execute(select(t.c.id, t.c.email, t.c.phone, t.c.ref, t.c.referral_code).where(or_(*conditions))):
-        for key in (str(row.id), row.email, row.ref, row.referral_code):
+        by_id[str(row.id)] = Someone(row.id, row.email, row.phone)
+        for key in (row.email, row.ref, row.referral_code):
             if key:
-                known[key] = Someone(row.id, row.email, row.phone)
+                known[key] = by_id[str(row.id)]
+    # A value that is both some customer's ref and another's id is the ref: exports name referrers by ref.
+    known = {**by_id, **known}
     found: dict[int, Someone | Pending] = {}
     earlier: dict[str, Pending] = {}
     for p in new:
@@ -348,7 +352,7 @@ def export_query() -> Any:
         )
         .select_from(c)
         .outerjoin(r, r.c.referred_id == c.c.id)
-        .outerjoin(referrer, referrer.c.id == r.c.referrer_id)
+        .outerjoin(referrer, and_(referrer.c.id == r.c.referrer_id, referrer.c.erased_at.is_(None)))
         .where(c.c.erased_at.is_(None))
         .order_by(c.c.id)
     )

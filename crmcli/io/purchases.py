@@ -159,9 +159,9 @@ def _resolve_customers(session: Session, names: set[str]) -> dict[str, int]:
         for name in emails.get(email or "", ()):
             found[name] = cid
         if ref in names:
-            found.setdefault(ref, cid)
+            found[ref] = cid  # a ref wins over an id of the same digits: exports name customers by ref
         if str(cid) in names:
-            found[str(cid)] = cid
+            found.setdefault(str(cid), cid)
     return found
 
 

@@ -134,7 +134,8 @@ class CsvSource:
             first = handle.readline()
             handle.seek(0)
             delimiter = self.options.delimiter or detect_delimiter(first)
-            reader = csv.reader(handle, delimiter=delimiter)
+            # strict: an unclosed quote is an error, not the rest of the file swallowed into one cell
+            reader = csv.reader(handle, delimiter=delimiter, strict=True)
             columns = self.header(reader)
             count = 0
             for values in reader:
