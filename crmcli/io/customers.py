@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, and_, cast, func, insert, literal, or_, select, update
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
 from sqlmodel import Session
 
 from crmcli.config import Config
@@ -20,7 +21,7 @@ from crmcli.io.writer import output_stream, write_csv, write_json
 from crmcli.models import Customer, CustomerTag, Referral, StageChange, UTCDateTime, table_of
 from crmcli.services.customers import CustomerInput, clean_fields, clean_tags, new_referral_code
 from crmcli.services.referrals import same_person
-from crmcli.values import utcnow
+from crmcli.values import normalize_phone, utcnow
 
 FIELDS = ("name", "email", "phone", "company", "city", "source", "stage", "tags", "ref", "referred_by", "note")
 KEYS = ("email", "phone", "ref")
@@ -59,12 +60,62 @@ class Someone:
     phone: str | None
 
 
+class LineOf:
+    """The file line that created, updated or skipped each customer: 4 bytes per id, flat memory."""
+
+    def __init__(self) -> None:
+        self._lines = array("I")
+
+    def __setitem__(self, cid: int, line: int) -> None:
+        if cid >= len(self._lines):
+            self._lines.extend(bytes(4 * max(cid + 1 - len(self._lines), len(self._lines))))
+        self._lines[cid] = line
+
+    def get(self, cid: int) -> int:
+        return self._lines[cid] if cid < len(self._lines) else 0
+
+
+@dataclass
+class Deferred:
+    """A new customer's referral that waits for the end of the file: its referrer comes later, or by name."""
+
+    line: int
+    raw: dict[str, str] | None  # kept only for the rejected-rows file
+    customer: Someone
+    referred_by: str
+
+
 @dataclass
 class CustomerRun(ImportRun):
+    keep_going: bool = False  # --skip-invalid: a rejected row must leave nothing behind
     referrals: int = 0
+    first_new_id: int = 0
+    line_of: LineOf = field(default_factory=LineOf)
+    deferred: list[Deferred] = field(default_factory=list)
+    dropped: set[int] = field(default_factory=set)
+    forward_links: bool = False  # a referrer later in the file: from then on, circles are checked
+
+
+END = Pending(0, {}, {}, [], None)
+_END_ROW: dict[str, str] = {}
+
+
+class CustomerSource(CsvSource):
+    """The file's rows, then an end marker that reaches ``_write_batch`` as the last batch's last item.
+
+    The referrals that wait for the end of the file are settled there rather than in
+    ``run_import``'s ``finish``, which runs after the all-or-nothing check, where their
+    problems would not count.
+    """
+
+    def rows(self, progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, dict[str, str]]]:
+        yield from super().rows(progress)
+        yield 0, _END_ROW
 
 
 def validate_row(line: int, raw: dict[str, str], config: Config) -> Pending:
+    if raw is _END_ROW:
+        return END
     if "__error__" in raw:
         raise Invalid(raw["__error__"])
     data = CustomerInput(
@@ -100,11 +151,12 @@ def import_customers(
 
     A row whose email, phone or ref belongs to a customer (or, with none of the three,
     whose name is that of a customer who has none either) is a duplicate, handled by
-    ``on_duplicate``. All or nothing unless ``reject_file`` is given.
+    ``on_duplicate``; two rows of the file that match each other are an error whatever
+    ``on_duplicate`` says. All or nothing unless ``reject_file`` is given.
     """
     check_options(on_duplicate, reject_file)
-    source = CsvSource(path, options, fields=FIELDS, required=("name",))
-    run = CustomerRun(config=config, on_duplicate=on_duplicate, now=utcnow())
+    source = CustomerSource(path, options, fields=FIELDS, required=("name",))
+    run = CustomerRun(config=config, on_duplicate=on_duplicate, now=utcnow(), keep_going=reject_file is not None)
     run_import(
         db=db,
         source=source,
@@ -114,7 +166,7 @@ def import_customers(
         reject_file=reject_file,
         progress=progress,
         validate=lambda line, raw: validate_row(line, raw, config),
-        write_batch=lambda session, batch: _write_batch(session, batch, run),
+        write_batch=lambda session, batch: _write_batch(session, batch, run, source),
     )
     return {**run.counts(dry_run), "referrals": run.referrals}
 
@@ -146,20 +198,41 @@ def _match_keys(p: Pending) -> list[tuple[str, str]]:
     return keys or [("name", p.values["name"])]
 
 
-def _write_batch(session: Session, batch: list[Pending], run: CustomerRun) -> None:
+def _own_keys(p: Pending) -> set[tuple[str, str]]:
+    return {(k, p.values[k]) for k in KEYS if p.values.get(k)}
+
+
+def _write_batch(session: Session, batch: list[Pending], run: CustomerRun, source: CsvSource) -> None:
     conn = session.connection()
+    if not run.first_new_id:
+        run.first_new_id = conn.execute(select(func.coalesce(func.max(table_of(Customer).c.id), 0))).scalar_one() + 1
+    last = bool(batch) and batch[-1] is END
+    if last:
+        batch = batch[:-1]
+    _write_new(session, _new_rows(conn, batch, run), run)
+    if last:
+        _settle_deferred(session, run)
+        _fill_rejected_rows(run, source)
+
+
+def _new_rows(conn: Any, batch: list[Pending], run: CustomerRun) -> list[Pending]:
+    """The rows that are new customers; duplicates are skipped, updated or rejected."""
     existing = _existing(conn, batch)
     seen: dict[tuple[str, str], int] = {}
     new: list[Pending] = []
     for p in batch:
         keys = _match_keys(p)
-        earlier = next((seen[k] for k in keys if k in seen), None)
-        if earlier is not None:
-            run.reject(p.line, p.raw, f"same {keys[0][0]} as line {earlier} of this file")
+        clash = {k: existing[k] for k in keys if k in existing}
+        # A row of an earlier batch is in the database by now; the line recorded for its
+        # customer tells it apart from a customer that was there before the import.
+        earlier = [(k, seen[k]) for k in keys if k in seen]
+        earlier += [(k, run.line_of.get(cid)) for k, cid in clash.items() if run.line_of.get(cid)]
+        if earlier:
+            (key, _), line = earlier[0]
+            run.reject(p.line, p.raw, f"same {key} as line {line} of this file")
             continue
         for k in keys:
             seen[k] = p.line
-        clash = {k: existing[k] for k in keys if k in existing}
         if not clash:
             new.append(p)
             continue
@@ -167,85 +240,145 @@ def _write_batch(session: Session, batch: list[Pending], run: CustomerRun) -> No
         if len(ids) > 1:
             detail = ", ".join(f"{k[0]} {k[1]} is customer {cid}" for k, cid in clash.items())
             run.reject(p.line, p.raw, f"matches several customers: {detail}")
-        elif run.on_duplicate == "skip":
+            continue
+        cid = ids.pop()
+        run.line_of[cid] = p.line
+        if run.on_duplicate == "skip":
             run.skipped += 1
         elif run.on_duplicate == "update":
-            _update_existing(conn, ids.pop(), p, run)
+            _update_existing(conn, cid, p, run)
         else:
-            (key, value), cid = next(iter(clash.items()))
+            (key, value), _ = next(iter(clash.items()))
             run.reject(
                 p.line, p.raw, f"{key} {value} already belongs to customer {cid} (use --on-duplicate skip or update)"
             )
-    referrers = _referrers(conn, new, run)
-    new = [p for p in new if p.referred_by is None or p.line in referrers]
-    if new:
-        _insert_new(session, new, referrers, run)
+    return new
 
 
-def _referrers(conn: Any, new: list[Pending], run: CustomerRun) -> dict[int, Someone | Pending]:
-    """line -> referrer, for the new rows that name one: a customer in the database (id, email,
-    ref or referral code) or an earlier new row of this batch (email or ref).
+def _write_new(session: Session, rows: list[Pending], run: CustomerRun) -> None:
+    """Insert the new customers with their referrals to customers already written.
 
-    Settled before anything is written, so a row refused for its referral (unknown referrer,
-    self-referral) leaves no customer behind, even with --skip-invalid.
+    A row that names itself, or a referrer who is the same person, is refused before
+    anything is written. A referrer not in the database yet (later in the file, or named
+    by name) is looked for again at the end of the file; the customer is written now,
+    in file order, so that an export imports back with the same order.
     """
-    wanted = {p.referred_by for p in new if p.referred_by}
-    if not wanted:
-        return {}
-    t = table_of(Customer)
-    numbers = [int(w) for w in wanted if w.isdigit()]
-    conditions = [
-        t.c.email.in_({w.lower() for w in wanted}),
-        t.c.ref.in_(wanted),
-        t.c.referral_code.in_({w.upper() for w in wanted}),
-    ]
-    if numbers:
-        conditions.append(t.c.id.in_(numbers))
-    known: dict[str, Someone | Pending] = {}
-    by_id: dict[str, Someone] = {}
-    for row in conn.execute(select(t.c.id, t.c.email, t.c.phone, t.c.ref, t.c.referral_code).where(or_(*conditions))):
-        by_id[str(row.id)] = Someone(row.id, row.email, row.phone)
-        for key in (row.email, row.ref, row.referral_code):
-            if key:
-                known[key] = by_id[str(row.id)]
-    # A value that is both some customer's ref and another's id is the ref: exports name referrers by ref.
-    known = {**by_id, **known}
-    found: dict[int, Someone | Pending] = {}
-    earlier: dict[str, Pending] = {}
-    for p in new:
-        ident = p.referred_by
-        if ident:
-            referrer = (
-                known.get(ident)
-                or known.get(ident.lower())
-                or known.get(ident.upper())
-                or earlier.get(ident)
-                or earlier.get(ident.lower())
-            )
-            me = Someone(None, p.values.get("email"), p.values.get("phone"))
-            if ident in (p.values.get("ref"), p.values.get("email")) or ident.lower() == p.values.get("email"):
+    region = run.config.default_phone_region
+    referrers = Referrers(session.connection(), {p.referred_by for p in rows if p.referred_by}, region)
+    ready: list[Pending] = []
+    referrer_of: dict[int, Any] = {}
+    later: list[Pending] = []
+    for p in rows:
+        if p.referred_by:
+            if _own_keys(p).intersection(Referrers.keys_of(p.referred_by, region)):
                 run.reject(p.line, p.raw, "a customer cannot refer themselves (the same row)")
-            elif referrer is None:
-                run.reject(p.line, p.raw, f"referred_by {ident!r} is not a customer")
-            elif reason := same_person(_someone(referrer), me):
+                continue
+            referrer = referrers.find(p.referred_by)
+            if referrer is None:
+                later.append(p)
+            elif reason := same_person(_someone(referrer), _someone(p)):
                 run.reject(p.line, p.raw, f"a customer cannot refer themselves ({reason})")
+                continue
             else:
-                found[p.line] = referrer
-        for key in (p.values.get("email"), p.values.get("ref")):
-            if key:
-                earlier.setdefault(key, p)
-    return found
+                referrer_of[p.line] = referrer
+        ready.append(p)
+        referrers.add(p)
+    if not ready:
+        return
+    id_by_line = _insert_new(session, ready, referrer_of, run)
+    for p in later:
+        assert p.referred_by is not None
+        someone = Someone(id_by_line[p.line], p.values.get("email"), p.values.get("phone"))
+        run.deferred.append(Deferred(p.line, p.raw if run.keep_going else None, someone, p.referred_by))
 
 
-def _someone(who: Someone | Pending) -> Someone:
-    if isinstance(who, Someone):
-        return who
-    return Someone(None, who.values.get("email"), who.values.get("phone"))
+def _someone(who: Any) -> Someone:
+    if isinstance(who, Pending):
+        return Someone(None, who.values.get("email"), who.values.get("phone"))
+    return Someone(who.id, who.email, who.phone)
 
 
-def _insert_new(
-    session: Session, new: list[Pending], referrers: dict[int, Someone | Pending], run: CustomerRun
-) -> None:
+def _settle_deferred(session: Session, run: CustomerRun) -> None:
+    """The referrals that waited for the end of the file, when every customer of it is written."""
+    from crmcli.services.referrals import would_cycle
+
+    conn = session.connection()
+    region = run.config.default_phone_region
+    waiting, run.deferred = run.deferred, []
+    for start in range(0, len(waiting), BATCH):
+        chunk = [d for d in waiting[start : start + BATCH] if d.customer.id not in run.dropped]
+        referrers = Referrers(conn, {d.referred_by for d in chunk}, region, by_name=True)
+        rejected: dict[int, tuple[int, dict[str, str] | None, str]] = {}
+        for d in chunk:
+            cid = d.customer.id
+            assert cid is not None
+            referrer = referrers.find(d.referred_by)
+            if referrer is None:
+                rejected[cid] = (d.line, d.raw, referrers.why_not(d.referred_by))
+                continue
+            if reason := same_person(_someone(referrer), d.customer):
+                rejected[cid] = (d.line, d.raw, f"a customer cannot refer themselves ({reason})")
+                continue
+            new = referrer.id >= run.first_new_id
+            run.forward_links |= new and run.line_of.get(referrer.id) > d.line
+            # Every circle has a referrer later in the file; once there is one, check each new referrer.
+            if new and run.forward_links and would_cycle(session, referrer.id, cid):
+                rejected[cid] = (
+                    d.line,
+                    d.raw,
+                    f"referred_by {d.referred_by!r} was brought by this customer, directly or through "
+                    "others: a referral cannot close a circle",
+                )
+                continue
+            conn.execute(
+                insert(table_of(Referral)).values(
+                    referrer_id=referrer.id, referred_id=cid, status="pending", created_at=run.now
+                )
+            )
+            run.referrals += 1
+        _reject_written(conn, run, rejected)
+
+
+def _reject_written(conn: Any, run: CustomerRun, rejected: dict[int, tuple[int, dict[str, str] | None, str]]) -> None:
+    """Reject rows whose customers are written already.
+
+    With --skip-invalid the customers are deleted again, and so are the customers of
+    this file they referred, whose rows are rejected in turn: a rejected row leaves
+    nothing behind, so it can be fixed and imported again. Without it, everything is
+    rolled back anyway. Rows not kept in memory get their cells back at the end.
+    """
+    for line, raw, reason in rejected.values():
+        run.reject(line, raw or {}, reason)
+    if not run.keep_going or not rejected:
+        return
+    c, r = table_of(Customer), table_of(Referral)
+    tags, stages = table_of(CustomerTag), table_of(StageChange)
+    todo = list(rejected)
+    while todo:
+        children = conn.execute(select(r.c.referred_id, r.c.referrer_id).where(r.c.referrer_id.in_(todo))).all()
+        run.referrals -= conn.execute(
+            delete(r).where(or_(r.c.referred_id.in_(todo), r.c.referrer_id.in_(todo)))
+        ).rowcount
+        conn.execute(delete(tags).where(tags.c.customer_id.in_(todo)))
+        conn.execute(delete(stages).where(stages.c.customer_id.in_(todo)))
+        conn.execute(delete(c).where(c.c.id.in_(todo)))
+        run.inserted -= len(todo)
+        run.dropped.update(todo)
+        for child, parent in children:
+            run.reject(run.line_of.get(child), {}, f"its referrer, line {run.line_of.get(parent)}, was rejected")
+        todo = [child for child, _ in children]
+
+
+def _fill_rejected_rows(run: CustomerRun, source: CsvSource) -> None:
+    """Read the file again for the cells of rejected rows that were not kept in memory."""
+    missing = {line for line, raw, _ in run.rejected if not raw}
+    if not missing or not run.keep_going:
+        return
+    cells = {line: raw for line, raw in CsvSource.rows(source) if line in missing}
+    run.rejected = [(line, raw or cells.get(line, {}), reason) for line, raw, reason in run.rejected]
+
+
+def _insert_new(session: Session, new: list[Pending], referrer_of: dict[int, Any], run: CustomerRun) -> dict[int, int]:
     """One executemany for the customers; their ids are found again by referral code."""
     conn = session.connection()
     t = table_of(Customer)
@@ -269,6 +402,9 @@ def _insert_new(
     insert_rows(conn, t, COLUMNS, rows)
     id_of = dict(conn.execute(select(t.c.referral_code, t.c.id).where(t.c.referral_code.in_(codes))).all())
     ids = [id_of[code] for code in codes]
+    id_by_line = {p.line: cid for cid, p in zip(ids, new, strict=True)}
+    for cid, p in zip(ids, new, strict=True):
+        run.line_of[cid] = p.line
     conn.execute(
         insert(table_of(StageChange)).from_select(
             ["customer_id", "to_stage", "at"],
@@ -280,19 +416,18 @@ def _insert_new(
     tag_rows = [{"customer_id": cid, "tag": tag} for cid, p in zip(ids, new, strict=True) for tag in p.tags]
     insert_rows(conn, table_of(CustomerTag), ("customer_id", "tag"), tag_rows)
     run.inserted += len(new)
-    id_by_line = {p.line: cid for cid, p in zip(ids, new, strict=True)}
     links = [
         {
-            "referrer_id": who.id if isinstance(who, Someone) else id_by_line[who.line],
+            "referrer_id": id_by_line[who.line] if isinstance(who, Pending) else who.id,
             "referred_id": id_by_line[line],
             "status": "pending",
             "created_at": run.now,
         }
-        for line, who in referrers.items()
-        if line in id_by_line
+        for line, who in referrer_of.items()
     ]
     insert_rows(conn, table_of(Referral), ("referrer_id", "referred_id", "status", "created_at"), links)
     run.referrals += len(links)
+    return id_by_line
 
 
 def _unused_codes(conn: Any, count: int) -> list[str]:
@@ -303,6 +438,91 @@ def _unused_codes(conn: Any, count: int) -> list[str]:
         taken = set(conn.execute(select(t.c.referral_code).where(t.c.referral_code.in_(fresh))).scalars())
         codes |= fresh - taken
     return list(codes)
+
+
+class Referrers:
+    """Whom ``referred_by`` cells name: customers found in one query, and the rows accepted before.
+
+    Tried in this order: ref, email, phone, referral code, id and, at the end of the
+    file only (the name is not indexed), exact name. The identifiers a file carries from
+    elsewhere come before this database's own, as ids and codes differ from one database
+    to another: an export names each referrer by ref, else email, else phone, else name,
+    and so imports back to the same referrer even when a ref is a number that is also
+    some customer's id.
+    """
+
+    def __init__(self, conn: Any, wanted: set[str], region: str | None, *, by_name: bool = False) -> None:
+        self.region = region
+        self.by_name = by_name
+        self.known: dict[tuple[str, str], list[Any]] = {}
+        if not wanted:
+            return
+        t = table_of(Customer)
+        keys = {key for ident in wanted for key in self.keys_of(ident, region)}
+        values = {kind: {v for k, v in keys if k == kind} for kind in ("ref", "email", "phone", "code", "id")}
+        conditions = [
+            t.c.ref.in_(values["ref"]),
+            t.c.email.in_(values["email"]),
+            t.c.phone.in_(values["phone"]),
+            t.c.referral_code.in_(values["code"]),
+            t.c.id.in_({int(v) for v in values["id"]}),
+        ]
+        if by_name:
+            conditions.append(t.c.name.in_(wanted))
+        columns = (t.c.id, t.c.name, t.c.email, t.c.phone, t.c.ref, t.c.referral_code)
+        for row in conn.execute(select(*columns).where(t.c.erased_at.is_(None), or_(*conditions))):
+            found = [("ref", row.ref), ("email", row.email), ("phone", row.phone)]
+            found += [("code", row.referral_code), ("id", str(row.id)), ("name", row.name)]
+            for kind, value in found:
+                if value is not None:
+                    self.known.setdefault((kind, value), []).append(row)
+
+    @staticmethod
+    def keys_of(ident: str, region: str | None = None) -> list[tuple[str, str]]:
+        """The (kind, value) pairs ``ident`` may stand for, in the order they are tried."""
+        keys = [("ref", ident), ("email", ident.lower())]
+        if "@" not in ident and any(ch.isdigit() for ch in ident):
+            keys.append(("phone", ident))
+            try:
+                keys.append(("phone", normalize_phone(ident, region)))
+            except Invalid:
+                pass
+        keys.append(("code", ident.upper()))
+        if ident.isdigit() and len(ident) < 19:
+            keys.append(("id", str(int(ident))))
+        keys.append(("name", ident))
+        return keys
+
+    def add(self, p: Pending) -> None:
+        """A row accepted in this batch, which later rows of the batch may name."""
+        for key in [*_own_keys(p), ("name", p.values["name"])]:
+            self.known.setdefault(key, []).append(p)
+
+    def find(self, ident: str) -> Any | None:
+        """A customer row or an accepted Pending row, or None."""
+        for key in self.keys_of(ident, self.region):
+            if key[0] != "name" and key in self.known:
+                return self.known[key][0]
+        if not self.by_name:
+            return None
+        named = self.known.get(("name", ident), [])
+        # An export names a referrer by name only when it has no ref, email or phone.
+        keyless = [who for who in named if not _has_keys(who)]
+        if len(named) == 1 or len(keyless) == 1:
+            return (named if len(named) == 1 else keyless)[0]
+        return None
+
+    def why_not(self, ident: str) -> str:
+        named = self.known.get(("name", ident), []) if self.by_name else []
+        if len(named) > 1:
+            return f"referred_by {ident!r} names {len(named)} customers: use their email, ref or id"
+        return f"referred_by {ident!r} is not a customer"
+
+
+def _has_keys(who: Any) -> bool:
+    if isinstance(who, Pending):
+        return bool(_own_keys(who))
+    return who.email is not None or who.phone is not None or who.ref is not None
 
 
 def _update_existing(conn: Any, cid: int, p: Pending, run: CustomerRun) -> None:
@@ -329,13 +549,18 @@ def _update_existing(conn: Any, cid: int, p: Pending, run: CustomerRun) -> None:
 
 
 def export_query() -> Any:
-    """Customers in import-column order, in id order; the referrer named by ref, else email, else id."""
+    """Customers in import-column order, in id order.
+
+    The referrer is named by ref, else email, else phone, else name: what the import
+    tries first, and what stays the same in another database (ids and referral codes
+    do not). An erased referrer is left out, and so is the referral.
+    """
     c = table_of(Customer)
     tag = table_of(CustomerTag)
     r = table_of(Referral)
     referrer = c.alias("referrer")
     tags = select(func.aggregate_strings(tag.c.tag, ";")).where(tag.c.customer_id == c.c.id).scalar_subquery()
-    referred_by = func.coalesce(referrer.c.ref, referrer.c.email, cast(referrer.c.id, String))
+    referred_by = func.coalesce(referrer.c.ref, referrer.c.email, referrer.c.phone, referrer.c.name)
     return (
         select(
             c.c.name,

@@ -42,17 +42,40 @@ class CsvOptions:
         return cls(encoding=encoding, delimiter=delimiter, mapping=pairs)
 
 
-def detect_encoding(head: bytes) -> str:
-    """UTF-8 with BOM, UTF-8, or GB18030 (what Chinese Excel saves as "CSV")."""
+def detect_encoding(head: bytes, *, complete: bool = False) -> str:
+    """UTF-8 with BOM, UTF-8, or GB18030 (what Chinese Excel saves as "CSV").
+
+    ``head`` is the start of the file, or all of it when ``complete``: only then is a
+    character cut short at its end an error rather than the edge of the sample.
+    """
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the end of the sample is still UTF-8.
-        if exc.start < len(head) - 4:
-            return "gb18030"
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
+    except UnicodeDecodeError:
+        return "gb18030"
     return "utf-8"
+
+
+def first_undecodable_line(path: Path, encoding: str) -> int | None:
+    """The line holding the first bytes that ``encoding`` cannot decode, or None.
+
+    Text is decoded in large chunks, so the CSV reader's position says little about
+    where a decoding error is; this second pass, run only after one, finds it.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    number = 0
+    with path.open("rb") as raw:
+        for number, line in enumerate(raw, 1):  # noqa: B007 - the last number is used below
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError:
+                return number
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return max(number, 1)
+    return None
 
 
 def detect_delimiter(header_line: str) -> str:
@@ -91,17 +114,19 @@ class CsvSource:
             raise Invalid(f"cannot read {path}: {exc.strerror}") from None
         if not head.strip(b"\xef\xbb\xbf \r\n\t"):
             raise Invalid(f"{path} is empty: expected a header row and data rows")
-        self.encoding = options.encoding or detect_encoding(head)
+        encoding = options.encoding or detect_encoding(head, complete=len(head) < SNIFF_BYTES)
+        if encoding == "utf-8" and head.startswith(codecs.BOM_UTF8):
+            encoding = "utf-8-sig"  # --encoding utf-8 on Excel's "CSV UTF-8": the BOM is not a header cell
+        self.encoding = encoding
 
     def _open(self) -> IO[str]:
         return self.path.open("r", encoding=self.encoding, newline="", errors="strict")
 
     def header(self, reader: Iterator[list[str]]) -> list[str | None]:
         """The field for each column, or errors naming unknown and missing columns."""
-        try:
-            raw = next(reader)
-        except StopIteration:
-            raise Invalid(f"{self.path} is empty: expected a header row and data rows") from None
+        raw = next((row for row in reader if any(cell.strip() for cell in row)), None)
+        if raw is None:
+            raise Invalid(f"{self.path} is empty: expected a header row and data rows")
         columns: list[str | None] = []
         unknown, seen = [], set()
         for name in raw:
@@ -127,38 +152,48 @@ class CsvSource:
         return columns
 
     def rows(self, progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, dict[str, str]]]:
-        """(line number, {field: text}) for each data row; blank lines are skipped."""
+        """(line number, {field: text}) for each data row; blank lines are skipped.
+
+        A row's line number is the line it starts on, though a quoted cell may run over
+        several. A row with more non-empty cells than the header keeps its known cells
+        (for the rejected-rows file) and gets an ``__error__``.
+        """
         handle = self._open()
-        line = 1
+        start = 1
         try:
             first = handle.readline()
+            while first and not first.strip():
+                first = handle.readline()
             handle.seek(0)
             delimiter = self.options.delimiter or detect_delimiter(first)
             # strict: an unclosed quote is an error, not the rest of the file swallowed into one cell
             reader = csv.reader(handle, delimiter=delimiter, strict=True)
             columns = self.header(reader)
+            width = len(columns)
             count = 0
-            for values in reader:
-                line = reader.line_num
+            while True:
+                start = reader.line_num + 1
+                values = next(reader, None)
+                if values is None:
+                    break
                 if not any(v.strip() for v in values):
                     continue
-                if len(values) > len(columns) and any(v.strip() for v in values[len(columns) :]):
-                    count += 1
-                    yield line, {"__error__": f"{len(values)} cells but the header has {len(columns)}"}
-                    continue
                 row = {col: unneutralise(value) for col, value in zip(columns, values, strict=False) if col is not None}
+                if len(values) > width and any(v.strip() for v in values[width:]):
+                    row["__error__"] = f"{len(values)} cells but the header has {width}"
                 count += 1
                 if progress is not None and count % 1000 == 0:
                     progress(handle.buffer.tell() if hasattr(handle, "buffer") else 0)
-                yield line, row
+                yield start, row
             if count == 0:
                 raise Invalid(f"{self.path} has a header but no data rows")
         except UnicodeDecodeError:
+            line = first_undecodable_line(self.path, self.encoding) or start
             raise Invalid(
-                f"{self.path} line {line + 1}: not valid {self.encoding}; pass --encoding "
-                "(for example gb18030 or utf-8)"
+                f"{self.path} line {line}: not valid {self.encoding}; pass --encoding (for example gb18030 or utf-8)"
             ) from None
         except csv.Error as exc:
-            raise Invalid(f"{self.path} line {line + 1}: {exc}") from None
+            hint = " (a quoted cell is never closed)" if "unexpected end of data" in str(exc) else ""
+            raise Invalid(f"{self.path} line {start}: {exc}{hint}") from None
         finally:
             handle.close()

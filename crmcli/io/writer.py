@@ -32,6 +32,8 @@ def output_stream(path: Path | None, *, encoding: str) -> Iterator[IO[str]]:
     target = path.expanduser()
     if not target.parent.exists():
         raise Invalid(f"cannot write {target}: the folder {target.parent} does not exist")
+    if target.is_dir():
+        raise Invalid(f"cannot write {target}: it is a folder")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
