@@ -97,6 +97,7 @@ class StageChange(SQLModel, table=True):
     from_stage: str | None = None
     to_stage: str
     at: datetime = _time()
+    cause: str = Field(default="manual")  # "manual", or "purchase" for the rows the purchase rule derives
 
 
 class Interaction(SQLModel, table=True):
@@ -166,6 +167,7 @@ class Coupon(SQLModel, table=True):
     campaign: str | None = Field(default=None, index=True)
     voided_at: datetime | None = _time(nullable=True)
     created_at: datetime = _time()
+    referral_id: int | None = Field(default=None, foreign_key="referral.id", index=True)  # a referral reward
 
 
 class PointsEntry(SQLModel, table=True):
@@ -201,3 +203,6 @@ class Referral(SQLModel, table=True):
     reason: str | None = None
     created_at: datetime = _time()
     decided_at: datetime | None = _time(nullable=True)
+    # The sale that verified it: refunding that sale puts the referral back to pending. No
+    # foreign key: purchase -> coupon -> referral -> purchase would be a cycle of them.
+    purchase_id: int | None = Field(default=None, index=True)

@@ -11,7 +11,7 @@ def build_shop(cli: Cli) -> dict[str, int]:
     A: 100 (Jan 1, due Jan 31, paid Feb 5: late) + 50 (Mar 1)   net 150, 2 orders, last Mar 1
     B: 300 (Feb 1)                                               net 300, 1 order,  last Feb 1
     C: 100 (Mar 1), referred by B (verified by the purchase)     net 100, 1 order,  last Mar 1
-    D: 200 (Jan 15) refunded, referred by E (verified)           not a buyer
+    D: 200 (Jan 15) refunded, referred by E (back to pending)    not a buyer
     E: no purchase, referred by A (pending)
     F: 50 + 50 + 50 (Feb 15, 20, 25)                             net 150, 3 orders, last Feb 25
     """

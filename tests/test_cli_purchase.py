@@ -109,13 +109,17 @@ def test_points_redeem_never_below_zero(cli: Cli, ann: int) -> None:
 
 
 def test_late_payment_resets_the_balance(cli: Cli, ann: int) -> None:
-    cli.ok("points", "add", str(ann), "80", "--reason", "gift")
+    cli.ok("points", "add", str(ann), "80", "--reason", "gift")  # given today: after the due date
     pid = cli.new_id("purchase", "add", str(ann), "100", "--at", "2026-01-10", "--due", "2026-01-31")
-    assert profile(cli, ann)["points"] == 90
+    # The due date has passed unpaid: the 10 points earned by then are reset, the gift stays.
+    assert profile(cli, ann)["points"] == 80
     paid = cli.ok("purchase", "pay", str(pid), "--at", "2026-02-03", "-f", "json").json()
-    assert paid["late"] is True and paid["points_reset"] == 90
+    assert paid["late"] is True and paid["points_reset"] == 10
     shown = cli.ok("points", "show", str(ann), "-f", "json").json()
-    assert shown["balance"] == 0 and shown["ledger"][0]["kind"] == "reset"
+    assert shown["balance"] == 80
+    assert [(e["kind"], e["delta"], e["at"][:10]) for e in shown["ledger"] if e["kind"] == "reset"] == [
+        ("reset", -10, "2026-01-31")
+    ]
     again = cli("purchase", "pay", str(pid))
     assert again.exit_code == 1 and "already paid" in again.stderr
 

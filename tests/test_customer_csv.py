@@ -322,14 +322,14 @@ def test_round_trip_with_numeric_refs_and_an_erased_referrer(cli: Cli, tmp_path:
     """Regression: a referrer's numeric ref was read as an id, and an erased referrer was exported by id."""
     for name, ref in (("One", "2"), ("Two", "1")):
         cli.ok("customer", "add", name, "--ref", ref)
-    cli.ok("customer", "add", "Three", "--ref", "T", "--referred-by", "1")  # id 1: "One", whose ref is "2"
+    cli.ok("customer", "add", "Three", "--ref", "T", "--referred-by", "id:1")  # "One", whose ref is "2"
     gone = cli.new_id("customer", "add", "Gone", "--email", "gone@example.com")
     cli.ok("customer", "add", "Four", "--referred-by", str(gone))
     cli.ok("customer", "erase", str(gone), "--yes")
     first = tmp_path / "first.csv"
     cli.ok("customer", "export", "--out", str(first))
     lines = first.read_text(encoding="utf-8-sig").splitlines()
-    assert lines[3].startswith("Three,") and ",T,2," in lines[3]
+    assert lines[3].startswith("Three,") and ",T,ref:2," in lines[3]
     assert lines[4].startswith("Four,") and lines[4].endswith(",,")
     fresh = Cli(tmp_path / "fresh.db")
     fresh.ok("customer", "import", str(first))

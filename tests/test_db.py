@@ -139,10 +139,12 @@ def test_upgrading_a_real_older_database_keeps_its_data_and_a_backup(db_path: Pa
         cfg.set_main_option("script_location", str(migrations_dir()))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")
-        conn.execute(text(
-            "INSERT INTO customer (name, stage, referral_code, created_at, updated_at) "
-            "VALUES ('Ann', 'lead', 'AAAAAAAA', '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')"
-        ))
+        conn.execute(
+            text(
+                "INSERT INTO customer (name, stage, referral_code, created_at, updated_at) "
+                "VALUES ('Ann', 'lead', 'AAAAAAAA', '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')"
+            )
+        )
     engine.dispose()
     db = Database(str(db_path))
     assert db.current_revision() == "0001"

@@ -706,7 +706,7 @@ def test_export_json(cli: Cli, tmp_path: Path) -> None:
     assert rows == [
         blank | {"name": "王小明", "email": "w@example.com", "stage": "lead", "tags": "vip", "note": "a\nb"},
         # JSON is not a spreadsheet: nothing is neutralised
-        blank | {"name": "=1+1", "stage": "prospect", "referred_by": "w@example.com"},
+        blank | {"name": "=1+1", "stage": "prospect", "referred_by": "email:w@example.com"},
     ]
     assert list(rows[0]) == HEADER.split(",")
     assert refused_export(cli, "--format", "xml") == ["Error: export format must be csv or json, not 'xml'"]
@@ -842,7 +842,11 @@ def test_round_trip_with_numeric_refs(cli: Cli, tmp_path: Path) -> None:
     # refs from a till are often numbers: ref "1" must not be read as customer id 1
     cli.ok("customer", "add", "Ann", "--ref", "2")
     cli.ok("customer", "add", "Bob", "--ref", "1")
-    cli.ok("customer", "add", "Cy", "--referred-by", "1")  # customer id 1: Ann
+    # "1" is customer id 1 (Ann) and the ref of customer 2 (Bob): refused, naming both
+    refused = cli("customer", "add", "Cy", "--referred-by", "1")
+    assert refused.exit_code == 1
+    assert "'1' matches customer 2 by its ref and customer 1 by its id" in refused.stderr
+    cli.ok("customer", "add", "Cy", "--referred-by", "id:1")  # Ann
     cli.ok("customer", "add", "Dee", "--referred-by", "3")  # customer id 3: Cy, who has no keys
     assert referrals(cli) == [("Ann", "Cy", "pending"), ("Cy", "Dee", "pending")]
     first, second = round_trip(cli, tmp_path)

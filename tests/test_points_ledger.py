@@ -1,4 +1,5 @@
-"""Property: after any sequence of ledger operations, balance = sum of entries >= 0."""
+"""Property: after any sequence of ledger operations, the balance at every moment is the sum of the
+entries dated no later, and never negative."""
 
 from __future__ import annotations
 
@@ -70,12 +71,18 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(points=st.integers(1, 5000))
     def redeem(self, points: int) -> None:
         at = self.tick()
-        self.attempt(lambda s, c: ledger.redeem_points(session=s, customer=c, points=points, reason="r", now=at))
+        self.attempt(
+            lambda s, c: ledger.redeem_points(
+                session=s, customer=c, points=points, reason="r", config=self.config, now=at
+            )
+        )
 
     @rule(points=st.integers(1, 500))
     def gift(self, points: int) -> None:
         at = self.tick()
-        self.attempt(lambda s, c: ledger.add_points(session=s, customer=c, points=points, reason="g", now=at))
+        self.attempt(
+            lambda s, c: ledger.add_points(session=s, customer=c, points=points, reason="g", config=self.config, now=at)
+        )
 
     @rule(days=st.integers(1, 120))
     def accrue(self, days: int) -> None:
@@ -88,25 +95,24 @@ class LedgerMachine(RuleBasedStateMachine):
         pid = data.draw(st.sampled_from(self.unpaid))
         self.unpaid.remove(pid)
         at = self.tick(30 if late else 0)
-        self.attempt(lambda s, c: pay_purchase(session=s, purchase_id=pid, config=self.config, at=at))
+        self.attempt(lambda s, c: pay_purchase(session=s, purchase_id=pid, config=self.config, at=at, now=at))
 
     @precondition(lambda self: self.purchases)
     @rule(data=st.data())
     def refund(self, data: st.DataObject) -> None:
         pid = data.draw(st.sampled_from(self.purchases))
         at = self.tick()
-        self.attempt(lambda s, c: refund_purchase(session=s, purchase_id=pid, config=self.config, at=at))
+        self.attempt(lambda s, c: refund_purchase(session=s, purchase_id=pid, config=self.config, at=at, now=at))
 
     @invariant()
     def balance_is_the_sum_and_never_negative(self) -> None:
         with self.db.session() as s:
-            entries = s.execute(select(PointsEntry.delta).order_by(PointsEntry.id)).scalars().all()
+            entries = s.execute(select(PointsEntry.at, PointsEntry.delta)).all()
             total = s.execute(select(func.coalesce(func.sum(PointsEntry.delta), 0))).scalar_one()
-            assert ledger.balance(s, 1) == sum(entries) == total
-            running = 0
-            for delta in entries:  # never negative at any point in history, not only now
-                running += delta
-                assert running >= 0
+            assert ledger.balance(s, 1) == sum(d for _, d in entries) == total
+            # The balance at every moment of the timeline (entries dated no later) is never negative.
+            for moment in {at for at, _ in entries}:
+                assert ledger.balance(s, 1, moment) == sum(d for at, d in entries if at <= moment) >= 0
 
     def teardown(self) -> None:
         self.db.close()

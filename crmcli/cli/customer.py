@@ -199,7 +199,8 @@ def stage(
 
     Example: crmcli customer stage ann@example.com prospect
     """
-    from crmcli.services.customers import change_stage, find_customer
+    from crmcli.services.customers import find_customer
+    from crmcli.services.stages import change_stage
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:

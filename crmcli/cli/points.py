@@ -18,18 +18,11 @@ Reason = Annotated[str, typer.Option(help="Why (kept in the ledger).")]
 
 
 def _summary(ctx: typer.Context, customer_id: int, fmt: Format, title: str, limit: int | None = 20) -> None:
-    from crmcli.services.customers import customer_totals, tier_for
-    from crmcli.services.points import balance, ledger
+    from crmcli.services.points import points_summary
 
     rt = runtime(ctx)
-    with rt.session() as session:
-        totals = customer_totals(session, customer_id)
-        row = {
-            "customer_id": customer_id,
-            "balance": balance(session, customer_id),
-            "tier": tier_for(totals["net_minor"], rt.config),
-            "ledger": ledger(session, customer_id, limit=limit),
-        }
+    with rt.session(write=True) as session:  # a late-payment reset that is due is recorded first
+        row = points_summary(session=session, config=rt.config, customer_id=customer_id, limit=limit)
     rt.output(fmt).record(row, title=title)
 
 
@@ -62,7 +55,7 @@ def add(
     rt = runtime(ctx)
     with rt.session(write=True) as session:
         found = find_customer(session, customer)
-        add_points(session=session, customer=found, points=points, reason=reason)
+        add_points(session=session, customer=found, points=points, reason=reason, config=rt.config)
     assert found.id is not None
     _summary(ctx, found.id, fmt, f"Points of {found.name}", 5)
 
@@ -81,7 +74,7 @@ def redeem(
     rt = runtime(ctx)
     with rt.session(write=True) as session:
         found = find_customer(session, customer)
-        redeem_points(session=session, customer=found, points=points, reason=reason)
+        redeem_points(session=session, customer=found, points=points, reason=reason, config=rt.config)
     assert found.id is not None
     _summary(ctx, found.id, fmt, f"Points of {found.name}", 5)
 

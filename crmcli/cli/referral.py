@@ -38,14 +38,14 @@ def add(
 
     Example: crmcli referral add HLPYV7CA bob@example.com
     """
-    from crmcli.services.customers import find_by_code_or_customer, find_customer
+    from crmcli.services.customers import find_customer
     from crmcli.services.referrals import list_referrals, record_referral
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
         referral = record_referral(
             session=session,
-            referrer=find_by_code_or_customer(session, referrer),
+            referrer=find_customer(session, referrer),
             referred=find_customer(session, referred),
         )
         rows = [r for r in list_referrals(session=session) if r["id"] == referral.id]

@@ -11,17 +11,19 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
 from sqlmodel import Session
 
+from crmcli.bulk import insert_rows
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import Invalid
-from crmcli.io.bulk import insert_rows
 from crmcli.io.importing import ImportRun, check_options, run_import
 from crmcli.io.reader import CsvOptions, CsvSource
 from crmcli.io.writer import output_stream, write_csv, write_json
 from crmcli.models import Customer, CustomerTag, Referral, StageChange, UTCDateTime, table_of
-from crmcli.services.customers import CustomerInput, clean_fields, clean_tags, new_referral_code
+from crmcli.services.codes import referral_code, unused_codes
+from crmcli.services.customers import CustomerInput, clean_fields, clean_tags
+from crmcli.services.identify import identifier_keys
 from crmcli.services.referrals import same_person
-from crmcli.values import normalize_phone, utcnow
+from crmcli.values import utcnow
 
 FIELDS = ("name", "email", "phone", "company", "city", "source", "stage", "tags", "ref", "referred_by", "note")
 KEYS = ("email", "phone", "ref")
@@ -382,7 +384,7 @@ def _insert_new(session: Session, new: list[Pending], referrer_of: dict[int, Any
     """One executemany for the customers; their ids are found again by referral code."""
     conn = session.connection()
     t = table_of(Customer)
-    codes = _unused_codes(conn, len(new))
+    codes = unused_codes(conn, table_of(Customer).c.referral_code, len(new), referral_code)
     rows = [
         {
             "email": None,
@@ -430,16 +432,6 @@ def _insert_new(session: Session, new: list[Pending], referrer_of: dict[int, Any
     return id_by_line
 
 
-def _unused_codes(conn: Any, count: int) -> list[str]:
-    t = table_of(Customer)
-    codes: set[str] = set()
-    while len(codes) < count:
-        fresh = {new_referral_code() for _ in range(count - len(codes))} - codes
-        taken = set(conn.execute(select(t.c.referral_code).where(t.c.referral_code.in_(fresh))).scalars())
-        codes |= fresh - taken
-    return list(codes)
-
-
 class Referrers:
     """Whom ``referred_by`` cells name: customers found in one query, and the rows accepted before.
 
@@ -479,19 +471,8 @@ class Referrers:
 
     @staticmethod
     def keys_of(ident: str, region: str | None = None) -> list[tuple[str, str]]:
-        """The (kind, value) pairs ``ident`` may stand for, in the order they are tried."""
-        keys = [("ref", ident), ("email", ident.lower())]
-        if "@" not in ident and any(ch.isdigit() for ch in ident):
-            keys.append(("phone", ident))
-            try:
-                keys.append(("phone", normalize_phone(ident, region)))
-            except Invalid:
-                pass
-        keys.append(("code", ident.upper()))
-        if ident.isdigit() and len(ident) < 19:
-            keys.append(("id", str(int(ident))))
-        keys.append(("name", ident))
-        return keys
+        """The (kind, value) pairs ``ident`` may stand for: the customer rule, then the name."""
+        return [*identifier_keys(ident, region), ("name", ident)]
 
     def add(self, p: Pending) -> None:
         """A row accepted in this batch, which later rows of the batch may name."""
@@ -499,11 +480,19 @@ class Referrers:
             self.known.setdefault(key, []).append(p)
 
     def find(self, ident: str) -> Any | None:
-        """A customer row or an accepted Pending row, or None."""
+        """A customer row or an accepted Pending row, or None (see :meth:`why_not`).
+
+        As for every customer cell, a text that matches two different customers by
+        different keys names neither.
+        """
+        matches: dict[Any, Any] = {}
         for key in self.keys_of(ident, self.region):
-            if key[0] != "name" and key in self.known:
-                return self.known[key][0]
-        if not self.by_name:
+            if key[0] != "name":
+                for who in self.known.get(key, ()):
+                    matches.setdefault(("line", who.line) if isinstance(who, Pending) else ("id", who.id), who)
+        if len(matches) == 1:
+            return next(iter(matches.values()))
+        if matches or not self.by_name:
             return None
         named = self.known.get(("name", ident), [])
         # An export names a referrer by name only when it has no ref, email or phone.
@@ -513,6 +502,17 @@ class Referrers:
         return None
 
     def why_not(self, ident: str) -> str:
+        matched = {
+            ("line", who.line) if isinstance(who, Pending) else ("id", who.id)
+            for key in self.keys_of(ident, self.region)
+            if key[0] != "name"
+            for who in self.known.get(key, ())
+        }
+        if len(matched) > 1:
+            return (
+                f"referred_by {ident!r} matches {len(matched)} customers by different keys: "
+                "write id:, ref:, email:, phone: or code: before it to say which"
+            )
         named = self.known.get(("name", ident), []) if self.by_name else []
         if len(named) > 1:
             return f"referred_by {ident!r} names {len(named)} customers: use their email, ref or id"
@@ -560,7 +560,13 @@ def export_query() -> Any:
     r = table_of(Referral)
     referrer = c.alias("referrer")
     tags = select(func.aggregate_strings(tag.c.tag, ";")).where(tag.c.customer_id == c.c.id).scalar_subquery()
-    referred_by = func.coalesce(referrer.c.ref, referrer.c.email, referrer.c.phone, referrer.c.name)
+    # Explicit forms (ref:12), so a till's numeric ref is never read as another customer's id.
+    referred_by = func.coalesce(
+        literal("ref:") + referrer.c.ref,
+        literal("email:") + referrer.c.email,
+        literal("phone:") + referrer.c.phone,
+        referrer.c.name,
+    )
     return (
         select(
             c.c.name,

@@ -7,20 +7,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, cast, func, insert, literal, or_, select, update
+from sqlalchemy import and_, func, literal, select, update
 from sqlmodel import Session
 
+from crmcli.bulk import insert_rows
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import CrmError, Invalid
-from crmcli.io.bulk import insert_rows
 from crmcli.io.importing import ImportRun, check_options, run_import
 from crmcli.io.reader import CsvOptions, CsvSource
 from crmcli.io.writer import output_stream, write_csv, write_json
-from crmcli.models import Customer, PointsEntry, Purchase, Referral, StageChange, UTCDateTime, table_of
+from crmcli.models import Customer, Purchase, UTCDateTime, table_of
 from crmcli.values import money, parse_money, parse_when, utcnow
 
-FIELDS = ("customer", "amount", "at", "due", "paid_at", "coupon", "ref")
+FIELDS = ("customer", "amount", "at", "due", "paid_at", "refunded_at", "coupon", "ref")
 BATCH = 5000
 
 
@@ -33,6 +33,7 @@ class Row:
     at: datetime
     due_at: datetime | None
     paid_at: datetime | None
+    refunded_at: datetime | None
     coupon: str | None
     ref: str | None
 
@@ -57,8 +58,7 @@ class IdSet:
 
 @dataclass
 class PurchaseRun(ImportRun):
-    customers: IdSet = field(default_factory=IdSet)  # whose stages and referrals to settle at the end
-    late: dict[int, tuple[datetime, int]] = field(default_factory=dict)  # customer -> last late payment
+    customers: IdSet = field(default_factory=IdSet)  # whose points, stages and referrals to settle at the end
     stage_changes: int = 0
     referrals_verified: int = 0
 
@@ -81,8 +81,11 @@ def validate_row(line: int, raw: dict[str, str], run: PurchaseRun) -> Row:
     at = _when(raw.get("at"), config, run.now) or run.now
     due = _when(raw.get("due"), config, run.now, end_of_day=True)
     paid = _when(raw.get("paid_at"), config, run.now)
+    refunded = _when(raw.get("refunded_at"), config, run.now)
     if due is not None and due < at:
         raise Invalid("the due date is before the purchase")
+    if refunded is not None and refunded < at:
+        raise Invalid("the refund is before the purchase")
     if paid is None and due is None:
         paid = at  # a sale with no terms was paid at the till
     return Row(
@@ -93,6 +96,7 @@ def validate_row(line: int, raw: dict[str, str], run: PurchaseRun) -> Row:
         at,
         due,
         paid,
+        refunded,
         (raw.get("coupon") or "").strip() or None,
         (raw.get("ref") or "").strip() or None,
     )
@@ -120,9 +124,14 @@ def import_purchases(
     run = PurchaseRun(config=config, on_duplicate=on_duplicate, now=utcnow())
 
     def finish(session: Session) -> None:
-        _reset_after_late_payments(session, run)
-        run.stage_changes = _advance_stages(session, run)
-        run.referrals_verified = _verify_referrals(session, run)
+        from crmcli.services.points import settle_points
+        from crmcli.services.referrals import verify_referrals
+        from crmcli.services.stages import settle_stages
+
+        customers = run.customers.sorted()
+        settle_points(session, config, customers, now=run.now)
+        run.stage_changes = settle_stages(session, customers)
+        run.referrals_verified = len(verify_referrals(session, config, customers, now=run.now))
 
     run_import(
         db=db,
@@ -139,35 +148,11 @@ def import_purchases(
     return {**run.counts(dry_run), "stage_changes": run.stage_changes, "referrals_verified": run.referrals_verified}
 
 
-def _resolve_customers(session: Session, names: set[str]) -> dict[str, int]:
-    """Customer id for each identifier (id, email or ref) used in a batch."""
-    c = table_of(Customer)
-    emails: dict[str, list[str]] = {}
-    for name in names:
-        if "@" in name:
-            emails.setdefault(name.lower(), []).append(name)
-    ids = [int(n) for n in names if n.isdigit()]
-    conditions = [c.c.ref.in_(names)]
-    if emails:
-        conditions.append(c.c.email.in_(emails))
-    if ids:
-        conditions.append(c.c.id.in_(ids))
-    found: dict[str, int] = {}
-    for cid, email, ref in session.execute(
-        select(c.c.id, c.c.email, c.c.ref).where(or_(*conditions), c.c.erased_at.is_(None))
-    ):
-        for name in emails.get(email or "", ()):
-            found[name] = cid
-        if ref in names:
-            found[ref] = cid  # a ref wins over an id of the same digits: exports name customers by ref
-        if str(cid) in names:
-            found.setdefault(str(cid), cid)
-    return found
-
-
 def _write_batch(session: Session, batch: list[Row], run: PurchaseRun) -> None:
     p = table_of(Purchase)
-    customers = _resolve_customers(session, {r.customer for r in batch})
+    from crmcli.services.identify import resolve
+
+    customers = resolve(session, {r.customer for r in batch}, run.config.default_phone_region)
     refs = {r.ref for r in batch if r.ref}
     existing: dict[str, int] = {}
     if refs:
@@ -176,10 +161,11 @@ def _write_batch(session: Session, batch: list[Row], run: PurchaseRun) -> None:
     plain: list[tuple[Row, int]] = []
     special: list[tuple[Row, int]] = []
     for row in batch:
-        cid = customers.get(row.customer)
-        if cid is None:
-            run.reject(row.line, row.raw, f"no customer {row.customer!r}")
+        match = customers[row.customer]
+        if match.customer is None:
+            run.reject(row.line, row.raw, match.problem())
             continue
+        cid = match.customer.id
         if row.ref is not None:
             if row.ref in seen:
                 run.reject(row.line, row.raw, f"same ref as line {seen[row.ref]} of this file")
@@ -197,7 +183,7 @@ def _write_batch(session: Session, batch: list[Row], run: PurchaseRun) -> None:
                         f"ref {row.ref} is already purchase {existing[row.ref]} (use --on-duplicate skip or update)",
                     )
                 continue
-        # A coupon changes another record: take the careful path, row by row.
+        # A coupon changes another record: take the command's path, row by row.
         (special if row.coupon else plain).append((row, cid))
         run.customers.add(cid)
     if plain:
@@ -217,17 +203,20 @@ PURCHASE_COLUMNS = (
     "at",
     "due_at",
     "paid_at",
+    "refunded_at",
     "created_at",
 )
 
 
 def _insert_plain(session: Session, rows: list[tuple[Row, int]], run: PurchaseRun) -> None:
-    """One executemany for the purchases, then their points and late payments in set-based SQL.
+    """One executemany for the purchases, then the points rules on the whole batch.
 
     The new rows are found again as those above the previous largest id that carry this
     import's ``created_at``, so no per-row RETURNING is needed.
     """
-    p, e = table_of(Purchase), table_of(PointsEntry)
+    from crmcli.services.points import record_purchase_points, record_refund_points
+
+    p = table_of(Purchase)
     conn = session.connection()
     last_id = conn.execute(select(func.coalesce(func.max(p.c.id), 0))).scalar_one()
     values = [
@@ -242,34 +231,22 @@ def _insert_plain(session: Session, rows: list[tuple[Row, int]], run: PurchaseRu
             "at": r.at,
             "due_at": r.due_at,
             "paid_at": r.paid_at,
+            "refunded_at": r.refunded_at,
             "created_at": run.now,
         }
         for r, cid in rows
     ]
     insert_rows(conn, p, PURCHASE_COLUMNS, values)
     new = and_(p.c.id > last_id, p.c.created_at == literal(run.now, UTCDateTime()))
-    num, den = run.config.points.per_currency_unit.as_integer_ratio()
-    earned = (p.c.net_minor * num) // (den * 10**run.config.currency.minor_digits)
-    conn.execute(
-        insert(e).from_select(
-            ["customer_id", "delta", "kind", "reason", "purchase_id", "at"],
-            select(
-                p.c.customer_id, earned, literal("earn"), literal("purchase ") + cast(p.c.id, String), p.c.id, p.c.at
-            )
-            .where(new, earned > 0)
-            .order_by(p.c.id),
-        )
-    )
-    for cid, paid_at, pid in conn.execute(
-        select(p.c.customer_id, p.c.paid_at, p.c.id).where(new, p.c.paid_at > p.c.due_at)
-    ):
-        if cid not in run.late or run.late[cid][0] < paid_at:
-            run.late[cid] = (paid_at, pid)
+    record_purchase_points(session, run.config, new)
+    if any(r.refunded_at for r, _ in rows):
+        refunded = list(session.execute(select(p.c.id).where(new, p.c.refunded_at.is_not(None))).scalars())
+        record_refund_points(session, refunded)
     run.inserted += len(rows)
 
 
 def _insert_special(session: Session, row: Row, cid: int, run: PurchaseRun) -> None:
-    from crmcli.services.purchases import PurchaseInput, add_purchase
+    from crmcli.services.purchases import PurchaseInput, add_purchase, refund_purchase
 
     customer = session.get(Customer, cid)
     assert customer is not None
@@ -284,7 +261,10 @@ def _insert_special(session: Session, row: Row, cid: int, run: PurchaseRun) -> N
     )
     try:
         with session.begin_nested():
-            add_purchase(session=session, customer=customer, data=data, config=run.config, now=run.now)
+            purchase, _ = add_purchase(session=session, customer=customer, data=data, config=run.config, now=run.now)
+            if row.refunded_at is not None:
+                assert purchase.id is not None
+                refund_purchase(session=session, purchase_id=purchase.id, config=run.config, at=row.refunded_at)
     except CrmError as exc:
         run.reject(row.line, row.raw, str(exc))
         return
@@ -293,126 +273,23 @@ def _insert_special(session: Session, row: Row, cid: int, run: PurchaseRun) -> N
 
 def _update_payment(session: Session, purchase_id: int, row: Row, run: PurchaseRun) -> None:
     """--on-duplicate update: a later export of the same sale brings its due date and payment."""
-    from crmcli.services.purchases import pay_purchase
+    from crmcli.services.purchases import pay_purchase, refund_purchase
 
     p = table_of(Purchase)
-    current = session.execute(select(p.c.paid_at, p.c.due_at).where(p.c.id == purchase_id)).one()
+    current = session.execute(select(p.c.paid_at, p.c.due_at, p.c.refunded_at).where(p.c.id == purchase_id)).one()
     if row.due_at is not None and current.due_at != row.due_at:
         session.execute(update(p).where(p.c.id == purchase_id).values(due_at=row.due_at))
     if current.paid_at is None and row.paid_at is not None and row.raw.get("paid_at", "").strip():
         pay_purchase(session=session, purchase_id=purchase_id, config=run.config, at=row.paid_at)
+    if current.refunded_at is None and row.refunded_at is not None:
+        refund_purchase(session=session, purchase_id=purchase_id, config=run.config, at=row.refunded_at, now=run.now)
     run.updated += 1
 
 
-def _reset_after_late_payments(session: Session, run: PurchaseRun) -> None:
-    """Points reset for customers who paid late: the balance earned up to their last late
-    payment in the file goes, as one ledger entry (what came after it stays)."""
-    if not run.late or not run.config.points.reset_on_late_payment:
-        return
-    e = table_of(PointsEntry)
-    ids = sorted(run.late)
-    for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
-        before: dict[int, int] = dict.fromkeys(chunk, 0)
-        total: dict[int, int] = dict.fromkeys(chunk, 0)
-        for cid, at, delta in session.execute(
-            select(e.c.customer_id, e.c.at, e.c.delta).where(e.c.customer_id.in_(chunk))
-        ):
-            total[cid] += delta
-            if at <= run.late[cid][0]:
-                before[cid] += delta
-        resets = [
-            {
-                "customer_id": cid,
-                "delta": -min(before[cid], total[cid]),
-                "kind": "reset",
-                "period": None,
-                "reason": f"late payment of purchase {run.late[cid][1]}",
-                "purchase_id": None,
-                "at": run.late[cid][0],
-            }
-            for cid in chunk
-            if min(before[cid], total[cid]) > 0
-        ]
-        if resets:
-            session.execute(insert(e), resets)
-
-
-def _advance_stages(session: Session, run: PurchaseRun) -> int:
-    """Customers with one live purchase become 'customer', with two or more 'repeat'."""
-    if not run.customers:
-        return 0
-    c, p, sc = table_of(Customer), table_of(Purchase), table_of(StageChange)
-    changed = 0
-    ids = run.customers.sorted()
-    for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
-        counts = (
-            select(p.c.customer_id, func.count().label("n"))
-            .where(p.c.customer_id.in_(chunk), p.c.refunded_at.is_(None))
-            .group_by(p.c.customer_id)
-            .subquery()
-        )
-        for target, behind, condition in (
-            ("repeat", ("lost", "lead", "verified", "prospect", "customer"), counts.c.n >= 2),
-            ("customer", ("lost", "lead", "verified", "prospect"), counts.c.n == 1),
-        ):
-            moving = (
-                select(c.c.id, c.c.stage)
-                .join(counts, counts.c.customer_id == c.c.id)
-                .where(c.c.stage.in_(behind), condition)
-            )
-            rows = session.execute(moving).all()
-            if not rows:
-                continue
-            session.execute(
-                insert(sc),
-                [{"customer_id": cid, "from_stage": stage, "to_stage": target, "at": run.now} for cid, stage in rows],
-            )
-            session.execute(
-                update(c).where(c.c.id.in_([cid for cid, _ in rows])).values(stage=target, updated_at=run.now)
-            )
-            changed += len(rows)
-    return changed
-
-
-def _verify_referrals(session: Session, run: PurchaseRun) -> int:
-    """Verify the pending referrals of imported customers who now have a qualifying purchase,
-    as of that purchase, and reward both sides: a few statements per 900 customers."""
-    from crmcli.services.referrals import reward_all
-
-    if not run.customers:
-        return 0
-    r, p = table_of(Referral), table_of(Purchase)
-    threshold = parse_money(run.config.referrals.qualifying_purchase, run.config.currency.minor_digits)
-    first_qualifying = (
-        select(func.min(p.c.at))
-        .where(p.c.customer_id == r.c.referred_id, p.c.refunded_at.is_(None), p.c.net_minor >= threshold)
-        .scalar_subquery()
-    )
-    verified = 0
-    ids = run.customers.sorted()
-    for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
-        found = session.execute(
-            select(Referral, first_qualifying)
-            .where(r.c.status == "pending", r.c.referred_id.in_(chunk), first_qualifying.is_not(None))
-            .order_by(r.c.id)
-            .with_for_update()
-        ).all()
-        if not found:
-            continue
-        session.execute(
-            update(r).where(r.c.id == bindparam("rid")).values(status="verified", decided_at=bindparam("when")),
-            [{"rid": ref.id, "when": max(at, ref.created_at)} for ref, at in found],
-        )
-        reward_all(session, [ref for ref, _ in found], run.config, run.now)
-        verified += len(found)
-    return verified
-
-
 def export_purchases(*, db: Database, config: Config, path: Path | None, fmt: str = "csv", bom: bool = True) -> int:
-    """Purchases in import-column order; the customer is named by ref, else email, else id."""
+    """Purchases in import-column order, refunded ones with their refund time; the customer is
+    named by ref, else email, else id, in the explicit form (``ref:12``) so that no
+    import reads a numeric ref as another customer's id."""
     if fmt not in ("csv", "json"):
         raise Invalid(f"export format must be csv or json, not {fmt!r}")
     p, c, k = table_of(Purchase), table_of(Customer), table_of(Purchase).c
@@ -421,21 +298,23 @@ def export_purchases(*, db: Database, config: Config, path: Path | None, fmt: st
     coupon = table_of(Coupon)
     digits = config.currency.minor_digits
     query = (
-        select(c.c.ref, c.c.email, c.c.id, k.gross_minor, k.at, k.due_at, k.paid_at, coupon.c.code, k.ref)
+        select(
+            c.c.ref, c.c.email, c.c.id, k.gross_minor, k.at, k.due_at, k.paid_at, k.refunded_at, coupon.c.code, k.ref
+        )
         .select_from(p.join(c, c.c.id == k.customer_id).outerjoin(coupon, coupon.c.id == k.coupon_id))
-        .where(k.refunded_at.is_(None))
         .order_by(k.id)
     )
 
     def rows(conn: Any) -> Any:
         result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
-        for ref, email, cid, gross, at, due, paid, code, pref in result:
+        for ref, email, cid, gross, at, due, paid, refunded, code, pref in result:
             yield (
-                ref or email or str(cid),
+                f"ref:{ref}" if ref else f"email:{email}" if email else f"id:{cid}",
                 str(money(gross, digits)),
                 _iso(at, config),
                 _iso(due, config),
                 _iso(paid, config),
+                _iso(refunded, config),
                 code,
                 pref,
             )

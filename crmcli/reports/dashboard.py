@@ -25,8 +25,7 @@ def dashboard(*, session: Session, config: Config, as_of: datetime) -> dict[str,
             select(c.c.stage, func.count())
             .where(c.c.erased_at.is_(None), at_or_before(c.c.created_at, as_of))
             .group_by(c.c.stage)
-        )
-        .all()
+        ).all()
     )
     orders = session.execute(
         select(func.count()).where(p.c.refunded_at.is_(None), at_or_before(p.c.at, as_of))

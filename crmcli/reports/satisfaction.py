@@ -20,8 +20,7 @@ def satisfaction(*, session: Session, config: Config, as_of: datetime) -> dict[s
             select(i.c.rating, func.count())
             .where(i.c.rating.is_not(None), at_or_before(i.c.at, as_of))
             .group_by(i.c.rating)
-        )
-        .all()
+        ).all()
     )
     total = sum(counts.values())
     average = sum(r * n for r, n in counts.items()) / total if total else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,13 +11,13 @@ from typing import Any
 from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlmodel import Session, col
 
+from crmcli.bulk import insert_rows
 from crmcli.config import Config
 from crmcli.errors import Conflict, Invalid, NotFound
-from crmcli.io.bulk import insert_rows
 from crmcli.models import Coupon, Customer, Purchase, UTCDateTime, table_of
+from crmcli.services.codes import coupon_code, unused_codes
 from crmcli.values import money, utcnow
 
-CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 STATUSES = ("active", "used", "expired", "void")
 
 
@@ -56,12 +55,6 @@ def parse_percent(text: str) -> int:
     return int(bp)
 
 
-def new_code() -> str:
-    """10 random characters from a 32-letter alphabet (50 bits): not guessable, easy to read out."""
-    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(10))
-    return f"{raw[:5]}-{raw[5:]}"
-
-
 def normalise_code(code: str) -> str:
     return code.strip().upper()
 
@@ -80,8 +73,10 @@ def issue_coupons(
     terms: CouponTerms,
     code: str | None = None,
     now: datetime | None = None,
+    referral_ids: Sequence[int] | None = None,
 ) -> list[Coupon]:
-    """One coupon per customer, in one statement per batch."""
+    """One coupon per customer, in one statement per batch (``referral_ids``: the referral
+    each coupon rewards, one per customer)."""
     now = now or utcnow()
     terms.check()
     if not customer_ids:
@@ -94,7 +89,7 @@ def issue_coupons(
             raise Invalid(f"bad coupon code {code!r}: letters, digits and - only, at most 40")
         if session.execute(select(col(Coupon.id)).where(col(Coupon.code) == code)).first():
             raise Conflict(f"coupon code {code} is already taken")
-    codes = [code] if code else _unused_codes(session, len(customer_ids))
+    codes = [code] if code else unused_codes(session, col(Coupon.code), len(customer_ids), coupon_code)
     rows = [
         {
             "code": c,
@@ -107,8 +102,9 @@ def issue_coupons(
             "uses": 0,
             "campaign": terms.campaign,
             "created_at": now,
+            "referral_id": rid,
         }
-        for c, cid in zip(codes, customer_ids, strict=True)
+        for c, cid, rid in zip(codes, customer_ids, referral_ids or [None] * len(customer_ids), strict=True)  # type: ignore[list-item]
     ]
     insert_rows(session.connection(), table_of(Coupon), list(rows[0]), rows)
     issued: dict[str, Coupon] = {}
@@ -116,18 +112,6 @@ def issue_coupons(
         chunk = codes[start : start + 5000]
         issued.update((c.code, c) for c in session.execute(select(Coupon).where(col(Coupon.code).in_(chunk))).scalars())
     return [issued[c] for c in codes]  # in the order of customer_ids
-
-
-def _unused_codes(session: Session, count: int) -> list[str]:
-    codes: set[str] = set()
-    while len(codes) < count:
-        fresh = {new_code() for _ in range(count - len(codes))} - codes
-        for start in range(0, len(fresh), 5000):
-            chunk = list(fresh)[start : start + 5000]
-            taken = set(session.execute(select(col(Coupon.code)).where(col(Coupon.code).in_(chunk))).scalars())
-            fresh -= taken
-        codes |= fresh
-    return list(codes)
 
 
 def discount_for(coupon: Coupon, amount_minor: int) -> int:
@@ -372,7 +356,7 @@ def target_customers(
         return customers_in_segment(session=session, segment=segment)
     query = select(col(Customer.id)).where(col(Customer.erased_at).is_(None)).order_by(col(Customer.id))
     if stage is not None:
-        from crmcli.services.customers import check_stage
+        from crmcli.services.stages import check_stage
 
         query = query.where(col(Customer.stage) == check_stage(stage))
     return list(session.execute(query).scalars())

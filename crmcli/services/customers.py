@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,8 +10,8 @@ from typing import Any
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlmodel import Session, col
 
-from crmcli.config import STAGES, Config
-from crmcli.errors import Conflict, Invalid, NotFound
+from crmcli.config import Config
+from crmcli.errors import Conflict, Invalid
 from crmcli.models import (
     Coupon,
     Customer,
@@ -24,10 +23,11 @@ from crmcli.models import (
     StageChange,
     table_of,
 )
+from crmcli.services.codes import referral_code, unused_codes
+from crmcli.services.identify import find_customer
+from crmcli.services.stages import STAGE_RANK, change_stage, check_stage
 from crmcli.values import money, normalize_email, normalize_phone, utcnow
 
-CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: codes are read aloud
-CODE_LENGTH = 8
 TEXT_FIELDS = ("company", "city", "source", "note")
 ERASED_NAME = "(erased)"
 SORT_FIELDS = ("id", "name", "email", "city", "stage", "created_at")
@@ -47,18 +47,6 @@ class CustomerInput:
     ref: str | None = None
     note: str | None = None
     tags: list[str] = field(default_factory=list)
-
-
-def new_referral_code() -> str:
-    # 256 is a multiple of the 32 letters, so taking each random byte modulo 32 is unbiased.
-    return "".join(CODE_ALPHABET[b % 32] for b in secrets.token_bytes(CODE_LENGTH))
-
-
-def check_stage(stage: str) -> str:
-    value = stage.strip().lower()
-    if value not in STAGES:
-        raise Invalid(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
-    return value
 
 
 def clean_tags(tags: Iterable[str]) -> list[str]:
@@ -103,28 +91,6 @@ def clean_fields(data: CustomerInput, config: Config, *, require_name: bool) -> 
     return values
 
 
-def find_customer(session: Session, ident: str | int) -> Customer:
-    """A customer by numeric id, email address or external ref."""
-    text = str(ident).strip()
-    customer: Customer | None = None
-    if text.isdigit():
-        customer = session.get(Customer, int(text))
-    if customer is None and "@" in text:
-        customer = session.execute(select(Customer).where(col(Customer.email) == text.lower())).scalar()
-    if customer is None and text:
-        customer = session.execute(select(Customer).where(col(Customer.ref) == text)).scalar()
-    if customer is None:
-        raise NotFound(f"no customer {text!r}", hint="give an id, email or ref; see 'crmcli customer list'")
-    return customer
-
-
-def find_by_code_or_customer(session: Session, ident: str) -> Customer:
-    """A referrer given as a customer (id, email, ref) or as their referral code."""
-    code = ident.strip().upper()
-    found = session.execute(select(Customer).where(col(Customer.referral_code) == code)).scalar()
-    return found if found is not None else find_customer(session, ident)
-
-
 def ensure_unique(session: Session, values: dict[str, Any], *, exclude_id: int | None = None) -> None:
     """Refuse an email, phone or ref that another customer already has."""
     for column in ("email", "phone", "ref"):
@@ -142,14 +108,6 @@ def ensure_unique(session: Session, values: dict[str, Any], *, exclude_id: int |
             )
 
 
-def unused_referral_code(session: Session) -> str:
-    while True:
-        code = new_referral_code()
-        taken = session.execute(select(col(Customer.id)).where(col(Customer.referral_code) == code)).first()
-        if taken is None:
-            return code
-
-
 def add_customer(
     *,
     session: Session,
@@ -161,7 +119,7 @@ def add_customer(
     now = now or utcnow()
     values = clean_fields(data, config, require_name=True)
     values.setdefault("stage", "lead")
-    referrer = find_by_code_or_customer(session, referred_by) if referred_by else None
+    referrer = find_customer(session, referred_by, config.default_phone_region) if referred_by else None
     if referrer is not None:
         from crmcli.services.referrals import same_person
 
@@ -169,12 +127,13 @@ def add_customer(
         if reason := same_person(referrer, Customer(**values)):
             raise Invalid(f"a customer cannot refer themselves ({reason})")
     ensure_unique(session, values)
-    customer = Customer(**values, referral_code=unused_referral_code(session), created_at=now, updated_at=now)
+    code = unused_codes(session, col(Customer.referral_code), 1, referral_code)[0]
+    customer = Customer(**values, referral_code=code, created_at=now, updated_at=now)
     session.add(customer)
     session.flush()
     assert customer.id is not None
     _add_tags(session, customer.id, clean_tags(data.tags))
-    session.add(StageChange(customer_id=customer.id, from_stage=None, to_stage=customer.stage, at=now))
+    session.add(StageChange(customer_id=customer.id, from_stage=None, to_stage=customer.stage, at=now, cause="manual"))
     if referrer is not None:
         from crmcli.services.referrals import record_referral
 
@@ -226,20 +185,6 @@ def edit_customer(
     customer.updated_at = now
     session.add(customer)
     return customer
-
-
-def change_stage(*, session: Session, customer: Customer, stage: str, now: datetime | None = None) -> bool:
-    """Move a customer to ``stage``, recording the change; False if already there."""
-    now = now or utcnow()
-    stage = check_stage(stage)
-    if customer.stage == stage:
-        return False
-    assert customer.id is not None
-    session.add(StageChange(customer_id=customer.id, from_stage=customer.stage, to_stage=stage, at=now))
-    customer.stage = stage
-    customer.updated_at = now
-    session.add(customer)
-    return True
 
 
 # --- reading ------------------------------------------------------------------
@@ -474,9 +419,6 @@ def find_duplicates(*, session: Session) -> list[dict[str, Any]]:
             }
         )
     return result
-
-
-STAGE_RANK = {s: i for i, s in enumerate(("lost", "lead", "verified", "prospect", "customer", "repeat"))}
 
 
 def merge_customers(*, session: Session, keep: Customer, drop: Customer, now: datetime | None = None) -> dict[str, Any]:

@@ -13,11 +13,12 @@ from crmcli.config import Config
 from crmcli.errors import Conflict
 from crmcli.models import Customer
 from crmcli.services.coupons import CouponTerms, issue_coupons
-from crmcli.services.customers import CustomerInput, add_customer, change_stage
+from crmcli.services.customers import CustomerInput, add_customer
 from crmcli.services.interactions import log_interaction, resolve, respond
 from crmcli.services.points import accrue_tenure
 from crmcli.services.purchases import PurchaseInput, add_purchase, pay_purchase, refund_purchase
 from crmcli.services.referrals import record_referral
+from crmcli.services.stages import change_stage
 
 DEMO_SOURCE = "demo"
 FIRST = [

@@ -1,21 +1,155 @@
-"""The points ledger: append-only; the balance is its sum and never negative."""
+"""The points ledger: a timeline of entries whose sum up to any moment is the balance then.
+
+Every rule that moves points lives here, in one set-based form that takes a set of
+purchase or customer ids; a command passes one id, an import a batch.
+
+Two kinds of entries are kept:
+
+* facts, written once: points earned on a sale (``earn``), points spent on a sale or
+  redeemed by hand (``redeem``), given by hand (``adjust``), for tenure (``tenure``),
+  as a referral reward (``referral``), and points given back when a sale that used
+  them is refunded (``refund``);
+* removals the rules derive from the facts: the late-payment ``reset`` and the
+  ``reversal`` of points a refunded sale had earned. They depend on the whole
+  timeline, so :func:`settle_points` recomputes them by replaying it whenever a
+  customer's history changes. Whatever order facts arrive in (a backdated sale, a
+  payment in a later file), the ledger is the one the facts in time order give.
+
+The replay keeps lots (what each positive entry still holds) and spends the oldest
+first (FIFO). A spend the timeline cannot cover is refused: no balance is ever
+negative at any moment.
+"""
 
 from __future__ import annotations
 
+import calendar
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import ColumnElement, String, and_, cast, delete, func, insert, literal, or_, select
 from sqlmodel import Session, col
 
 from crmcli.config import Config
 from crmcli.errors import Invalid
-from crmcli.models import Customer, PointsEntry, table_of
+from crmcli.models import Customer, PointsEntry, Purchase, table_of
 from crmcli.values import utcnow
 
-KINDS = ("earn", "redeem", "adjust", "tenure", "reset", "refund", "referral")
+FACTS = ("earn", "redeem", "adjust", "tenure", "referral", "refund")
+REMOVALS = ("reset", "reversal")
+KINDS = FACTS + REMOVALS
+CHUNK = 900  # ids per IN-list: under SQLite's old 999-variable limit
 ACCRUE_BATCH = 5000
+
+
+# --- conversions -------------------------------------------------------------------
+
+
+def points_for_spend(net_minor: int, config: Config) -> int:
+    """Points earned on a net amount: whole points only, rounded down (a free order earns none)."""
+    units = Decimal(net_minor).scaleb(-config.currency.minor_digits)
+    return int((units * config.points.per_currency_unit).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def _earn_sql(net: Any, config: Config) -> Any:
+    """:func:`points_for_spend` as SQL, for set-based inserts (integer arithmetic, floored)."""
+    num, den = config.points.per_currency_unit.as_integer_ratio()
+    return (net * num) // (den * 10**config.currency.minor_digits)
+
+
+def points_value_minor(points: int, config: Config) -> int:
+    """What ``points`` are worth in minor units, rounded down."""
+    value = Decimal(points) * config.points.value_per_point
+    return int(value.scaleb(config.currency.minor_digits).to_integral_value(rounding=ROUND_FLOOR))
+
+
+# --- the timeline --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fact:
+    at: datetime
+    delta: int
+    kind: str
+    purchase_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Removal:
+    """A derived removal: ``cap`` None takes every point held (a reset), else at most ``cap``."""
+
+    at: datetime
+    kind: str
+    cap: int | None
+    reason: str
+    purchase_id: int | None = None
+
+
+@dataclass
+class Lot:
+    at: datetime
+    left: int
+    purchase_id: int | None
+
+
+@dataclass
+class Replay:
+    """The outcome of replaying one customer's timeline."""
+
+    removals: list[tuple[Removal, int]] = field(default_factory=list)
+    short: tuple[Fact, int] | None = None  # the first spend that found too few points, and what was there
+
+
+def replay(facts: Iterable[Fact], removals: Iterable[Removal]) -> Replay:
+    """Replay a customer's facts and removals in time order.
+
+    At one moment, points arrive before they are spent and removals come last. Spends
+    take the oldest lots first; a reset takes every lot held (all were earned by then);
+    a reversal takes from its own sale's lot first, then the oldest.
+    """
+    events: list[tuple[datetime, int, int, Fact | Removal]] = []
+    for n, fact in enumerate(facts):
+        events.append((fact.at, 0 if fact.delta > 0 else 1, n, fact))
+    for n, removal in enumerate(removals):
+        events.append((removal.at, 2, n, removal))
+    events.sort(key=lambda e: (e[0], e[1], e[2]))
+    lots: list[Lot] = []
+    result = Replay()
+    for _, _, _, event in events:
+        if isinstance(event, Fact):
+            if event.delta > 0:
+                lots.append(Lot(event.at, event.delta, event.purchase_id))
+                continue
+            held = sum(lot.left for lot in lots)
+            if held < -event.delta:
+                result.short = result.short or (event, held)
+                _take(lots, held)
+            else:
+                _take(lots, -event.delta)
+            continue
+        held = sum(lot.left for lot in lots)
+        amount = held if event.cap is None else min(event.cap, held)
+        if amount > 0:
+            _take(lots, amount, first=event.purchase_id)
+            result.removals.append((event, amount))
+    return result
+
+
+def _take(lots: list[Lot], amount: int, *, first: int | None = None) -> None:
+    """Take ``amount`` points: from the lot of purchase ``first`` if given, then oldest first."""
+    order = sorted(range(len(lots)), key=lambda i: (lots[i].purchase_id != first or first is None, i))
+    for i in order:
+        if amount == 0:
+            break
+        used = min(lots[i].left, amount)
+        lots[i].left -= used
+        amount -= used
+    lots[:] = [lot for lot in lots if lot.left > 0]
+
+
+# --- reading -------------------------------------------------------------------------
 
 
 def lock_customer(session: Session, customer_id: int) -> None:
@@ -24,46 +158,106 @@ def lock_customer(session: Session, customer_id: int) -> None:
     session.execute(select(col(Customer.id)).where(col(Customer.id) == customer_id).with_for_update())
 
 
-def balance(session: Session, customer_id: int) -> int:
-    total = session.execute(
-        select(func.coalesce(func.sum(col(PointsEntry.delta)), 0)).where(col(PointsEntry.customer_id) == customer_id)
-    ).scalar_one()
-    return int(total)
+def balance(session: Session, customer_id: int, at: datetime | None = None) -> int:
+    """The balance at ``at`` (default: everything recorded): the sum of entries dated no later."""
+    query = select(func.coalesce(func.sum(col(PointsEntry.delta)), 0)).where(
+        col(PointsEntry.customer_id) == customer_id
+    )
+    if at is not None:
+        query = query.where(col(PointsEntry.at) <= at)
+    return int(session.execute(query).scalar_one())
 
 
-def record(
-    session: Session,
-    *,
-    customer_id: int,
-    delta: int,
-    kind: str,
-    at: datetime,
-    reason: str | None = None,
-    purchase_id: int | None = None,
-) -> PointsEntry | None:
-    """Append one entry; refuses to take the balance below zero. No entry for 0."""
-    if delta == 0:
-        return None
-    if delta < 0:
-        have = balance(session, customer_id)
-        if have + delta < 0:
-            raise Invalid(f"customer {customer_id} has {have} points, fewer than the {-delta} asked for")
-    entry = PointsEntry(customer_id=customer_id, delta=delta, kind=kind, reason=reason, purchase_id=purchase_id, at=at)
-    session.add(entry)
-    session.flush()
-    return entry
+def ledger(
+    session: Session, customer_id: int, *, limit: int | None = None, as_of: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The entries, newest first."""
+    query = select(PointsEntry).where(col(PointsEntry.customer_id) == customer_id)
+    if as_of is not None:
+        query = query.where(col(PointsEntry.at) <= as_of)
+    query = query.order_by(col(PointsEntry.at).desc(), col(PointsEntry.id).desc())
+    if limit:
+        query = query.limit(limit)
+    return [
+        {"id": e.id, "at": e.at, "delta": e.delta, "kind": e.kind, "reason": e.reason, "purchase_id": e.purchase_id}
+        for e in session.execute(query).scalars()
+    ]
 
 
-def points_for_spend(net_minor: int, config: Config) -> int:
-    """Points earned on a net amount: whole points only, rounded down."""
-    units = Decimal(net_minor).scaleb(-config.currency.minor_digits)
-    return int((units * config.points.per_currency_unit).to_integral_value(rounding=ROUND_FLOOR))
+def points_summary(
+    *, session: Session, config: Config, customer_id: int, limit: int | None = 20, now: datetime | None = None
+) -> dict[str, Any]:
+    """Balance, tier and latest entries, after the resets due by ``now`` are recorded."""
+    from crmcli.services.customers import customer_totals, tier_for
+
+    settle_points(session, config, [customer_id], now=now)
+    return {
+        "customer_id": customer_id,
+        "balance": balance(session, customer_id),
+        "tier": tier_for(customer_totals(session, customer_id)["net_minor"], config),
+        "ledger": ledger(session, customer_id, limit=limit),
+    }
 
 
-def points_value_minor(points: int, config: Config) -> int:
-    """What ``points`` are worth in minor units, rounded down."""
-    value = Decimal(points) * config.points.value_per_point
-    return int(value.scaleb(config.currency.minor_digits).to_integral_value(rounding=ROUND_FLOOR))
+# --- facts ---------------------------------------------------------------------------
+
+
+def _append(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        defaults = {"reason": None, "purchase_id": None, "period": None}
+        session.execute(insert(table_of(PointsEntry)), [{**defaults, **row} for row in rows])
+
+
+def record_purchase_points(session: Session, config: Config, purchases: Sequence[int] | ColumnElement[bool]) -> None:
+    """The facts of new sales: points earned on the net amount, points spent as a discount.
+
+    ``purchases`` is a list of purchase ids or a condition on the purchase table (an
+    import's batch), so a thousand sales cost two statements.
+    """
+    p, e = table_of(Purchase), table_of(PointsEntry)
+    chosen = p.c.id.in_(list(purchases)) if isinstance(purchases, Sequence) else purchases
+    label = literal("purchase ") + cast(p.c.id, String)
+    earned = _earn_sql(p.c.net_minor, config)
+    columns = ["customer_id", "delta", "kind", "reason", "purchase_id", "at"]
+    session.execute(
+        insert(e).from_select(
+            columns,
+            select(p.c.customer_id, -p.c.points_used, literal("redeem"), label, p.c.id, p.c.at)
+            .where(chosen, p.c.points_used > 0)
+            .order_by(p.c.id),
+        )
+    )
+    session.execute(
+        insert(e).from_select(
+            columns,
+            select(p.c.customer_id, earned, literal("earn"), label, p.c.id, p.c.at)
+            .where(chosen, earned > 0)
+            .order_by(p.c.id),
+        )
+    )
+
+
+def record_refund_points(session: Session, purchase_ids: Sequence[int]) -> None:
+    """The fact of a refund: points spent on the sale come back, dated at the refund.
+
+    (What the sale earned is taken back by the ``reversal`` that :func:`settle_points` derives.)
+    """
+    p, e = table_of(Purchase), table_of(PointsEntry)
+    for start in range(0, len(purchase_ids), CHUNK):
+        chunk = list(purchase_ids[start : start + CHUNK])
+        session.execute(
+            insert(e).from_select(
+                ["customer_id", "delta", "kind", "reason", "purchase_id", "at"],
+                select(
+                    p.c.customer_id,
+                    p.c.points_used,
+                    literal("refund"),
+                    literal("points spent on refunded purchase ") + cast(p.c.id, String),
+                    p.c.id,
+                    p.c.refunded_at,
+                ).where(p.c.id.in_(chunk), p.c.points_used > 0, p.c.refunded_at.is_not(None)),
+            )
+        )
 
 
 def _positive(points: int) -> int:
@@ -73,60 +267,183 @@ def _positive(points: int) -> int:
 
 
 def add_points(
-    *, session: Session, customer: Customer, points: int, reason: str, now: datetime | None = None
-) -> PointsEntry:
+    *, session: Session, customer: Customer, points: int, reason: str, config: Config, now: datetime | None = None
+) -> int:
+    """Give points by hand; returns the new balance."""
     assert customer.id is not None
     if customer.erased_at is not None:
         raise Invalid(f"customer {customer.id} was erased")
-    entry = record(
-        session, customer_id=customer.id, delta=_positive(points), kind="adjust", reason=reason, at=now or utcnow()
-    )
-    assert entry is not None
-    return entry
+    now = now or utcnow()
+    lock_customer(session, customer.id)
+    entry = {"customer_id": customer.id, "delta": _positive(points), "kind": "adjust", "reason": reason, "at": now}
+    _append(session, [entry])
+    settle_points(session, config, [customer.id], now=now)
+    return balance(session, customer.id)
 
 
 def redeem_points(
-    *, session: Session, customer: Customer, points: int, reason: str, now: datetime | None = None
-) -> PointsEntry:
+    *, session: Session, customer: Customer, points: int, reason: str, config: Config, now: datetime | None = None
+) -> int:
+    """Spend points (never below zero at any moment); returns the new balance."""
     assert customer.id is not None
+    now = now or utcnow()
     lock_customer(session, customer.id)
-    entry = record(
-        session, customer_id=customer.id, delta=-_positive(points), kind="redeem", reason=reason, at=now or utcnow()
+    settle_points(session, config, [customer.id], now=now)  # a reset that is due comes first
+    have = balance(session, customer.id, now)
+    if have < _positive(points):
+        raise Invalid(f"customer {customer.id} has {have} points, fewer than the {points} asked for")
+    _append(session, [{"customer_id": customer.id, "delta": -points, "kind": "redeem", "reason": reason, "at": now}])
+    settle_points(session, config, [customer.id], now=now)
+    return balance(session, customer.id)
+
+
+# --- derived removals --------------------------------------------------------------------
+
+
+def _removal_rows(e: Any) -> ColumnElement[bool]:
+    return e.c.kind.in_(REMOVALS)
+
+
+def late_purchases(config: Config, now: datetime) -> ColumnElement[bool]:
+    """Sales whose due date has passed unpaid by ``now`` (paid after it, or never), and not
+    refunded by then: each resets its customer's points at the end of the due date."""
+    p = table_of(Purchase)
+    return and_(
+        p.c.due_at.is_not(None),
+        p.c.due_at <= now,
+        or_(p.c.paid_at.is_(None), p.c.paid_at > p.c.due_at),
+        or_(p.c.refunded_at.is_(None), p.c.refunded_at > p.c.due_at),
     )
-    assert entry is not None
-    return entry
 
 
-def reset_balance(session: Session, *, customer_id: int, reason: str, at: datetime) -> int:
-    """Set the balance to zero with one ledger entry; returns the points removed."""
-    have = balance(session, customer_id)
-    record(session, customer_id=customer_id, delta=-have, kind="reset", reason=reason, at=at)
-    return have
+def settle_points(session: Session, config: Config, customer_ids: Iterable[int], *, now: datetime | None = None) -> int:
+    """Bring the derived removals of these customers in line with their timeline as of ``now``.
+
+    For each customer with a late sale, a refund, or a removal already recorded, the
+    facts are replayed and the removals rewritten. Raises :class:`Invalid` when a spend
+    can no longer be covered. Returns how many customers were replayed.
+    """
+    now = now or utcnow()
+    e = table_of(PointsEntry)
+    ids = sorted(set(customer_ids))
+    replayed = 0
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        removals = _removals_due(session, config, chunk, now)
+        had = set(
+            session.execute(select(e.c.customer_id).where(e.c.customer_id.in_(chunk), _removal_rows(e)).distinct())
+            .scalars()
+            .all()
+        )
+        involved = sorted(had | set(removals))
+        if not involved:
+            continue
+        facts: dict[int, list[Fact]] = {cid: [] for cid in involved}
+        for cid, at, delta, kind, pid in session.execute(
+            select(e.c.customer_id, e.c.at, e.c.delta, e.c.kind, e.c.purchase_id).where(
+                e.c.customer_id.in_(involved), e.c.kind.in_(FACTS)
+            )
+        ):
+            facts[cid].append(Fact(at, delta, kind, pid))
+        session.execute(delete(e).where(e.c.customer_id.in_(involved), _removal_rows(e)))
+        rows: list[dict[str, Any]] = []
+        for cid in involved:
+            outcome = replay(facts[cid], removals.get(cid, []))
+            if outcome.short is not None:
+                spend, held = outcome.short
+                raise Invalid(
+                    f"customer {cid} would have {held} points on {spend.at.astimezone(config.tz):%Y-%m-%d %H:%M}, "
+                    f"fewer than the {-spend.delta} spent then"
+                )
+            rows += [
+                {
+                    "customer_id": cid,
+                    "delta": -amount,
+                    "kind": removal.kind,
+                    "reason": removal.reason,
+                    "purchase_id": removal.purchase_id,
+                    "at": removal.at,
+                }
+                for removal, amount in outcome.removals
+            ]
+        _append(session, rows)
+        replayed += len(involved)
+    return replayed
 
 
-def full_months(start: datetime, end: datetime) -> int:
-    """Whole calendar months from ``start`` to ``end`` (a month ends on the same day-of-month)."""
-    months = (end.year - start.year) * 12 + (end.month - start.month)
-    if (end.day, end.time()) < (start.day, start.time()):
+def _removals_due(session: Session, config: Config, customer_ids: list[int], now: datetime) -> dict[int, list[Removal]]:
+    """The removals the rules call for: one reset per late due moment, one reversal per refund."""
+    p = table_of(Purchase)
+    found: dict[int, list[Removal]] = {}
+    if config.points.reset_on_late_payment:
+        for cid, due, first in session.execute(
+            select(p.c.customer_id, p.c.due_at, func.min(p.c.id))
+            .where(p.c.customer_id.in_(customer_ids), late_purchases(config, now))
+            .group_by(p.c.customer_id, p.c.due_at)
+        ):
+            found.setdefault(cid, []).append(
+                Removal(due, "reset", None, f"late payment: purchase {first} was unpaid when due", first)
+            )
+    for cid, pid, refunded, net in session.execute(
+        select(p.c.customer_id, p.c.id, p.c.refunded_at, p.c.net_minor).where(
+            p.c.customer_id.in_(customer_ids), p.c.refunded_at.is_not(None), p.c.refunded_at <= now
+        )
+    ):
+        earned = points_for_spend(net, config)
+        if earned:
+            found.setdefault(cid, []).append(Removal(refunded, "reversal", earned, f"refund of purchase {pid}", pid))
+    return found
+
+
+def customers_with_late_purchases(session: Session, config: Config, now: datetime) -> list[int]:
+    p = table_of(Purchase)
+    return list(session.execute(select(p.c.customer_id).where(late_purchases(config, now)).distinct()).scalars())
+
+
+# --- tenure --------------------------------------------------------------------------
+
+
+def tenure_period(month: int) -> str:
+    """The period key of a customer's ``month``-th full month of membership."""
+    return f"m{month:05d}"
+
+
+def full_months(start: datetime, end: datetime, config: Config) -> int:
+    """Whole months of membership from ``start`` to ``end``, counted on the business calendar."""
+    months = max((end.year - start.year) * 12 + (end.month - start.month) + 1, 0)
+    while months > 0 and month_end(start, months, config) > end:
         months -= 1
-    return max(months, 0)
+    return months
+
+
+def month_end(start: datetime, month: int, config: Config) -> datetime:
+    """The moment a customer who joined at ``start`` completes ``month`` months, on the business
+    calendar; a day the month lacks is its last day (joined Jan 31: Feb 28 or 29)."""
+    local = start.astimezone(config.tz)
+    index = local.year * 12 + local.month - 1 + month
+    year, month_no = divmod(index, 12)
+    last_day = calendar.monthrange(year, month_no + 1)[1]
+    return local.replace(year=year, month=month_no + 1, day=min(local.day, last_day))
 
 
 def accrue_tenure(*, session: Session, config: Config, as_of: datetime | None = None) -> dict[str, int]:
-    """Tenure points for each full month of membership not yet accrued.
+    """Tenure points for each full month of membership completed by ``as_of``, one entry per
+    month dated when that month completed.
 
-    Each entry's ``period`` is ``m<N>``: the membership month it brings the customer
-    up to. The unique (customer, kind, period) index makes a second run for the same
-    month add nothing, even when two runs overlap.
+    The unique (customer, kind, period) index makes a second run add nothing, even when
+    two runs overlap; a monthly and a daily cron give the same ledger. Late-payment
+    resets due by then are applied first.
     """
     as_of = as_of or utcnow()
+    settle_points(session, config, customers_with_late_purchases(session, config, as_of), now=as_of)
     per_month = config.points.per_month_of_tenure
     if per_month == 0:
         return {"customers": 0, "points": 0}
     entries = table_of(PointsEntry)
+    # Only a customer's own months count: entries moved in by a merge carry no period.
     accrued = (
         select(entries.c.customer_id, func.max(entries.c.period).label("period"))
-        .where(entries.c.kind == "tenure")
+        .where(entries.c.kind == "tenure", entries.c.period.is_not(None))
         .group_by(entries.c.customer_id)
         .subquery()
     )
@@ -145,31 +462,23 @@ def accrue_tenure(*, session: Session, config: Config, as_of: datetime | None = 
         rows = []
         for customer_id, created_at, period in batch:
             done = int(period[1:]) if period else 0
-            months = full_months(created_at, as_of)
-            if months > done:
-                delta = (months - done) * per_month
+            months = full_months(created_at, as_of, config)
+            for month in range(done + 1, months + 1):
                 rows.append(
                     {
                         "customer_id": customer_id,
-                        "delta": delta,
+                        "delta": per_month,
                         "kind": "tenure",
-                        "period": f"m{months:05d}",
-                        "reason": f"membership months {done + 1}-{months}",
-                        "at": as_of,
+                        "period": tenure_period(month),
+                        "reason": f"membership month {month}",
+                        "at": month_end(created_at, month, config),
                     }
                 )
-                points += delta
+            if months > done:
+                customers += 1
+                points += (months - done) * per_month
         if rows:
             session.execute(insert(entries), rows)
-            customers += len(rows)
+            # A month completed before a reset already recorded belongs to what it reset.
+            settle_points(session, config, {row["customer_id"] for row in rows}, now=as_of)
     return {"customers": customers, "points": points}
-
-
-def ledger(session: Session, customer_id: int, *, limit: int | None = None) -> list[dict[str, Any]]:
-    query = select(PointsEntry).where(col(PointsEntry.customer_id) == customer_id).order_by(col(PointsEntry.id).desc())
-    if limit:
-        query = query.limit(limit)
-    return [
-        {"id": e.id, "at": e.at, "delta": e.delta, "kind": e.kind, "reason": e.reason, "purchase_id": e.purchase_id}
-        for e in session.execute(query).scalars()
-    ]

@@ -11,10 +11,10 @@ from sqlmodel import Session, col
 
 from crmcli.config import Config
 from crmcli.errors import Conflict, Invalid, NotFound
-from crmcli.models import Coupon, Customer, PointsEntry, Purchase
+from crmcli.models import Coupon, Customer, PointsEntry, Purchase, table_of
 from crmcli.services import points as ledger
 from crmcli.services.coupons import use_coupon
-from crmcli.services.customers import STAGE_RANK, change_stage
+from crmcli.services.stages import settle_stages
 from crmcli.values import money, utcnow
 
 
@@ -28,22 +28,6 @@ class PurchaseInput:
     paid_at: datetime | None = None
     unpaid: bool = False
     ref: str | None = None
-
-
-def stage_after_purchases(current: str, purchases: int) -> str | None:
-    """A first purchase makes a customer, a second a repeat customer; never a step back."""
-    target = "customer" if purchases == 1 else "repeat" if purchases >= 2 else None
-    if target is None or STAGE_RANK[target] <= STAGE_RANK[current]:
-        return None
-    return target
-
-
-def live_purchase_count(session: Session, customer_id: int) -> int:
-    return int(
-        session.execute(
-            select(func.count()).where(col(Purchase.customer_id) == customer_id, col(Purchase.refunded_at).is_(None))
-        ).scalar_one()
-    )
 
 
 def add_purchase(
@@ -79,6 +63,10 @@ def add_purchase(
     if data.points is not None:
         if data.points <= 0:
             raise Invalid(f"points must be a positive whole number, not {data.points}")
+        ledger.settle_points(session, config, [cid], now=now)  # a reset that is due comes first
+        have = ledger.balance(session, cid, at)
+        if have < points_used:
+            raise Invalid(f"customer {cid} has {have} points, fewer than the {points_used} asked for")
         points_discount = ledger.points_value_minor(points_used, config)
         left = gross - coupon_discount
         if points_discount > left:
@@ -106,53 +94,49 @@ def add_purchase(
     session.add(purchase)
     session.flush()
     assert purchase.id is not None
-    if points_used:
-        ledger.record(
-            session,
-            customer_id=cid,
-            delta=-points_used,
-            kind="redeem",
-            at=at,
-            reason=f"purchase {purchase.id}",
-            purchase_id=purchase.id,
-        )
-    earned = ledger.points_for_spend(net, config)
-    ledger.record(
-        session,
-        customer_id=cid,
-        delta=earned,
-        kind="earn",
-        at=at,
-        reason=f"purchase {purchase.id}",
-        purchase_id=purchase.id,
+    outcome = apply_purchase_rules(session, config, [purchase], now=now)[0]
+    session.refresh(customer)  # the rules changed its stage in SQL
+    return purchase, outcome
+
+
+def apply_purchase_rules(
+    session: Session, config: Config, purchases: list[Purchase], *, now: datetime
+) -> list[dict[str, Any]]:
+    """The rules after new sales are written: points, stages, referrals (see each service)."""
+    from crmcli.services.referrals import verify_referrals
+
+    ids = [p.id for p in purchases if p.id is not None]
+    customers = sorted({p.customer_id for p in purchases})
+    before = {p.id: p for p in purchases}
+    ledger.record_purchase_points(session, config, ids)
+    ledger.settle_points(session, config, customers, now=now)
+    settle_stages(session, customers)
+    verified = verify_referrals(session, config, customers, now=now)
+    earned = _points_by_purchase(session, ids, "earn")
+    reset = _points_by_purchase(session, ids, "reset")
+    return [
+        {
+            "points_earned": earned.get(pid, 0),
+            "points_reset": -reset.get(pid, 0),
+            "referral_verified": verified.get(before[pid].customer_id),
+        }
+        for pid in ids
+    ]
+
+
+def _points_by_purchase(session: Session, purchase_ids: list[int], kind: str) -> dict[int, int]:
+    e = table_of(PointsEntry)
+    return dict(
+        session.execute(
+            select(e.c.purchase_id, func.sum(e.c.delta))
+            .where(e.c.purchase_id.in_(purchase_ids), e.c.kind == kind)
+            .group_by(e.c.purchase_id)
+        ).all()
     )
-    reset = _late_payment(session, purchase, config)
-
-    new_stage = stage_after_purchases(customer.stage, live_purchase_count(session, cid))
-    if new_stage:
-        change_stage(session=session, customer=customer, stage=new_stage, now=at)
-
-    from crmcli.services.referrals import verify_on_purchase
-
-    referral = verify_on_purchase(session=session, customer=customer, purchase=purchase, config=config, now=now)
-    return purchase, {"points_earned": earned, "points_reset": reset, "referral_verified": referral}
 
 
 def is_late(purchase: Purchase) -> bool:
     return purchase.due_at is not None and purchase.paid_at is not None and purchase.paid_at > purchase.due_at
-
-
-def _late_payment(session: Session, purchase: Purchase, config: Config) -> int:
-    """Points removed because this purchase was paid late (0 when on time or disabled)."""
-    if not is_late(purchase) or not config.points.reset_on_late_payment:
-        return 0
-    assert purchase.paid_at is not None
-    return ledger.reset_balance(
-        session,
-        customer_id=purchase.customer_id,
-        at=purchase.paid_at,
-        reason=f"late payment of purchase {purchase.id}",
-    )
 
 
 def get_purchase(session: Session, purchase_id: int) -> Purchase:
@@ -172,7 +156,7 @@ def _locked_purchase(session: Session, purchase_id: int) -> Purchase:
 
 
 def pay_purchase(
-    *, session: Session, purchase_id: int, config: Config, at: datetime | None = None
+    *, session: Session, purchase_id: int, config: Config, at: datetime | None = None, now: datetime | None = None
 ) -> tuple[Purchase, dict[str, Any]]:
     purchase = _locked_purchase(session, purchase_id)
     if purchase.paid_at is not None:
@@ -180,62 +164,61 @@ def pay_purchase(
         raise Conflict(f"purchase {purchase_id} was already paid at {paid}")
     if purchase.refunded_at is not None:
         raise Invalid(f"purchase {purchase_id} was refunded")
-    at = at or utcnow()
+    now = now or utcnow()
+    at = at or now
     if at < purchase.at:
         raise Invalid("the payment is before the purchase")
     purchase.paid_at = at
     session.add(purchase)
     session.flush()
-    return purchase, {"late": is_late(purchase), "points_reset": _late_payment(session, purchase, config)}
+    ledger.settle_points(session, config, [purchase.customer_id], now=now)
+    assert purchase.id is not None
+    reset = _points_by_purchase(session, [purchase.id], "reset")
+    return purchase, {"late": is_late(purchase), "points_reset": -reset.get(purchase.id, 0)}
 
 
 def refund_purchase(
-    *, session: Session, purchase_id: int, config: Config, at: datetime | None = None
+    *, session: Session, purchase_id: int, config: Config, at: datetime | None = None, now: datetime | None = None
 ) -> tuple[Purchase, dict[str, Any]]:
-    """Mark a purchase refunded; reverse the points it earned and give back the points it used.
-
-    The earned points are reversed as far as the balance allows (never below zero); any
-    shortfall is reported, so a buy-and-refund loop earns nothing it can keep.
-    """
+    """Mark a purchase refunded: the points it used come back, the points it earned are
+    reversed as far as the customer still holds them (a buy-and-refund loop keeps nothing),
+    the stage is replayed, and a referral this sale verified goes back to pending."""
     purchase = _locked_purchase(session, purchase_id)
     if purchase.refunded_at is not None:
         raise Conflict(f"purchase {purchase_id} was already refunded")
-    at = at or utcnow()
+    now = now or utcnow()
+    at = at or now
+    if at < purchase.at:
+        raise Invalid("the refund is before the purchase")
     purchase.refunded_at = at
     session.add(purchase)
-    cid = purchase.customer_id
-    earned = int(
-        session.execute(
-            select(func.coalesce(func.sum(col(PointsEntry.delta)), 0)).where(
-                col(PointsEntry.purchase_id) == purchase.id, col(PointsEntry.kind) == "earn"
-            )
-        ).scalar_one()
-    )
-    if purchase.points_used:
-        ledger.record(
-            session,
-            customer_id=cid,
-            delta=purchase.points_used,
-            kind="refund",
-            at=at,
-            reason=f"points used on refunded purchase {purchase.id}",
-            purchase_id=purchase.id,
-        )
-    reversible = min(earned, ledger.balance(session, cid))
-    ledger.record(
-        session,
-        customer_id=cid,
-        delta=-reversible,
-        kind="refund",
-        at=at,
-        reason=f"refund of purchase {purchase.id}",
-        purchase_id=purchase.id,
-    )
-    return purchase, {
-        "points_reversed": reversible,
-        "points_shortfall": earned - reversible,
-        "points_returned": purchase.points_used,
-    }
+    session.flush()
+    return purchase, apply_refund_rules(session, config, [purchase], now=now)[0]
+
+
+def apply_refund_rules(
+    session: Session, config: Config, purchases: list[Purchase], *, now: datetime
+) -> list[dict[str, Any]]:
+    """The rules after sales are marked refunded: points, stages, referrals."""
+    from crmcli.services.referrals import reopen_referrals, verify_referrals
+
+    ids = [p.id for p in purchases if p.id is not None]
+    customers = sorted({p.customer_id for p in purchases})
+    ledger.record_refund_points(session, ids)
+    ledger.settle_points(session, config, customers, now=now)
+    settle_stages(session, customers)
+    reopen_referrals(session, ids)
+    verify_referrals(session, config, customers, now=now)
+    reversed_ = _points_by_purchase(session, ids, "reversal")
+    return [
+        {
+            "points_reversed": -reversed_.get(p.id, 0),
+            "points_shortfall": ledger.points_for_spend(p.net_minor, config) + reversed_.get(p.id, 0),
+            "points_returned": p.points_used,
+        }
+        for p in purchases
+        if p.id is not None
+    ]
 
 
 def purchase_row(p: Purchase, config: Config, name: str | None = None) -> dict[str, Any]:

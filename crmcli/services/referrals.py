@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import and_, bindparam, func, literal, select, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
@@ -99,26 +100,52 @@ def decide_referral(
     return int(getattr(result, "rowcount", 0)) == 1
 
 
+def _rewards_given(session: Session, referral_ids: list[int]) -> set[tuple[int, int]]:
+    """(referral, customer) pairs already rewarded: a coupon not voided, or points."""
+    from crmcli.models import Coupon, PointsEntry
+
+    coupons, entries = table_of(Coupon), table_of(PointsEntry)
+    given: set[tuple[int, int]] = {
+        (rid, cid)
+        for rid, cid in session.execute(
+            select(coupons.c.referral_id, coupons.c.customer_id).where(
+                coupons.c.referral_id.in_(referral_ids), coupons.c.voided_at.is_(None)
+            )
+        )
+    }
+    periods = {f"r{rid}": rid for rid in referral_ids}
+    for cid, period in session.execute(
+        select(entries.c.customer_id, entries.c.period).where(
+            entries.c.kind == "referral", entries.c.period.in_(list(periods))
+        )
+    ):
+        given.add((periods[period], cid))
+    return given
+
+
 def _reward_many(
-    session: Session, customer_ids: list[int], reward: Reward, config: Config, now: datetime, why: list[str]
+    session: Session, pairs: list[tuple[int, int]], reward: Reward, config: Config, now: datetime
 ) -> list[dict[str, Any]]:
-    """The same reward to several customers at once: points entries, or one coupon each."""
-    from crmcli.io.bulk import insert_rows
+    """The same reward for several (referral, customer) pairs at once: points, or one coupon each."""
+    from crmcli.bulk import insert_rows
     from crmcli.models import PointsEntry
     from crmcli.services.coupons import CouponTerms, issue_coupons
 
+    if not pairs:
+        return []
+    customer_ids = [cid for _, cid in pairs]
     if reward.points is not None:
         entries = [
             {
                 "customer_id": cid,
                 "delta": reward.points,
                 "kind": "referral",
-                "reason": reason,
+                "reason": f"referral {rid}",
                 "purchase_id": None,
-                "period": None,
+                "period": f"r{rid}",  # with the unique (customer, kind, period) index: once per side
                 "at": now,
             }
-            for cid, reason in zip(customer_ids, why, strict=True)
+            for rid, cid in pairs
         ]
         insert_rows(session.connection(), table_of(PointsEntry), list(entries[0]), entries)
         return [{"customer_id": cid, "points": reward.points} for cid in customer_ids]
@@ -129,7 +156,9 @@ def _reward_many(
         expires_at=parse_when(expires.isoformat(), config.tz, end_of_day=True),
         campaign="referral",
     )
-    coupons = issue_coupons(session=session, customer_ids=customer_ids, terms=terms, now=now)
+    coupons = issue_coupons(
+        session=session, customer_ids=customer_ids, terms=terms, now=now, referral_ids=[rid for rid, _ in pairs]
+    )
     return [{"customer_id": cid, "coupon": c.code} for cid, c in zip(customer_ids, coupons, strict=True)]
 
 
@@ -141,43 +170,104 @@ def verify_referral(
     referral = get_referral(session, referral_id)
     if referral.status != "pending" or not decide_referral(session, referral, "verified", now):
         raise Conflict(f"referral {referral_id} is already {referral.status}")
-    return reward_both(session, referral, config, now)
-
-
-def reward_both(session: Session, referral: Referral, config: Config, now: datetime) -> dict[str, Any]:
     return reward_all(session, [referral], config, now)[0]
 
 
 def reward_all(session: Session, referrals: list[Referral], config: Config, now: datetime) -> list[dict[str, Any]]:
-    """Reward both sides of newly verified referrals, in a few statements however many there are."""
+    """Reward both sides of newly verified referrals, each side once in a referral's life (a
+    referral verified again after a refund rewards only a side whose reward was voided)."""
     if not referrals:
         return []
-    why = [f"referral {r.id}" for r in referrals]
     rules = config.referrals
-    referrer = _reward_many(session, [r.referrer_id for r in referrals], rules.reward_referrer, config, now, why)
-    referred = _reward_many(session, [r.referred_id for r in referrals], rules.reward_referred, config, now, why)
+    given = _rewards_given(session, [r.id for r in referrals if r.id is not None])
+    sides: list[dict[tuple[int, int], dict[str, Any]]] = []
+    for reward, side in ((rules.reward_referrer, "referrer_id"), (rules.reward_referred, "referred_id")):
+        pairs = [(r.id, getattr(r, side)) for r in referrals if r.id is not None]
+        todo = [pair for pair in pairs if pair not in given]
+        sides.append(dict(zip(todo, _reward_many(session, todo, reward, config, now), strict=True)))
     return [
-        {"referral": r.id, "referrer_reward": a, "referred_reward": b}
-        for r, a, b in zip(referrals, referrer, referred, strict=True)
+        {
+            "referral": r.id,
+            "referrer_reward": sides[0].get((r.id, r.referrer_id)),
+            "referred_reward": sides[1].get((r.id, r.referred_id)),
+        }
+        for r in referrals
+        if r.id is not None
     ]
 
 
-def verify_on_purchase(
-    *, session: Session, customer: Customer, purchase: Any, config: Config, now: datetime
-) -> int | None:
-    """Verify the customer's pending referral when this purchase qualifies; its id, or None."""
-    referral = session.execute(
-        select(Referral).where(col(Referral.referred_id) == customer.id, col(Referral.status) == "pending")
-    ).scalar()
-    if referral is None:
-        return None
+def verify_referrals(session: Session, config: Config, customer_ids: Iterable[int], *, now: datetime) -> dict[int, int]:
+    """Verify the pending referrals of these (referred) customers who have a qualifying live
+    purchase, as of the first one, and reward both sides: a few statements per 900 customers.
+
+    Returns referred customer id -> referral id for the referrals verified.
+    """
+    from crmcli.models import Purchase
+
+    r, p = table_of(Referral), table_of(Purchase)
     threshold = parse_money(config.referrals.qualifying_purchase, config.currency.minor_digits)
-    # Verified when the qualifying sale happened (a till history loads long after the fact).
-    when = max(purchase.at, referral.created_at)
-    if purchase.net_minor < threshold or not decide_referral(session, referral, "verified", when):
-        return None
-    reward_both(session, referral, config, now)
-    return referral.id
+    qualifying = and_(p.c.customer_id == r.c.referred_id, p.c.refunded_at.is_(None), p.c.net_minor >= threshold)
+    first_at = select(func.min(p.c.at)).where(qualifying).scalar_subquery()
+    verified: dict[int, int] = {}
+    ids = sorted(set(customer_ids))
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        found = session.execute(
+            select(Referral, first_at)
+            .where(r.c.status == "pending", r.c.referred_id.in_(chunk), first_at.is_not(None))
+            .order_by(r.c.id)
+            .with_for_update()
+        ).all()
+        if not found:
+            continue
+        which = _first_qualifying(session, [ref.referred_id for ref, _ in found], threshold)
+        session.execute(
+            update(r)
+            .where(r.c.id == bindparam("rid"))
+            .values(status="verified", decided_at=bindparam("when"), reason=None, purchase_id=bindparam("pid")),
+            [{"rid": ref.id, "when": max(at, ref.created_at), "pid": which.get(ref.referred_id)} for ref, at in found],
+        )
+        referrals = [ref for ref, _ in found]
+        for ref in referrals:
+            session.refresh(ref)
+        reward_all(session, referrals, config, now)
+        verified.update((ref.referred_id, ref.id) for ref in referrals if ref.id is not None)
+    return verified
+
+
+def _first_qualifying(session: Session, customer_ids: list[int], threshold: int) -> dict[int, int]:
+    """Each customer's first live purchase of at least ``threshold`` (earliest, then lowest id)."""
+    from crmcli.models import Purchase
+
+    p = table_of(Purchase)
+    first: dict[int, tuple[datetime, int]] = {}
+    for cid, at, pid in session.execute(
+        select(p.c.customer_id, p.c.at, p.c.id).where(
+            p.c.customer_id.in_(customer_ids), p.c.refunded_at.is_(None), p.c.net_minor >= threshold
+        )
+    ):
+        if cid not in first or (at, pid) < first[cid]:
+            first[cid] = (at, pid)
+    return {cid: pid for cid, (_, pid) in first.items()}
+
+
+def reopen_referrals(session: Session, purchase_ids: list[int], *, now: datetime | None = None) -> int:
+    """Referrals verified by these (now refunded) purchases go back to pending; their reward
+    coupons not yet used are voided. A later qualifying purchase verifies them again."""
+    from crmcli.models import Coupon
+
+    if not purchase_ids:
+        return 0
+    now = now or utcnow()
+    r, c = table_of(Referral), table_of(Coupon)
+    reopened = list(session.execute(select(r.c.id).where(r.c.purchase_id.in_(purchase_ids))).scalars())
+    if not reopened:
+        return 0
+    session.execute(update(r).where(r.c.id.in_(reopened)).values(status="pending", decided_at=None, purchase_id=None))
+    session.execute(
+        update(c).where(c.c.referral_id.in_(reopened), c.c.uses == 0, c.c.voided_at.is_(None)).values(voided_at=now)
+    )
+    return len(reopened)
 
 
 def reject_referral(*, session: Session, referral_id: int, reason: str, now: datetime | None = None) -> Referral:
