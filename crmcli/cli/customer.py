@@ -244,7 +244,9 @@ def merge(
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
-        result = merge_customers(session=session, keep=find_customer(session, keep), drop=find_customer(session, drop))
+        result = merge_customers(
+            session=session, keep=find_customer(session, keep), drop=find_customer(session, drop), config=rt.config
+        )
     rt.output(fmt).record(result, title="Merged")
 
 

@@ -21,6 +21,8 @@ from crmcli.models import Customer, Purchase, UTCDateTime, table_of
 from crmcli.values import money, parse_money, parse_when, utcnow
 
 FIELDS = ("customer", "amount", "at", "due", "paid_at", "refunded_at", "coupon", "ref")
+# Unambiguous ways to name the customer, read as the explicit forms id:, ref:, email:, phone:.
+CUSTOMER_COLUMNS = {"customer_id": "id", "customer_ref": "ref", "customer_email": "email", "customer_phone": "phone"}
 BATCH = 5000
 
 
@@ -72,9 +74,15 @@ def validate_row(line: int, raw: dict[str, str], run: PurchaseRun) -> Row:
     if "__error__" in raw:
         raise Invalid(raw["__error__"])
     config = run.config
-    customer = (raw.get("customer") or "").strip()
-    if not customer:
+    given = [(c, (raw.get(c) or "").strip()) for c in ("customer", *CUSTOMER_COLUMNS)]
+    given = [(c, v) for c, v in given if v]
+    if not given:
         raise Invalid("no customer given")
+    if len(given) > 1:
+        raise Invalid(f"give the customer in one column, not {' and '.join(c for c, _ in given)}")
+    column, customer = given[0]
+    if column in CUSTOMER_COLUMNS:
+        customer = f"{CUSTOMER_COLUMNS[column]}:{customer}"
     amount = parse_money(raw.get("amount") or "", config.currency.minor_digits)
     if amount <= 0:
         raise Invalid("the amount must be more than 0")
@@ -120,7 +128,9 @@ def import_purchases(
     verified once, at the end.
     """
     check_options(on_duplicate, reject_file)
-    source = CsvSource(path, options, fields=FIELDS, required=("customer", "amount"))
+    source = CsvSource(
+        path, options, fields=FIELDS + tuple(CUSTOMER_COLUMNS), required=(("customer", *CUSTOMER_COLUMNS), "amount")
+    )
     run = PurchaseRun(config=config, on_duplicate=on_duplicate, now=utcnow())
 
     def finish(session: Session) -> None:

@@ -100,7 +100,7 @@ class CsvSource:
         options: CsvOptions,
         *,
         fields: Sequence[str],
-        required: Sequence[str],
+        required: Sequence[str | tuple[str, ...]],
     ) -> None:
         self.path = path
         self.options = options
@@ -146,7 +146,12 @@ class CsvSource:
                 f"{self.path}: unknown column(s) {', '.join(map(repr, unknown))}; "
                 f"known columns are {', '.join(self.fields)} (rename with --map CSVCOL=FIELD)"
             )
-        missing = [f for f in self.required if f not in seen]
+        # A tuple is a choice: one of its columns is enough.
+        missing = [
+            " or ".join((f,) if isinstance(f, str) else f)
+            for f in self.required
+            if seen.isdisjoint((f,) if isinstance(f, str) else f)
+        ]
         if missing:
             raise Invalid(f"{self.path}: missing required column(s) {', '.join(missing)}")
         return columns

@@ -25,7 +25,7 @@ from crmcli.models import (
 )
 from crmcli.services.codes import referral_code, unused_codes
 from crmcli.services.identify import find_customer
-from crmcli.services.stages import STAGE_RANK, change_stage, check_stage
+from crmcli.services.stages import STAGE_RANK, change_stage, check_stage, settle_stages
 from crmcli.values import money, normalize_email, normalize_phone, utcnow
 
 TEXT_FIELDS = ("company", "city", "source", "note")
@@ -421,7 +421,9 @@ def find_duplicates(*, session: Session) -> list[dict[str, Any]]:
     return result
 
 
-def merge_customers(*, session: Session, keep: Customer, drop: Customer, now: datetime | None = None) -> dict[str, Any]:
+def merge_customers(
+    *, session: Session, keep: Customer, drop: Customer, config: Config, now: datetime | None = None
+) -> dict[str, Any]:
     """Move everything of ``drop`` to ``keep`` and delete ``drop``, in one transaction."""
     now = now or utcnow()
     if keep.id == drop.id:
@@ -436,11 +438,16 @@ def merge_customers(*, session: Session, keep: Customer, drop: Customer, now: da
         moved[table.name] = _rowcount(
             session.execute(update(table).where(table.c.customer_id == did).values(customer_id=kid))
         )
-    # Tenure accruals are unique per customer and month: keep the drop's under a marked period.
+    from crmcli.services.referrals import merge_would_cycle
+
+    if reason := merge_would_cycle(session, kid, did):
+        raise Invalid(f"cannot merge customer {did} into {kid}: {reason}")
+    # The drop's tenure months stay as history without a period: the kept customer's own
+    # months go on counting from its own start (and the period key stays its own).
     session.execute(
         update(PointsEntry)
         .where(col(PointsEntry.customer_id) == did, col(PointsEntry.period).is_not(None))
-        .values(period=col(PointsEntry.period) + f"/merged-{did}")
+        .values(period=None, reason=func.coalesce(col(PointsEntry.reason), "") + f" (merged from customer {did})")
     )
     moved["points_entry"] = _rowcount(
         session.execute(update(PointsEntry).where(col(PointsEntry.customer_id) == did).values(customer_id=kid))
@@ -466,6 +473,12 @@ def merge_customers(*, session: Session, keep: Customer, drop: Customer, now: da
     session.flush()
     session.execute(delete(Customer).where(col(Customer.id) == did))
     session.expunge(drop)
+    # One history now: the rules replay it (stages from both sets of purchases, one ledger).
+    from crmcli.services.points import settle_points
+
+    settle_points(session, config, [kid], now=now)
+    settle_stages(session, [kid])
+    session.refresh(keep)
     return {"kept": kid, "dropped": did, "moved": moved}
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal, select, type_coerce, update
+from sqlalchemy import case, func, literal, select, type_coerce, union_all, update
 from sqlmodel import Session, col
 
 from crmcli.config import STAGES, Config
 from crmcli.errors import Conflict, Invalid, NotFound
-from crmcli.models import Customer, Interaction, UTCDateTime
+from crmcli.models import Customer, Interaction, Purchase, UTCDateTime
 from crmcli.values import utcnow
 
 KINDS = ("call", "email", "meeting", "visit", "message", "complaint", "survey", "note")
@@ -188,9 +188,14 @@ def followups_due(*, session: Session, config: Config, now: datetime | None = No
             }
         )
 
+    # A purchase is contact too: a customer who bought last week is not "quiet".
+    contacts = union_all(
+        select(col(Interaction.customer_id).label("customer_id"), col(Interaction.at).label("at")),
+        select(col(Purchase.customer_id).label("customer_id"), col(Purchase.at).label("at")),
+    ).subquery()
     last_contact = (
-        select(col(Interaction.customer_id), func.max(col(Interaction.at)).label("last_at"))
-        .group_by(col(Interaction.customer_id))
+        select(contacts.c.customer_id, func.max(contacts.c.at).label("last_at"))
+        .group_by(contacts.c.customer_id)
         .subquery()
     )
     since = type_coerce(func.coalesce(last_contact.c.last_at, col(Customer.created_at)), UTCDateTime())

@@ -27,6 +27,39 @@ def would_cycle(session: Session, referrer_id: int, referred_id: int) -> bool:
     return hit is not None
 
 
+def _referrer_chain(session: Session, customer_id: int) -> list[int]:
+    """The customer's referrer, that one's referrer, and so on (stops at a repeat, so a
+    database that already holds a cycle cannot loop)."""
+    chain: list[int] = []
+    seen = {customer_id}
+    current = customer_id
+    while True:
+        up = session.execute(select(col(Referral.referrer_id)).where(col(Referral.referred_id) == current)).scalar()
+        if up is None or up in seen:
+            return chain
+        chain.append(up)
+        seen.add(up)
+        current = up
+
+
+def merge_would_cycle(session: Session, keep_id: int, drop_id: int) -> str | None:
+    """Why merging ``drop`` into ``keep`` would close a circle of referrals, or None.
+
+    A direct referral between the two disappears with the merge; one through others
+    (D brought X, who brought K) would leave the merged customer its own referrer.
+    """
+    for low, high in ((keep_id, drop_id), (drop_id, keep_id)):
+        chain = _referrer_chain(session, low)
+        if high in chain[1:]:
+            between = chain[: chain.index(high)]
+            return (
+                f"customer {high} brought customer {low} through "
+                + ", ".join(f"customer {c}" for c in between)
+                + "; merged, they would be their own referrer"
+            )
+    return None
+
+
 class Person(Protocol):
     id: int | None
     email: str | None
@@ -326,9 +359,14 @@ def referral_tree(*, session: Session, customer: Customer, config: Config) -> di
     from crmcli.models import Purchase
 
     assert customer.id is not None
+    # A path down a forest has fewer steps than there are referrals: the bound ends the walk
+    # even on a database that already holds a circle.
+    bound = session.execute(select(func.count()).select_from(Referral)).scalar_one()
     down = select(literal(customer.id).label("id"), literal(0).label("depth")).cte("down", recursive=True)
     down = down.union_all(
-        select(col(Referral.referred_id), down.c.depth + 1).join(down, col(Referral.referrer_id) == down.c.id)
+        select(col(Referral.referred_id), down.c.depth + 1)
+        .join(down, col(Referral.referrer_id) == down.c.id)
+        .where(down.c.depth < bound)
     )
     revenue = (
         select(col(Purchase.customer_id), func.sum(col(Purchase.net_minor)).label("net"))
@@ -351,7 +389,11 @@ def referral_tree(*, session: Session, customer: Customer, config: Config) -> di
     ).all()
     digits = config.currency.minor_digits
     nodes: dict[int, dict[str, Any]] = {}
+    circle = False
     for cid, name, net, parent, status in rows:
+        if cid in nodes:
+            circle = True  # reached again: shown once
+            continue
         nodes[cid] = {
             "id": cid,
             "name": name,
@@ -378,4 +420,6 @@ def referral_tree(*, session: Session, customer: Customer, config: Config) -> di
 
     root = nodes[customer.id]
     finish(root)
+    if circle:
+        root["warning"] = "these referrals form a circle; each customer is shown once"
     return root
