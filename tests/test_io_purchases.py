@@ -73,7 +73,7 @@ def test_skip_invalid_and_dry_run(people: Cli, tmp_path: Path) -> None:
     rejects = tmp_path / "rejects.csv"
     summary = people.ok("purchase", "import", str(file), "--skip-invalid", str(rejects), "-f", "json").json()
     assert (summary["inserted"], summary["rejected"]) == (1, 1)
-    assert rejects.read_text(encoding="utf-8-sig").splitlines()[1] == "3,no customer 'nobody',nobody,5,,,,,,"
+    assert rejects.read_text(encoding="utf-8-sig").splitlines()[1] == "3,no customer 'nobody',nobody,5" + "," * 10
 
 
 def test_duplicate_refs(people: Cli, tmp_path: Path) -> None:

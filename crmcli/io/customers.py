@@ -5,6 +5,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,7 @@ def import_customers(
     reject_file: Path | None = None,
     on_duplicate: str = "error",
     progress: Callable[[int], None] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Import a customer CSV in one transaction; returns counts.
 
@@ -158,7 +160,7 @@ def import_customers(
     """
     check_options(on_duplicate, reject_file)
     source = CustomerSource(path, options, fields=FIELDS, required=("name",))
-    run = CustomerRun(config=config, on_duplicate=on_duplicate, now=utcnow(), keep_going=reject_file is not None)
+    run = CustomerRun(config=config, on_duplicate=on_duplicate, now=now or utcnow(), keep_going=reject_file is not None)
     run_import(
         db=db,
         source=source,

@@ -120,6 +120,7 @@ def import_purchases(
     reject_file: Path | None = None,
     on_duplicate: str = "error",
     progress: Any = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Import purchases in one transaction: all or nothing unless ``reject_file`` is given.
 
@@ -131,7 +132,7 @@ def import_purchases(
     source = CsvSource(
         path, options, fields=FIELDS + tuple(CUSTOMER_COLUMNS), required=(("customer", *CUSTOMER_COLUMNS), "amount")
     )
-    run = PurchaseRun(config=config, on_duplicate=on_duplicate, now=utcnow())
+    run = PurchaseRun(config=config, on_duplicate=on_duplicate, now=now or utcnow())
 
     def finish(session: Session) -> None:
         from crmcli.services.points import settle_points

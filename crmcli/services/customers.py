@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, literal, or_, select, update
 from sqlmodel import Session, col
 
 from crmcli.config import Config
@@ -491,15 +491,14 @@ def _merge_referrals(session: Session, kid: int, did: int) -> int:
     from crmcli.services.referrals import would_cycle
 
     moved = 0
-    # Referrals between the two become self-referrals once merged: remove them.
-    session.execute(
-        delete(Referral).where(
-            or_(
-                (col(Referral.referrer_id) == kid) & (col(Referral.referred_id) == did),
-                (col(Referral.referrer_id) == did) & (col(Referral.referred_id) == kid),
-            )
-        )
+    # Referrals between the two become self-referrals once merged: remove them (coupons they
+    # rewarded stay, as plain coupons).
+    between = or_(
+        (col(Referral.referrer_id) == kid) & (col(Referral.referred_id) == did),
+        (col(Referral.referrer_id) == did) & (col(Referral.referred_id) == kid),
     )
+    _unlink_rewards(session, select(col(Referral.id)).where(between))
+    session.execute(delete(Referral).where(between))
     moved += _rowcount(
         session.execute(update(Referral).where(col(Referral.referrer_id) == did).values(referrer_id=kid))
     )
@@ -511,9 +510,14 @@ def _merge_referrals(session: Session, kid: int, did: int) -> int:
             session.add(drop_ref)
             moved += 1
         else:
+            _unlink_rewards(session, select(literal(drop_ref.id)))
             session.delete(drop_ref)
         session.flush()
     return moved
+
+
+def _unlink_rewards(session: Session, referral_ids: Any) -> None:
+    session.execute(update(Coupon).where(col(Coupon.referral_id).in_(referral_ids)).values(referral_id=None))
 
 
 def erase_customer(*, session: Session, customer: Customer, now: datetime | None = None) -> Customer:
