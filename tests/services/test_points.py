@@ -1,0 +1,161 @@
+"""The points rules without the CLI: the replayed timeline, FIFO, late-payment resets, tenure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crmcli.config import Config
+from crmcli.db import Database
+from crmcli.errors import Invalid
+from crmcli.services import points as ledger
+from crmcli.services.customers import CustomerInput, add_customer
+from crmcli.services.points import Fact, Removal, replay
+from crmcli.services.purchases import PurchaseInput, add_purchase, pay_purchase
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def day(n: float) -> datetime:
+    return T0 + timedelta(days=n)
+
+
+# --- the replay, as a pure function ---------------------------------------------------------
+
+
+def test_a_reset_takes_what_was_earned_by_then_and_later_points_stay() -> None:
+    facts = [Fact(day(0), 100, "earn", 1), Fact(day(5), 40, "earn", 2)]
+    outcome = replay(facts, [Removal(day(3), "reset", None, "late")])
+    assert [(r.at, amount) for r, amount in outcome.removals] == [(day(3), 100)]
+    assert outcome.short is None
+
+
+def test_spending_takes_the_oldest_points_first() -> None:
+    # 100 earned on day 0, 50 on day 2; 120 spent on day 3 takes all of day 0's and 20 of day 2's.
+    # A reversal of day 2's sale on day 4 can take back only the 30 left of it.
+    facts = [Fact(day(0), 100, "earn", 1), Fact(day(2), 50, "earn", 2), Fact(day(3), -120, "redeem")]
+    outcome = replay(facts, [Removal(day(4), "reversal", 50, "refund", 2)])
+    assert [amount for _, amount in outcome.removals] == [30]
+
+
+def test_a_spend_the_timeline_cannot_cover_is_reported() -> None:
+    outcome = replay([Fact(day(0), 10, "earn"), Fact(day(1), -20, "redeem")], [])
+    assert outcome.short is not None and outcome.short[1] == 10
+
+
+facts_strategy = st.lists(
+    st.tuples(st.integers(0, 60), st.integers(-300, 300).filter(bool), st.sampled_from(["earn", "redeem"])),
+    max_size=25,
+)
+removals_strategy = st.lists(st.tuples(st.integers(0, 60), st.one_of(st.none(), st.integers(1, 200))), max_size=6)
+
+
+@given(raw=facts_strategy, raw_removals=removals_strategy, order=st.randoms(use_true_random=False))
+def test_replay_never_goes_below_zero_and_ignores_recording_order(raw, raw_removals, order) -> None:  # type: ignore[no-untyped-def]
+    facts = [Fact(day(d), delta, kind if delta < 0 else "earn") for d, delta, kind in raw]
+    removals = [
+        Removal(day(d) + timedelta(hours=1), "reset" if cap is None else "reversal", cap, "r")
+        for d, cap in raw_removals
+    ]
+    outcome = replay(facts, removals)
+    shuffled_facts, shuffled_removals = facts[:], removals[:]
+    order.shuffle(shuffled_facts)
+    order.shuffle(shuffled_removals)
+    again = replay(shuffled_facts, shuffled_removals)
+    assert sorted(a for _, a in again.removals) == sorted(a for _, a in outcome.removals)
+    if outcome.short is None:
+        # The balance at every moment: facts and removals dated no later; never negative.
+        moments = sorted({f.at for f in facts} | {r.at for r in removals})
+        for t in moments:
+            held = sum(f.delta for f in facts if f.at <= t) - sum(a for r, a in outcome.removals if r.at <= t)
+            assert held >= 0
+
+
+# --- against a database ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Database:
+    db = Database(str(tmp_path / "p.db"))
+    with db.session(write=True) as s:
+        add_customer(session=s, data=CustomerInput(name="Ann"), config=Config(), now=T0)
+    return db
+
+
+def buy(db: Database, amount: int, at: datetime, now: datetime | None = None, **kw: object) -> int:
+    with db.session(write=True) as s:
+        from crmcli.services.identify import find_customer
+
+        data = PurchaseInput(amount_minor=amount, at=at, **kw)  # type: ignore[arg-type]
+        purchase, _ = add_purchase(session=s, customer=find_customer(s, "1"), data=data, config=Config(), now=now or at)
+        assert purchase.id is not None
+        return purchase.id
+
+
+def balance(db: Database, at: datetime | None = None) -> int:
+    with db.session() as s:
+        return ledger.balance(s, 1, at)
+
+
+def test_a_payment_in_a_later_file_gives_the_same_balance_as_one_file(shop: Database) -> None:
+    """Regression: 5 points when imported in one file, 0 when the payment came later."""
+    credit = buy(shop, 10_000, day(0), due_at=day(10), unpaid=True)  # earns 10
+    buy(shop, 5_000, day(20))  # earns 5, after the due date: stays
+    with shop.session(write=True) as s:
+        ledger.settle_points(s, Config(), [1], now=day(30))
+    assert balance(shop) == 5
+    with shop.session(write=True) as s:
+        pay_purchase(session=s, purchase_id=credit, config=Config(), at=day(25), now=day(30))
+    assert balance(shop) == 5  # paying late does not reset again
+    assert balance(shop, day(9)) == 10 and balance(shop, day(11)) == 0
+
+
+def test_a_customer_who_never_pays_is_reset_when_points_are_read(shop: Database) -> None:
+    buy(shop, 10_000, day(0), due_at=day(3), unpaid=True)
+    with shop.session(write=True) as s:
+        summary = ledger.points_summary(session=s, config=Config(), customer_id=1, now=day(40))
+    assert summary["balance"] == 0 and summary["ledger"][0]["kind"] == "reset"
+
+
+def test_a_backdated_sale_before_a_reset_is_reset_with_the_rest(shop: Database) -> None:
+    buy(shop, 10_000, day(5), due_at=day(8), unpaid=True)  # earns 10, reset at day 8
+    buy(shop, 20_000, day(1))  # recorded later, happened earlier: earned 20 before the reset
+    with shop.session(write=True) as s:
+        ledger.settle_points(s, Config(), [1], now=day(30))
+    assert balance(shop, day(7)) == 30 and balance(shop) == 0
+
+
+def test_a_backdated_sale_that_would_uncover_a_spend_is_refused(shop: Database) -> None:
+    buy(shop, 50_000, day(0))  # 50 points
+    with shop.session(write=True) as s:
+        from crmcli.services.identify import find_customer
+
+        ledger.redeem_points(
+            session=s, customer=find_customer(s, "1"), points=50, reason="gift", config=Config(), now=day(20)
+        )
+    with pytest.raises(Invalid, match="fewer than the 50 spent then"):
+        buy(shop, 1_000, day(2), now=day(30), due_at=day(3), unpaid=True)  # its due date resets the 50 first
+    assert balance(shop) == 0
+
+
+def test_tenure_months_are_dated_when_they_complete_and_never_twice(shop: Database) -> None:
+    config = Config()
+    with shop.session(write=True) as s:
+        first = ledger.accrue_tenure(session=s, config=config, as_of=day(45))  # Feb 1: one month
+        monthly = ledger.accrue_tenure(session=s, config=config, as_of=day(45))
+        later = ledger.accrue_tenure(session=s, config=config, as_of=day(95))  # Apr 6: three months
+    assert (first["points"], monthly["points"], later["points"]) == (1, 0, 2)
+    with shop.session() as s:
+        months = [e["at"] for e in ledger.ledger(s, 1) if e["kind"] == "tenure"]
+    assert sorted(months) == [datetime(2026, m, 1, tzinfo=UTC) for m in (2, 3, 4)]
+
+
+def test_month_end_on_a_short_month() -> None:
+    joined = datetime(2026, 1, 31, 10, tzinfo=UTC)
+    assert ledger.month_end(joined, 1, Config()) == datetime(2026, 2, 28, 10, tzinfo=UTC)
+    assert ledger.full_months(joined, datetime(2026, 2, 28, 9, tzinfo=UTC), Config()) == 0
+    assert ledger.full_months(joined, datetime(2026, 3, 31, 10, tzinfo=UTC), Config()) == 2
