@@ -12,7 +12,9 @@ from crmcli.cli.options import (
     CustomerArg,
     DelimiterOpt,
     DryRunOpt,
+    DuplicateMode,
     EncodingOpt,
+    ExportFormat,
     ExportFormatOpt,
     FormatOpt,
     LimitOpt,
@@ -169,7 +171,9 @@ def import_(
     map_: MapOpt = None,
     dry_run: DryRunOpt = False,
     skip_invalid: SkipInvalidOpt = None,
-    on_duplicate: Annotated[str, typer.Option(help="A row whose ref exists: skip, update or error.")] = "error",
+    on_duplicate: Annotated[
+        DuplicateMode, typer.Option(help="What to do with a row whose ref exists.", case_sensitive=False)
+    ] = DuplicateMode("error"),
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Import purchases (a till's history) from CSV: all or nothing unless --skip-invalid.
@@ -200,7 +204,7 @@ def import_(
 def export(
     ctx: typer.Context,
     out_file: OutOpt = None,
-    fmt: ExportFormatOpt = "csv",
+    fmt: ExportFormatOpt = ExportFormat("csv"),
     no_bom: NoBomOpt = False,
 ) -> None:
     """Export purchases as CSV or JSON, in the columns 'purchase import' reads.

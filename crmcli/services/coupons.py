@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlmodel import Session, col
 
+from crmcli.choices import COUPON_STATUSES as STATUSES
 from crmcli.config import Config
 from crmcli.errors import Conflict, Invalid, NotFound
 from crmcli.io.bulk import insert_rows
@@ -19,7 +20,6 @@ from crmcli.models import Coupon, Customer, Purchase, UTCDateTime, table_of
 from crmcli.values import money, utcnow
 
 CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
-STATUSES = ("active", "used", "expired", "void")
 
 
 @dataclass(frozen=True)
