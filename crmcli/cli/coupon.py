@@ -36,7 +36,7 @@ def issue(
     customer: Annotated[str | None, typer.Option(help="One customer (id, email or ref).")] = None,
     segment: Annotated[str | None, typer.Option(help="Every customer in this RFM segment (see 'report rfm').")] = None,
     stage: Annotated[Stage | None, typer.Option(help="Every customer in this stage.", case_sensitive=False)] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every customer.")] = False,
+    everyone: Annotated[bool, typer.Option("--all", help="Every customer.")] = False,
     percent: Annotated[str | None, typer.Option(help="Percent off, e.g. 15.")] = None,
     amount: Annotated[str | None, typer.Option(help="Amount off, e.g. 5.00.")] = None,
     min_spend: Annotated[str, typer.Option(help="Minimum purchase amount.")] = "0",
@@ -67,7 +67,7 @@ def issue(
     with rt.session(write=True) as session:
         target = find_customer(session, customer) if customer else None
         ids = target_customers(
-            session=session, customer=target, stage=stage, segment=segment, everyone=all_, config=rt.config
+            session=session, customer=target, stage=stage, segment=segment, everyone=everyone, config=rt.config
         )
         coupons = issue_coupons(session=session, customer_ids=ids, terms=terms, code=code)
         rows = [coupon_row(c, rt.config) for c in coupons]

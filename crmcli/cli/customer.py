@@ -278,7 +278,7 @@ def import_(
     file: Annotated[Path, typer.Argument(help="CSV file with a header row.")],
     encoding: EncodingOpt = None,
     delimiter: DelimiterOpt = None,
-    map_: MapOpt = None,
+    mapping: MapOpt = None,
     dry_run: DryRunOpt = False,
     skip_invalid: SkipInvalidOpt = None,
     on_duplicate: Annotated[
@@ -298,7 +298,7 @@ def import_(
     from crmcli.io.reader import CsvOptions
 
     rt = runtime(ctx)
-    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=map_ or [])
+    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [])
     summary = import_customers(
         db=rt.db,
         config=rt.config,

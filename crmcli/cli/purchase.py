@@ -58,7 +58,9 @@ def add(
     due: Annotated[
         str | None, typer.Option(help=f"Payment due date ({WhenHelp}); unpaid until 'purchase pay'.")
     ] = None,
-    paid: Annotated[str | None, typer.Option(help=f"When it was paid ({WhenHelp}). Default: at the sale.")] = None,
+    paid_at: Annotated[
+        str | None, typer.Option("--paid", help=f"When it was paid ({WhenHelp}). Default: at the sale.")
+    ] = None,
     unpaid: Annotated[bool, typer.Option("--unpaid", help="Not paid yet.")] = False,
     ref: Annotated[str | None, typer.Option("--ref", help="External id (till receipt number).")] = None,
     fmt: FormatOpt = Format.table,
@@ -79,7 +81,7 @@ def add(
         coupon=coupon,
         points=points,
         due_at=rt.when(due, end_of_day=True),
-        paid_at=rt.when(paid),
+        paid_at=rt.when(paid_at),
         unpaid=unpaid,
         ref=ref,
     )
@@ -168,7 +170,7 @@ def import_(
     file: Annotated[Path, typer.Argument(help="CSV file with a header row.")],
     encoding: EncodingOpt = None,
     delimiter: DelimiterOpt = None,
-    map_: MapOpt = None,
+    mapping: MapOpt = None,
     dry_run: DryRunOpt = False,
     skip_invalid: SkipInvalidOpt = None,
     on_duplicate: Annotated[
@@ -186,7 +188,7 @@ def import_(
     from crmcli.io.reader import CsvOptions
 
     rt = runtime(ctx)
-    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=map_ or [])
+    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [])
     summary = import_purchases(
         db=rt.db,
         config=rt.config,

@@ -77,7 +77,7 @@ def record_referral(
 def get_referral(session: Session, referral_id: int) -> Referral:
     found = session.get(Referral, referral_id)
     if found is None:
-        raise NotFound(f"no referral {referral_id}", hint="see 'crmcli referral list'")
+        raise NotFound(f"no referral {referral_id}", subject="referral", key=referral_id)
     return found
 
 
@@ -183,7 +183,7 @@ def verify_on_purchase(
 def reject_referral(*, session: Session, referral_id: int, reason: str, now: datetime | None = None) -> Referral:
     referral = get_referral(session, referral_id)
     if not reason.strip():
-        raise Invalid("give a --reason for the rejection")
+        raise Invalid("a rejection needs a reason", fields=("reason",))
     if referral.status != "pending" or not decide_referral(
         session, referral, "rejected", now or utcnow(), reason.strip()
     ):
