@@ -192,11 +192,12 @@ def test_a_void_coupon_is_refused(database: Database, shop: tuple[int, int]) -> 
 
 # --- max_uses ---------------------------------------------------------------------------
 
-ATTEMPT = st.tuples(st.sampled_from(["owner", "other", "void"]), st.integers(0, 5000))
+# Mostly the owner trying, so that sequences often reach max_uses; now and then someone else, or a void.
+ATTEMPT = st.tuples(st.sampled_from(["owner", "owner", "owner", "other", "void"]), st.integers(0, 3000))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(max_uses=st.integers(1, 4), min_spend=st.integers(0, 3000), attempts=st.lists(ATTEMPT, max_size=12))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(max_uses=st.integers(1, 3), min_spend=st.integers(0, 1000), attempts=st.lists(ATTEMPT, max_size=10))
 def test_uses_never_exceed_max_uses_and_count_the_successes(
     database: Database, shop: tuple[int, int], max_uses: int, min_spend: int, attempts: list[tuple[str, int]]
 ) -> None:
