@@ -10,10 +10,11 @@ class CrmError(Exception):
 
     ``message`` says what is wrong in the domain's words. The layers below the CLI
     leave ``hint`` (the next step) out and say what the error is about instead:
-    ``subject`` and ``key``, the kind of record and which one ("customer", 12), and
-    ``fields``, the inputs at fault, named as the keyword arguments they came in.
-    From these the CLI names its own command or flag to try next
-    (crmcli/cli/hints.py), so the rules never speak of flags.
+    ``subject`` and ``key``, a kind of record and which one ("customer", 12) or a
+    thing such as a file's "encoding"; and ``fields``, the inputs at fault, named
+    as the keyword arguments they came in. From these the CLI names its own
+    command or flag to try next (crmcli/cli/hints.py), so the rules never speak
+    of flags.
     """
 
     exit_code = 1
