@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from crmcli.choices import STAGES as STAGES  # re-exported: the services import it from here
 from crmcli.errors import ConfigError
 
 APP_NAME = "crmcli"
-STAGES = ("lead", "verified", "prospect", "customer", "repeat", "lost")
 
 
 class _Strict(BaseModel):

@@ -68,7 +68,7 @@ def to_url(target: str) -> tuple[str, Path | None]:
     if not path.parent.exists():
         raise DatabaseError(
             f"cannot open database {path}: the folder {path.parent} does not exist",
-            hint="create it, or pass --db with another path",
+            subject="folder",
         )
     return f"sqlite:///{path}", path
 

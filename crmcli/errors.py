@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class CrmError(Exception):
-    """Base class: an error the user can fix. ``hint`` names the next step."""
+    """Base class: an error the user can fix.
+
+    ``message`` says what is wrong in the domain's words. The layers below the CLI
+    leave ``hint`` (the next step) out and say what the error is about instead:
+    ``subject`` and ``key``, a kind of record and which one ("customer", 12) or a
+    thing such as a file's "encoding"; and ``fields``, the inputs at fault, named
+    as the keyword arguments they came in. From these the CLI names its own
+    command or flag to try next (crmcli/cli/hints.py), so the rules never speak
+    of flags.
+    """
 
     exit_code = 1
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        subject: str | None = None,
+        key: object = None,
+        fields: Sequence[str] = (),
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.subject = subject
+        self.key = key
+        self.fields = tuple(fields)
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message

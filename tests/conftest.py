@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,15 @@ class Cli:
 
     def new_id(self, *args: str) -> int:
         return int(self.ok(*args, "-q").stdout.strip())
+
+    def usage_error(self, *args: str) -> str:
+        """Run a command that must be refused as misused (exit 2); its message as one line.
+
+        Typer draws the message in a box and wraps it; the box and the wrapping are dropped.
+        """
+        result = self(*args)
+        assert result.exit_code == 2, f"exit {result.exit_code}: {result.stderr}"
+        return " ".join(re.sub(r"[\u2500-\u257f]", " ", result.stderr).split())
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Small datasets whose report figures are worked out by hand (see tests/test_reports.py)."""
+"""Small datasets whose report figures are worked out by hand (see tests/cli/test_report.py)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from crmcli import __version__
 from crmcli.cli.context import Runtime, runtime
+from crmcli.cli.hints import next_step
 from crmcli.errors import CrmError, DatabaseError, ImportFailed
 
 MAX_PROBLEMS_SHOWN = 50
@@ -51,7 +52,7 @@ class CrmGroup(TyperGroup):
         except CrmError as exc:
             if _debug(ctx):
                 raise
-            _report(exc)
+            _report(exc, ctx)
             raise typer.Exit(exc.exit_code) from None
         except Exception as exc:
             known = _translate(exc)
@@ -63,7 +64,7 @@ class CrmGroup(TyperGroup):
                     )
                     raise typer.Exit(1) from None
                 raise
-            _report(known)
+            _report(known, ctx)
             raise typer.Exit(1) from None
         finally:
             obj = getattr(ctx, "obj", None)
@@ -71,13 +72,15 @@ class CrmGroup(TyperGroup):
                 obj.close()
 
 
-def _report(exc: CrmError) -> None:
+def _report(exc: CrmError, ctx: Any) -> None:
     if isinstance(exc, ImportFailed):
         for line, reason in exc.problems[:MAX_PROBLEMS_SHOWN]:
             typer.echo(f"line {line}: {reason}", err=True)
         if len(exc.problems) > MAX_PROBLEMS_SHOWN:
             typer.echo(f"... and {len(exc.problems) - MAX_PROBLEMS_SHOWN} more", err=True)
-    typer.echo(f"Error: {exc}", err=True)
+    obj = getattr(ctx, "obj", None)
+    hint = next_step(exc, obj.command if isinstance(obj, Runtime) else None)
+    typer.echo(f"Error: {exc.message} ({hint})" if hint else f"Error: {exc.message}", err=True)
 
 
 app = typer.Typer(

@@ -26,6 +26,7 @@ class Runtime:
     db_target: str | None = None
     config_path: str | None = None
     debug: bool = False
+    command: Any = None  # the Typer command being run, whose flags an error's hint may name
     _config: Config | None = field(default=None, repr=False)
     _db: Database | None = field(default=None, repr=False)
     _progress: FileProgress | None = field(default=None, repr=False)
@@ -114,9 +115,12 @@ class FileProgress:
 
 
 def runtime(ctx: typer.Context) -> Runtime:
+    """The invocation's state; called from a command, it also notes which command runs."""
     root = ctx.find_root()
     if not isinstance(root.obj, Runtime):
         root.obj = Runtime(debug=bool(os.environ.get("CRMCLI_DEBUG")))
+    if ctx is not root:
+        root.obj.command = ctx.command
     return root.obj
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import FormatOpt, LimitOpt, WhenHelp
+from crmcli.cli.options import CouponStatus, FormatOpt, LimitOpt, Stage, WhenHelp
 from crmcli.render import Column, Format
 
 app = typer.Typer(
@@ -35,8 +35,8 @@ def issue(
     ctx: typer.Context,
     customer: Annotated[str | None, typer.Option(help="One customer (id, email or ref).")] = None,
     segment: Annotated[str | None, typer.Option(help="Every customer in this RFM segment (see 'report rfm').")] = None,
-    stage: Annotated[str | None, typer.Option(help="Every customer in this stage.")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every customer.")] = False,
+    stage: Annotated[Stage | None, typer.Option(help="Every customer in this stage.", case_sensitive=False)] = None,
+    everyone: Annotated[bool, typer.Option("--all", help="Every customer.")] = False,
     percent: Annotated[str | None, typer.Option(help="Percent off, e.g. 15.")] = None,
     amount: Annotated[str | None, typer.Option(help="Amount off, e.g. 5.00.")] = None,
     min_spend: Annotated[str, typer.Option(help="Minimum purchase amount.")] = "0",
@@ -67,7 +67,7 @@ def issue(
     with rt.session(write=True) as session:
         target = find_customer(session, customer) if customer else None
         ids = target_customers(
-            session=session, customer=target, stage=stage, segment=segment, everyone=all_, config=rt.config
+            session=session, customer=target, stage=stage, segment=segment, everyone=everyone, config=rt.config
         )
         coupons = issue_coupons(session=session, customer_ids=ids, terms=terms, code=code)
         rows = [coupon_row(c, rt.config) for c in coupons]
@@ -113,7 +113,9 @@ def redeem(
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(help="active, used, expired or void.")] = None,
+    status: Annotated[
+        CouponStatus | None, typer.Option(help="Only coupons in this state.", case_sensitive=False)
+    ] = None,
     customer: Annotated[str | None, typer.Option(help="Only this customer's coupons.")] = None,
     campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
     limit: LimitOpt = None,

@@ -12,7 +12,9 @@ from crmcli.cli.options import (
     CustomerArg,
     DelimiterOpt,
     DryRunOpt,
+    DuplicateMode,
     EncodingOpt,
+    ExportFormat,
     ExportFormatOpt,
     FormatOpt,
     LimitOpt,
@@ -21,6 +23,7 @@ from crmcli.cli.options import (
     OutOpt,
     QuietOpt,
     SkipInvalidOpt,
+    Stage,
 )
 from crmcli.errors import Invalid
 from crmcli.render import Column, Format
@@ -57,7 +60,7 @@ def add(
     company: Company = None,
     city: City = None,
     source: Source = None,
-    stage: Annotated[str, typer.Option(help="lead, verified, prospect, customer, repeat or lost.")] = "lead",
+    stage: Annotated[Stage, typer.Option(help="Lifecycle stage.", case_sensitive=False)] = Stage("lead"),
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag; repeat for more.")] = None,
     ref: Ref = None,
     referred_by: Annotated[str | None, typer.Option(help="Referrer: customer id, email, ref or referral code.")] = None,
@@ -97,7 +100,7 @@ def add(
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    stage: Annotated[str | None, typer.Option(help="Only this stage.")] = None,
+    stage: Annotated[Stage | None, typer.Option(help="Only this stage.", case_sensitive=False)] = None,
     tag: Annotated[str | None, typer.Option(help="Only customers with this tag.")] = None,
     search: Annotated[str | None, typer.Option(help="Text in name, email, phone, company, city or ref.")] = None,
     segment: Annotated[str | None, typer.Option(help="Only this RFM segment, e.g. 'At Risk'.")] = None,
@@ -151,7 +154,9 @@ def edit(
     company: Company = None,
     city: City = None,
     source: Source = None,
-    stage: Annotated[str | None, typer.Option(help="New stage (recorded in the history).")] = None,
+    stage: Annotated[
+        Stage | None, typer.Option(help="New stage (recorded in the history).", case_sensitive=False)
+    ] = None,
     ref: Ref = None,
     note: Note = None,
     add_tag: Annotated[list[str] | None, typer.Option("--add-tag", help="Add a tag; repeatable.")] = None,
@@ -191,9 +196,7 @@ def edit(
 def stage(
     ctx: typer.Context,
     customer: CustomerArg,
-    new_stage: Annotated[
-        str, typer.Argument(metavar="STAGE", help="lead, verified, prospect, customer, repeat or lost.")
-    ],
+    new_stage: Annotated[Stage, typer.Argument(metavar="STAGE", help="The new stage.", case_sensitive=False)],
 ) -> None:
     """Move a customer to another lifecycle stage; the change is recorded with its time.
 
@@ -278,12 +281,13 @@ def import_(
     file: Annotated[Path, typer.Argument(help="CSV file with a header row.")],
     encoding: EncodingOpt = None,
     delimiter: DelimiterOpt = None,
-    map_: MapOpt = None,
+    mapping: MapOpt = None,
     dry_run: DryRunOpt = False,
     skip_invalid: SkipInvalidOpt = None,
     on_duplicate: Annotated[
-        str, typer.Option(help="A row whose email, phone or ref exists: skip, update or error.")
-    ] = "error",
+        DuplicateMode,
+        typer.Option(help="What to do with a row whose email, phone or ref exists.", case_sensitive=False),
+    ] = DuplicateMode("error"),
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Import customers from CSV: all or nothing unless --skip-invalid.
@@ -297,7 +301,7 @@ def import_(
     from crmcli.io.reader import CsvOptions
 
     rt = runtime(ctx)
-    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=map_ or [])
+    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [])
     summary = import_customers(
         db=rt.db,
         config=rt.config,
@@ -316,7 +320,7 @@ def import_(
 def export(
     ctx: typer.Context,
     out_file: OutOpt = None,
-    fmt: ExportFormatOpt = "csv",
+    fmt: ExportFormatOpt = ExportFormat("csv"),
     no_bom: NoBomOpt = False,
 ) -> None:
     """Export customers as CSV (UTF-8 with BOM, for Excel) or JSON; it imports back unchanged.

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, QuietOpt, WhenHelp
+from crmcli.cli.options import CustomerArg, FormatOpt, InteractionKind, LimitOpt, QuietOpt, WhenHelp
 from crmcli.render import Column, Format
 
 app = typer.Typer(
@@ -42,7 +42,7 @@ IdArg = Annotated[int, typer.Argument(help="Interaction id (see 'crmcli interact
 def log(
     ctx: typer.Context,
     customer: CustomerArg,
-    kind: Annotated[str, typer.Option(help="call, email, meeting, visit, message, complaint, survey or note.")],
+    kind: Annotated[InteractionKind, typer.Option(help="What kind of contact.", case_sensitive=False)],
     summary: Annotated[str | None, typer.Option(help="What was said or done.")] = None,
     rating: Annotated[int | None, typer.Option(help="Satisfaction 1-5 (5 = completely satisfied).")] = None,
     at: Annotated[str | None, typer.Option(help=f"When it happened: {WhenHelp}. Default now.")] = None,
@@ -81,7 +81,7 @@ def log(
 def list_(
     ctx: typer.Context,
     customer: Annotated[str | None, typer.Option(help="Only this customer (id, email or ref).")] = None,
-    kind: Annotated[str | None, typer.Option(help="Only this kind.")] = None,
+    kind: Annotated[InteractionKind | None, typer.Option(help="Only this kind.", case_sensitive=False)] = None,
     since: Annotated[str | None, typer.Option(help=f"Only from this time: {WhenHelp}.")] = None,
     open_: Annotated[bool, typer.Option("--open", help="Only unresolved complaints and pending follow-ups.")] = False,
     limit: LimitOpt = None,

@@ -12,7 +12,9 @@ from crmcli.cli.options import (
     CustomerArg,
     DelimiterOpt,
     DryRunOpt,
+    DuplicateMode,
     EncodingOpt,
+    ExportFormat,
     ExportFormatOpt,
     FormatOpt,
     LimitOpt,
@@ -56,7 +58,9 @@ def add(
     due: Annotated[
         str | None, typer.Option(help=f"Payment due date ({WhenHelp}); unpaid until 'purchase pay'.")
     ] = None,
-    paid: Annotated[str | None, typer.Option(help=f"When it was paid ({WhenHelp}). Default: at the sale.")] = None,
+    paid_at: Annotated[
+        str | None, typer.Option("--paid", help=f"When it was paid ({WhenHelp}). Default: at the sale.")
+    ] = None,
     unpaid: Annotated[bool, typer.Option("--unpaid", help="Not paid yet.")] = False,
     ref: Annotated[str | None, typer.Option("--ref", help="External id (till receipt number).")] = None,
     fmt: FormatOpt = Format.table,
@@ -77,7 +81,7 @@ def add(
         coupon=coupon,
         points=points,
         due_at=rt.when(due, end_of_day=True),
-        paid_at=rt.when(paid),
+        paid_at=rt.when(paid_at),
         unpaid=unpaid,
         ref=ref,
     )
@@ -166,10 +170,12 @@ def import_(
     file: Annotated[Path, typer.Argument(help="CSV file with a header row.")],
     encoding: EncodingOpt = None,
     delimiter: DelimiterOpt = None,
-    map_: MapOpt = None,
+    mapping: MapOpt = None,
     dry_run: DryRunOpt = False,
     skip_invalid: SkipInvalidOpt = None,
-    on_duplicate: Annotated[str, typer.Option(help="A row whose ref exists: skip, update or error.")] = "error",
+    on_duplicate: Annotated[
+        DuplicateMode, typer.Option(help="What to do with a row whose ref exists.", case_sensitive=False)
+    ] = DuplicateMode("error"),
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Import purchases (a till's history) from CSV: all or nothing unless --skip-invalid.
@@ -182,7 +188,7 @@ def import_(
     from crmcli.io.reader import CsvOptions
 
     rt = runtime(ctx)
-    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=map_ or [])
+    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [])
     summary = import_purchases(
         db=rt.db,
         config=rt.config,
@@ -200,7 +206,7 @@ def import_(
 def export(
     ctx: typer.Context,
     out_file: OutOpt = None,
-    fmt: ExportFormatOpt = "csv",
+    fmt: ExportFormatOpt = ExportFormat("csv"),
     no_bom: NoBomOpt = False,
 ) -> None:
     """Export purchases as CSV or JSON, in the columns 'purchase import' reads.

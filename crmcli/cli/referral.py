@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, QuietOpt
+from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, QuietOpt, ReferralStatus
 from crmcli.render import Column, Format
 
 app = typer.Typer(help="Referrals: who brought whom; verify and reward both sides.", no_args_is_help=True)
@@ -59,7 +59,9 @@ def add(
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(help="pending, verified or rejected.")] = None,
+    status: Annotated[
+        ReferralStatus | None, typer.Option(help="Only referrals in this state.", case_sensitive=False)
+    ] = None,
     referrer: Annotated[str | None, typer.Option(help="Only referrals by this customer.")] = None,
     limit: LimitOpt = None,
     fmt: FormatOpt = Format.table,

@@ -51,7 +51,7 @@ class ImportRun:
 
 def check_options(on_duplicate: str, reject_file: Path | None) -> None:
     if on_duplicate not in DUPLICATE_MODES:
-        raise Invalid(f"--on-duplicate must be one of {', '.join(DUPLICATE_MODES)}")
+        raise Invalid(f"unknown duplicate mode {on_duplicate!r}: use one of {', '.join(DUPLICATE_MODES)}")
     if reject_file is not None and not reject_file.expanduser().parent.exists():
         raise Invalid(f"cannot write rejected rows to {reject_file}: the folder does not exist")
 
@@ -93,7 +93,6 @@ def run_import(
             raise ImportFailed(
                 f"{len(run.problems)} bad row(s) in {source.path}; nothing was imported",
                 sorted(run.problems),
-                hint="fix them, or pass --skip-invalid FILE to import the good rows",
             )
         if finish is not None:
             finish(session)

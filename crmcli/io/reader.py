@@ -37,7 +37,7 @@ class CsvOptions:
         for item in mapping:
             source, sep, target = item.partition("=")
             if not sep or not source.strip() or not target.strip():
-                raise Invalid(f"bad --map {item!r}: use CSVCOL=FIELD")
+                raise Invalid(f"bad column mapping {item!r}: use CSVCOL=FIELD", fields=("mapping",))
             pairs[source.strip().lower()] = target.strip().lower()
         return cls(encoding=encoding, delimiter=delimiter, mapping=pairs)
 
@@ -144,7 +144,8 @@ class CsvSource:
         if unknown:
             raise Invalid(
                 f"{self.path}: unknown column(s) {', '.join(map(repr, unknown))}; "
-                f"known columns are {', '.join(self.fields)} (rename with --map CSVCOL=FIELD)"
+                f"known columns are {', '.join(self.fields)}",
+                subject="columns",
             )
         # A tuple is a choice: one of its columns is enough.
         missing = [
@@ -194,9 +195,7 @@ class CsvSource:
                 raise Invalid(f"{self.path} has a header but no data rows")
         except UnicodeDecodeError:
             line = first_undecodable_line(self.path, self.encoding) or start
-            raise Invalid(
-                f"{self.path} line {line}: not valid {self.encoding}; pass --encoding (for example gb18030 or utf-8)"
-            ) from None
+            raise Invalid(f"{self.path} line {line}: not valid {self.encoding}", subject="encoding") from None
         except csv.Error as exc:
             hint = " (a quoted cell is never closed)" if "unexpected end of data" in str(exc) else ""
             raise Invalid(f"{self.path} line {start}: {exc}{hint}") from None

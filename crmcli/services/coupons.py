@@ -12,13 +12,12 @@ from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlmodel import Session, col
 
 from crmcli.bulk import insert_rows
+from crmcli.choices import COUPON_STATUSES as STATUSES
 from crmcli.config import Config
 from crmcli.errors import Conflict, Invalid, NotFound
 from crmcli.models import Coupon, Customer, Purchase, UTCDateTime, table_of
 from crmcli.services.codes import coupon_code, unused_codes
 from crmcli.values import money, utcnow
-
-STATUSES = ("active", "used", "expired", "void")
 
 
 @dataclass(frozen=True)
@@ -32,15 +31,15 @@ class CouponTerms:
 
     def check(self) -> CouponTerms:
         if (self.percent_bp is None) == (self.amount_minor is None):
-            raise Invalid("give exactly one of --percent or --amount")
+            raise Invalid("a coupon takes either a percent or an amount off", fields=("percent", "amount"))
         if self.percent_bp is not None and not 0 < self.percent_bp <= 10000:
-            raise Invalid("--percent must be more than 0 and at most 100")
+            raise Invalid("the percent off must be more than 0 and at most 100", fields=("percent",))
         if self.amount_minor is not None and self.amount_minor <= 0:
-            raise Invalid("--amount must be more than 0")
+            raise Invalid("the amount off must be more than 0", fields=("amount",))
         if self.min_spend_minor < 0:
-            raise Invalid("--min-spend cannot be negative")
+            raise Invalid("the minimum spend cannot be negative", fields=("min_spend",))
         if self.max_uses < 1:
-            raise Invalid("--max-uses must be at least 1")
+            raise Invalid("a coupon must allow at least 1 use", fields=("max_uses",))
         return self
 
 
@@ -48,10 +47,10 @@ def parse_percent(text: str) -> int:
     try:
         value = Decimal(text.strip().rstrip("%"))
     except ArithmeticError:
-        raise Invalid(f"bad percent {text!r}: use a number such as 15 or 12.5") from None
+        raise Invalid(f"bad percent {text!r}: use a number such as 15 or 12.5", fields=("percent",)) from None
     bp = value * 100
     if bp != bp.to_integral_value():
-        raise Invalid(f"bad percent {text!r}: at most two decimal places")
+        raise Invalid(f"bad percent {text!r}: at most two decimal places", fields=("percent",))
     return int(bp)
 
 
@@ -62,7 +61,7 @@ def normalise_code(code: str) -> str:
 def find_coupon(session: Session, code: str) -> Coupon:
     found = session.execute(select(Coupon).where(col(Coupon.code) == normalise_code(code))).scalar()
     if found is None:
-        raise NotFound(f"no coupon {code!r}", hint="see 'crmcli coupon list'")
+        raise NotFound(f"no coupon {code!r}", subject="coupon", key=code)
     return found
 
 
@@ -83,12 +82,12 @@ def issue_coupons(
         raise Invalid("no customers match, so no coupons were issued")
     if code is not None:
         if len(customer_ids) != 1:
-            raise Invalid("--code names a single coupon: use it with --customer")
+            raise Invalid("a chosen code names a single coupon, for one customer", fields=("code", "customer"))
         code = normalise_code(code)
         if not code or len(code) > 40 or not code.replace("-", "").isalnum():
-            raise Invalid(f"bad coupon code {code!r}: letters, digits and - only, at most 40")
+            raise Invalid(f"bad coupon code {code!r}: letters, digits and - only, at most 40", fields=("code",))
         if session.execute(select(col(Coupon.id)).where(col(Coupon.code) == code)).first():
-            raise Conflict(f"coupon code {code} is already taken")
+            raise Conflict(f"coupon code {code} is already taken", fields=("code",))
     codes = [code] if code else unused_codes(session, col(Coupon.code), len(customer_ids), coupon_code)
     rows = [
         {
@@ -344,7 +343,10 @@ def target_customers(
     """Ids of the live customers a coupon issue is aimed at (exactly one target kind)."""
     given = sum(x is not None and x is not False for x in (customer, stage, segment, everyone or None))
     if given != 1:
-        raise Invalid("give exactly one of --customer, --segment, --stage or --all")
+        raise Invalid(
+            "coupons go to exactly one of: a customer, a segment, a stage or everyone",
+            fields=("customer", "segment", "stage", "everyone"),
+        )
     if customer is not None:
         if customer.erased_at is not None:
             raise Invalid(f"customer {customer.id} was erased")

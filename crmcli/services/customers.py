@@ -104,7 +104,8 @@ def ensure_unique(session: Session, values: dict[str, Any], *, exclude_id: int |
         if existing is not None:
             raise Conflict(
                 f"customer {existing} already has {column} {value}",
-                hint=f"see 'crmcli customer show {existing}'",
+                subject="customer",
+                key=existing,
             )
 
 
@@ -219,7 +220,7 @@ def list_customers(
     if key not in SORT_FIELDS:
         raise Invalid(f"cannot sort by {sort!r}: use one of {', '.join(SORT_FIELDS)} (prefix - for descending)")
     if limit is not None and limit < 1:
-        raise Invalid("--limit must be at least 1")
+        raise Invalid("the limit must be at least 1", fields=("limit",))
     columns = [
         col(Customer.id),
         col(Customer.name),

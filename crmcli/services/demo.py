@@ -118,7 +118,7 @@ def load_demo(*, session: Session, config: Config, customers: int, now: datetime
     if other:
         raise Conflict(
             f"this database already holds {other} real customer(s); the demo will not mix with them",
-            hint="run it on its own database: crmcli --db demo.db demo",
+            subject="demo",
         )
     if demo:
         return {"created": 0, "already_loaded": demo}

@@ -128,7 +128,7 @@ def find_customer(session: Session, text: str | int, region: str | None = None) 
     if match.customer is None:
         if match.found:
             raise Invalid(match.problem())
-        raise NotFound(match.problem(), hint="give an id, email or ref; see 'crmcli customer list'")
+        raise NotFound(match.problem(), subject="customer", key=match.text)
     customer = session.get(Customer, match.customer.id)
     assert customer is not None
     return customer

@@ -76,7 +76,7 @@ def log_interaction(
 def get_interaction(session: Session, interaction_id: int) -> Interaction:
     found = session.get(Interaction, interaction_id)
     if found is None:
-        raise NotFound(f"no interaction {interaction_id}", hint="see 'crmcli interaction list'")
+        raise NotFound(f"no interaction {interaction_id}", subject="interaction", key=interaction_id)
     return found
 
 

@@ -44,7 +44,7 @@ def add_purchase(
     if data.amount_minor <= 0:
         raise Invalid("the amount must be more than 0")
     if data.paid_at is not None and data.unpaid:
-        raise Invalid("give --paid or --unpaid, not both")
+        raise Invalid("a purchase cannot be both paid and unpaid", fields=("paid_at", "unpaid"))
     if data.due_at is not None and data.due_at < at:
         raise Invalid("the due date is before the purchase")
     if data.ref and session.execute(select(col(Purchase.id)).where(col(Purchase.ref) == data.ref)).first():
@@ -142,7 +142,7 @@ def is_late(purchase: Purchase) -> bool:
 def get_purchase(session: Session, purchase_id: int) -> Purchase:
     found = session.get(Purchase, purchase_id)
     if found is None:
-        raise NotFound(f"no purchase {purchase_id}", hint="see 'crmcli purchase list'")
+        raise NotFound(f"no purchase {purchase_id}", subject="purchase", key=purchase_id)
     return found
 
 

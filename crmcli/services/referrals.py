@@ -111,7 +111,7 @@ def record_referral(
 def get_referral(session: Session, referral_id: int) -> Referral:
     found = session.get(Referral, referral_id)
     if found is None:
-        raise NotFound(f"no referral {referral_id}", hint="see 'crmcli referral list'")
+        raise NotFound(f"no referral {referral_id}", subject="referral", key=referral_id)
     return found
 
 
@@ -306,7 +306,7 @@ def reopen_referrals(session: Session, purchase_ids: list[int], *, now: datetime
 def reject_referral(*, session: Session, referral_id: int, reason: str, now: datetime | None = None) -> Referral:
     referral = get_referral(session, referral_id)
     if not reason.strip():
-        raise Invalid("give a --reason for the rejection")
+        raise Invalid("a rejection needs a reason", fields=("reason",))
     if referral.status != "pending" or not decide_referral(
         session, referral, "rejected", now or utcnow(), reason.strip()
     ):

@@ -70,7 +70,7 @@ def test_every_command_has_help_with_an_example(path: list[str]) -> None:
 
 @pytest.mark.parametrize("path", all_commands(), ids=" ".join)
 def test_every_command_is_documented(path: list[str]) -> None:
-    docs = (Path(__file__).resolve().parent.parent / "docs" / "commands.md").read_text(encoding="utf-8")
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "commands.md").read_text(encoding="utf-8")
     assert f"crmcli {' '.join(path)}" in docs
 
 
@@ -124,7 +124,7 @@ def test_demo_fills_once_and_refuses_real_data(cli: Cli, tmp_path: Path) -> None
 
 
 def test_ci_runs_the_readme_test_command() -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     readme = (root / "README.md").read_text(encoding="utf-8")
     ci = (root / ".ci" / "run").read_text(encoding="utf-8")
     command = next(line for line in readme.splitlines() if "[test]" in line and "pytest" in line)

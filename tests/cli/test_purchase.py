@@ -53,6 +53,12 @@ def test_bad_amounts(cli: Cli, ann: int, amount: str, message: str) -> None:
     assert cli.ok("purchase", "list", "-f", "json").json() == []
 
 
+def test_paid_and_unpaid_together_are_refused(cli: Cli, ann: int) -> None:
+    result = cli("purchase", "add", str(ann), "20", "--paid", "today", "--unpaid")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: a purchase cannot be both paid and unpaid (check --paid and --unpaid)\n"
+
+
 def test_coupon_discount_and_its_rules(cli: Cli, ann: int) -> None:
     bob = cli.new_id("customer", "add", "Bob")
     issued = cli.ok(
@@ -229,14 +235,30 @@ def test_coupon_issue_to_a_stage_and_stats(cli: Cli, ann: int) -> None:
 
 
 def test_coupon_issue_needs_one_target_and_one_kind(cli: Cli, ann: int) -> None:
-    assert "exactly one of --customer" in cli("coupon", "issue", "--percent", "5").stderr
-    assert "exactly one of --customer" in cli("coupon", "issue", "--all", "--stage", "lead", "--percent", "5").stderr
-    assert "exactly one of --percent or --amount" in cli("coupon", "issue", "--all").stderr
-    assert "at most 100" in cli("coupon", "issue", "--all", "--percent", "150").stderr
+    one_target = (
+        "Error: coupons go to exactly one of: a customer, a segment, a stage or everyone"
+        " (check --customer, --segment, --stage and --all)\n"
+    )
+    assert cli("coupon", "issue", "--percent", "5").stderr == one_target
+    assert cli("coupon", "issue", "--all", "--stage", "lead", "--percent", "5").stderr == one_target
+    assert cli("coupon", "issue", "--all").stderr == (
+        "Error: a coupon takes either a percent or an amount off (check --percent and --amount)\n"
+    )
+    assert cli("coupon", "issue", "--all", "--percent", "150").stderr == (
+        "Error: the percent off must be more than 0 and at most 100 (check --percent)\n"
+    )
+    assert cli("coupon", "issue", "--all", "--amount", "5", "--min-spend", "-1").stderr == (
+        "Error: the minimum spend cannot be negative (check --min-spend)\n"
+    )
     result = cli("coupon", "issue", "--all", "--amount", "5", "--code", "MINE")
     assert result.exit_code == 0  # one customer in the database
     again = cli("coupon", "issue", "--customer", str(ann), "--amount", "5", "--code", "mine")
-    assert again.exit_code == 1 and "already taken" in again.stderr
+    assert again.exit_code == 1 and again.stderr == "Error: coupon code MINE is already taken (check --code)\n"
+    cli.ok("customer", "add", "Bob")
+    several = cli("coupon", "issue", "--all", "--amount", "5", "--code", "OURS")
+    assert several.stderr == (
+        "Error: a chosen code names a single coupon, for one customer (check --code and --customer)\n"
+    )
 
 
 def test_coupon_redeem_without_purchase(cli: Cli, ann: int) -> None:

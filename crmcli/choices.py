@@ -1,0 +1,16 @@
+"""The domain's fixed vocabularies: lifecycle stages, interaction kinds, statuses, modes.
+
+Plain tuples in a module that imports nothing, so the CLI can list them in
+``--help`` (as Enums, see crmcli/cli/options.py) without loading the database
+stack, and the services validate against the same values.
+"""
+
+from __future__ import annotations
+
+STAGES = ("lead", "verified", "prospect", "customer", "repeat", "lost")
+INTERACTION_KINDS = ("call", "email", "meeting", "visit", "message", "complaint", "survey", "note")
+COUPON_STATUSES = ("active", "used", "expired", "void")
+REFERRAL_STATUSES = ("pending", "verified", "rejected")
+# What an import does with a row that matches an existing record.
+DUPLICATE_MODES = ("skip", "update", "error")
+EXPORT_FORMATS = ("csv", "json")

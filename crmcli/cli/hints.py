@@ -1,0 +1,62 @@
+"""What to do next after an error: the CLI's knowledge of its own commands and flags, in one place.
+
+Services raise errors in the domain's words and say what they are about (a record's
+``subject`` and ``key``, the input ``fields`` at fault); the root command's error
+handler asks :func:`next_step` for the hint printed after the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from typer.core import TyperArgument, TyperOption
+
+from crmcli.errors import Conflict, CrmError, DatabaseError, ImportFailed, NotFound
+
+# Ordered: the first entry whose error class and subject match gives the hint
+# (a subject of None matches any); ``{key}`` is the record the error is about.
+NEXT_STEPS: list[tuple[type[CrmError], str | None, str]] = [
+    (NotFound, "customer", "give an id, email, phone, ref or referral code; see 'crmcli customer list'"),
+    (NotFound, "coupon", "see 'crmcli coupon list'"),
+    (NotFound, "purchase", "see 'crmcli purchase list'"),
+    (NotFound, "interaction", "see 'crmcli interaction list'"),
+    (NotFound, "referral", "see 'crmcli referral list'"),
+    (Conflict, "customer", "see 'crmcli customer show {key}'"),
+    (Conflict, "demo", "run it on its own database: crmcli --db demo.db demo"),
+    (ImportFailed, None, "fix them, or pass --skip-invalid FILE to import the good rows"),
+    (CrmError, "columns", "rename with --map CSVCOL=FIELD"),
+    (CrmError, "encoding", "pass --encoding, for example gb18030 or utf-8"),
+    (DatabaseError, "folder", "create it, or pass --db with another path"),
+]
+
+
+def next_step(exc: CrmError, command: Any = None) -> str | None:
+    """The hint for an error raised while ``command`` ran: the error's own, a command
+    to run next, or the command's flags for the inputs at fault."""
+    if exc.hint:
+        return exc.hint
+    for kind, subject, text in NEXT_STEPS:
+        if isinstance(exc, kind) and subject in (None, exc.subject):
+            return text.format(key=exc.key)
+    flags = flags_for(exc.fields, command)
+    return f"check {_join(flags)}" if flags else None
+
+
+def flags_for(fields: Sequence[str], command: Any) -> list[str]:
+    """How a Typer ``command`` spells each field: its long option (``--min-spend``) or its
+    argument (``STAGE``). A field is named as the keyword argument that carries it, and
+    the command's parameter of the same name takes it from the user."""
+    params = {param.name: param for param in getattr(command, "params", ())}
+    flags = []
+    for name in fields:
+        param = params.get(name)
+        if isinstance(param, TyperOption):
+            flags.append(max(param.opts, key=len))
+        elif isinstance(param, TyperArgument):
+            flags.append(param.metavar or param.name.upper())
+    return flags
+
+
+def _join(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
