@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from crmcli.config import Config
     from crmcli.db import Database
+    from crmcli.models import Customer
 
 
 @dataclass
@@ -69,6 +70,12 @@ class Runtime:
         from crmcli.values import parse_when
 
         return parse_when(text, self.config.tz, end_of_day=end_of_day)
+
+    def customer(self, session: Session, text: str) -> Customer:
+        """The customer a CUSTOMER argument names (crmcli.services.identify: one rule everywhere)."""
+        from crmcli.services.identify import find_customer
+
+        return find_customer(session, text, self.config.default_phone_region)
 
     def progress(self, path: Path) -> FileProgress | None:
         """A progress bar over a file's bytes, on a terminal only (never in a pipe or cron)."""

@@ -51,7 +51,6 @@ def issue(
     Example: crmcli coupon issue --segment "At Risk" --percent 15 --expires +30d --campaign winback
     """
     from crmcli.services.coupons import CouponTerms, coupon_row, issue_coupons, parse_percent, target_customers
-    from crmcli.services.customers import find_customer
     from crmcli.values import parse_money
 
     rt = runtime(ctx)
@@ -65,7 +64,7 @@ def issue(
         campaign=campaign,
     ).check()
     with rt.session(write=True) as session:
-        target = find_customer(session, customer) if customer else None
+        target = rt.customer(session, customer) if customer else None
         ids = target_customers(
             session=session, customer=target, stage=stage, segment=segment, everyone=everyone, config=rt.config
         )
@@ -91,14 +90,13 @@ def redeem(
     Example: crmcli coupon redeem 7KQ2M-XH4PA --customer ann@example.com --amount 40
     """
     from crmcli.services.coupons import coupon_row, use_coupon
-    from crmcli.services.customers import find_customer
     from crmcli.values import money, parse_money, utcnow
 
     rt = runtime(ctx)
     digits = rt.config.currency.minor_digits
     amount_minor = parse_money(amount, digits) if amount is not None else None
     with rt.session(write=True) as session:
-        found = find_customer(session, customer)
+        found = rt.customer(session, customer)
         assert found.id is not None
         coupon, discount = use_coupon(
             session, code=code, customer_id=found.id, amount_minor=amount_minor, at=utcnow(), config=rt.config
@@ -126,11 +124,10 @@ def list_(
     Example: crmcli coupon list --status active --campaign winback
     """
     from crmcli.services.coupons import list_coupons
-    from crmcli.services.customers import find_customer
 
     rt = runtime(ctx)
     with rt.session() as session:
-        found = find_customer(session, customer) if customer else None
+        found = rt.customer(session, customer) if customer else None
         rows = list_coupons(
             session=session, config=rt.config, status=status, customer=found, campaign=campaign, limit=limit
         )

@@ -72,7 +72,8 @@ def add(
 
     Example: crmcli customer add "Ann Lee" --email ann@example.com --tag vip
     """
-    from crmcli.services.customers import CustomerInput, add_customer, customer_profile
+    from crmcli.services.customers import CustomerInput, add_customer
+    from crmcli.services.profile import customer_profile
 
     rt = runtime(ctx)
     data = CustomerInput(
@@ -135,11 +136,11 @@ def show(ctx: typer.Context, customer: CustomerArg, fmt: FormatOpt = Format.tabl
 
     Example: crmcli customer show ann@example.com --format json
     """
-    from crmcli.services.customers import customer_profile, find_customer
+    from crmcli.services.profile import customer_profile
 
     rt = runtime(ctx)
-    with rt.session() as session:
-        found = find_customer(session, customer)
+    with rt.session(write=True) as session:  # a late-payment reset that is due is recorded first
+        found = rt.customer(session, customer)
         profile = customer_profile(session=session, customer=found, config=rt.config)
     rt.output(fmt).record(profile, title=f"Customer {found.id}")
 
@@ -167,19 +168,15 @@ def edit(
 
     Example: crmcli customer edit 12 --phone "+44 20 7946 0018" --add-tag vip
     """
-    from crmcli.services.customers import (
-        CustomerInput,
-        customer_profile,
-        edit_customer,
-        find_customer,
-    )
+    from crmcli.services.customers import CustomerInput, edit_customer
+    from crmcli.services.profile import customer_profile
 
     rt = runtime(ctx)
     data = CustomerInput(
         name=name, email=email, phone=phone, company=company, city=city, source=source, stage=stage, ref=ref, note=note
     )
     with rt.session(write=True) as session:
-        found = find_customer(session, customer)
+        found = rt.customer(session, customer)
         edit_customer(
             session=session,
             customer=found,
@@ -202,12 +199,11 @@ def stage(
 
     Example: crmcli customer stage ann@example.com prospect
     """
-    from crmcli.services.customers import find_customer
     from crmcli.services.stages import change_stage
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
-        found = find_customer(session, customer)
+        found = rt.customer(session, customer)
         previous = found.stage
         changed = change_stage(session=session, customer=found, stage=new_stage)
     out = rt.output()
@@ -224,7 +220,7 @@ def duplicates(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
 
     Example: crmcli customer duplicates   then   crmcli customer merge 12 31
     """
-    from crmcli.services.customers import find_duplicates
+    from crmcli.services.merge import find_duplicates
 
     rt = runtime(ctx)
     with rt.session() as session:
@@ -243,12 +239,12 @@ def merge(
 
     Example: crmcli customer merge 12 31
     """
-    from crmcli.services.customers import find_customer, merge_customers
+    from crmcli.services.merge import merge_customers
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
         result = merge_customers(
-            session=session, keep=find_customer(session, keep), drop=find_customer(session, drop), config=rt.config
+            session=session, keep=rt.customer(session, keep), drop=rt.customer(session, drop), config=rt.config
         )
     rt.output(fmt).record(result, title="Merged")
 
@@ -263,7 +259,7 @@ def erase(
 
     Example: crmcli customer erase ann@example.com --yes
     """
-    from crmcli.services.customers import erase_customer, find_customer
+    from crmcli.services.merge import erase_customer
 
     rt = runtime(ctx)
     if not yes:
@@ -271,7 +267,7 @@ def erase(
             raise Invalid("erasing is permanent: pass --yes to confirm")
         typer.confirm(f"Erase the personal data of customer {customer!r} for good?", abort=True)
     with rt.session(write=True) as session:
-        found = erase_customer(session=session, customer=find_customer(session, customer))
+        found = erase_customer(session=session, customer=rt.customer(session, customer))
     rt.output().message(f"Customer {found.id} erased.")
 
 

@@ -54,12 +54,11 @@ def log(
 
     Example: crmcli interaction log ann@example.com --kind call --summary "asked about sizes" --follow-up +3d
     """
-    from crmcli.services.customers import find_customer
     from crmcli.services.interactions import interaction_row, log_interaction
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
-        found = find_customer(session, customer)
+        found = rt.customer(session, customer)
         interaction = log_interaction(
             session=session,
             customer=found,
@@ -91,12 +90,11 @@ def list_(
 
     Example: crmcli interaction list --kind complaint --open
     """
-    from crmcli.services.customers import find_customer
     from crmcli.services.interactions import list_interactions
 
     rt = runtime(ctx)
     with rt.session() as session:
-        found = find_customer(session, customer) if customer else None
+        found = rt.customer(session, customer) if customer else None
         rows = list_interactions(
             session=session, customer=found, kind=kind, since=rt.when(since), open_only=open_, limit=limit
         )

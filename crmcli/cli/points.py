@@ -18,7 +18,7 @@ Reason = Annotated[str, typer.Option(help="Why (kept in the ledger).")]
 
 
 def _summary(ctx: typer.Context, customer_id: int, fmt: Format, title: str, limit: int | None = 20) -> None:
-    from crmcli.services.points import points_summary
+    from crmcli.services.profile import points_summary
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:  # a late-payment reset that is due is recorded first
@@ -32,11 +32,10 @@ def show(ctx: typer.Context, customer: CustomerArg, limit: LimitOpt = 20, fmt: F
 
     Example: crmcli points show ann@example.com
     """
-    from crmcli.services.customers import find_customer
 
     rt = runtime(ctx)
     with rt.session() as session:
-        found = find_customer(session, customer)
+        found = rt.customer(session, customer)
     assert found.id is not None
     _summary(ctx, found.id, fmt, f"Points of {found.name}", limit)
 
@@ -49,12 +48,11 @@ def add(
 
     Example: crmcli points add ann@example.com 50 --reason "sorry for the wait"
     """
-    from crmcli.services.customers import find_customer
     from crmcli.services.points import add_points
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
-        found = find_customer(session, customer)
+        found = rt.customer(session, customer)
         add_points(session=session, customer=found, points=points, reason=reason, config=rt.config)
     assert found.id is not None
     _summary(ctx, found.id, fmt, f"Points of {found.name}", 5)
@@ -68,12 +66,11 @@ def redeem(
 
     Example: crmcli points redeem ann@example.com 200 --reason "free coffee"
     """
-    from crmcli.services.customers import find_customer
     from crmcli.services.points import redeem_points
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
-        found = find_customer(session, customer)
+        found = rt.customer(session, customer)
         redeem_points(session=session, customer=found, points=points, reason=reason, config=rt.config)
     assert found.id is not None
     _summary(ctx, found.id, fmt, f"Points of {found.name}", 5)

@@ -70,7 +70,6 @@ def add(
 
     Example: crmcli purchase add ann@example.com 59.90 --coupon 7KQ2M-XH4PA --points 200
     """
-    from crmcli.services.customers import find_customer
     from crmcli.services.purchases import PurchaseInput, add_purchase, purchase_row
     from crmcli.values import parse_money
 
@@ -86,7 +85,7 @@ def add(
         ref=ref,
     )
     with rt.session(write=True) as session:
-        found = find_customer(session, customer)
+        found = rt.customer(session, customer)
         purchase, effects = add_purchase(session=session, customer=found, data=data, config=rt.config)
         row = {**purchase_row(purchase, rt.config, found.name), **effects, "stage": found.stage}
     out = rt.output(fmt)
@@ -146,12 +145,11 @@ def list_(
 
     Example: crmcli purchase list --unpaid --format csv
     """
-    from crmcli.services.customers import find_customer
     from crmcli.services.purchases import list_purchases
 
     rt = runtime(ctx)
     with rt.session() as session:
-        found = find_customer(session, customer) if customer else None
+        found = rt.customer(session, customer) if customer else None
         rows = list_purchases(
             session=session,
             config=rt.config,

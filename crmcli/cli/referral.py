@@ -38,15 +38,14 @@ def add(
 
     Example: crmcli referral add HLPYV7CA bob@example.com
     """
-    from crmcli.services.customers import find_customer
     from crmcli.services.referrals import list_referrals, record_referral
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
         referral = record_referral(
             session=session,
-            referrer=find_customer(session, referrer),
-            referred=find_customer(session, referred),
+            referrer=rt.customer(session, referrer),
+            referred=rt.customer(session, referred),
         )
         rows = [r for r in list_referrals(session=session) if r["id"] == referral.id]
     out = rt.output(fmt)
@@ -70,12 +69,11 @@ def list_(
 
     Example: crmcli referral list --status pending
     """
-    from crmcli.services.customers import find_customer
     from crmcli.services.referrals import list_referrals
 
     rt = runtime(ctx)
     with rt.session() as session:
-        found = find_customer(session, referrer) if referrer else None
+        found = rt.customer(session, referrer) if referrer else None
         rows = list_referrals(session=session, status=status, referrer=found, limit=limit)
     rt.output(fmt).rows(rows, COLUMNS, empty="No referrals match.")
 
@@ -118,12 +116,11 @@ def tree(ctx: typer.Context, customer: CustomerArg, fmt: FormatOpt = Format.tabl
 
     Example: crmcli referral tree ann@example.com
     """
-    from crmcli.services.customers import find_customer
     from crmcli.services.referrals import referral_tree
 
     rt = runtime(ctx)
     with rt.session() as session:
-        root = referral_tree(session=session, customer=find_customer(session, customer), config=rt.config)
+        root = referral_tree(session=session, customer=rt.customer(session, customer), config=rt.config)
     rt.output(fmt).tree(root, children="referred", label=_label)
 
 

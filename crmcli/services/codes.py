@@ -12,6 +12,7 @@ from sqlmodel import Session
 # No 0/O or 1/I. 256 is a multiple of the 32 letters, so a random byte modulo 32 is unbiased.
 CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CHUNK = 5000
+REFERRAL_CODE_LENGTH = 8
 
 
 def random_code(length: int, *, group: int | None = None) -> str:
@@ -24,7 +25,7 @@ def random_code(length: int, *, group: int | None = None) -> str:
 
 def referral_code() -> str:
     """8 letters (40 bits): short enough to say on the phone."""
-    return random_code(8)
+    return random_code(REFERRAL_CODE_LENGTH)
 
 
 def coupon_code() -> str:

@@ -1,4 +1,4 @@
-"""Customers: the lifetime profile, stages, tags, duplicates, merge and erase."""
+"""Customer records: adding, editing, tags and listing (the profile, merge and erase have their own modules)."""
 
 from __future__ import annotations
 
@@ -7,26 +7,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select
 from sqlmodel import Session, col
 
 from crmcli.config import Config
 from crmcli.errors import Conflict, Invalid
 from crmcli.models import (
-    Coupon,
     Customer,
     CustomerTag,
-    Interaction,
-    PointsEntry,
-    Purchase,
-    Referral,
     StageChange,
-    table_of,
 )
 from crmcli.services.codes import referral_code, unused_codes
 from crmcli.services.identify import find_customer
-from crmcli.services.stages import STAGE_RANK, change_stage, check_stage, settle_stages
-from crmcli.values import money, normalize_email, normalize_phone, utcnow
+from crmcli.services.stages import change_stage, check_stage
+from crmcli.values import normalize_email, normalize_phone, utcnow
 
 TEXT_FIELDS = ("company", "city", "source", "note")
 ERASED_NAME = "(erased)"
@@ -133,7 +127,7 @@ def add_customer(
     session.add(customer)
     session.flush()
     assert customer.id is not None
-    _add_tags(session, customer.id, clean_tags(data.tags))
+    tag_customer(session, customer.id, clean_tags(data.tags))
     session.add(StageChange(customer_id=customer.id, from_stage=None, to_stage=customer.stage, at=now, cause="manual"))
     if referrer is not None:
         from crmcli.services.referrals import record_referral
@@ -142,7 +136,7 @@ def add_customer(
     return customer
 
 
-def _add_tags(session: Session, customer_id: int, tags: Sequence[str]) -> None:
+def tag_customer(session: Session, customer_id: int, tags: Sequence[str]) -> None:
     if not tags:
         return
     existing = set(
@@ -172,7 +166,7 @@ def edit_customer(
     for key, value in values.items():
         setattr(customer, key, value)
     assert customer.id is not None
-    _add_tags(session, customer.id, clean_tags(add_tags))
+    tag_customer(session, customer.id, clean_tags(add_tags))
     drop = clean_tags(remove_tags)
     if drop:
         session.execute(
@@ -264,283 +258,3 @@ def list_customers(
     for row in rows:
         row["tags"] = tags[row["id"]]
     return rows
-
-
-def customer_totals(session: Session, customer_id: int) -> dict[str, Any]:
-    """Orders, net spend and last purchase, refunds excluded."""
-    orders, net, last = session.execute(
-        select(func.count(), func.coalesce(func.sum(col(Purchase.net_minor)), 0), func.max(col(Purchase.at))).where(
-            col(Purchase.customer_id) == customer_id, col(Purchase.refunded_at).is_(None)
-        )
-    ).one()
-    return {"orders": orders, "net_minor": int(net), "last_purchase": last}
-
-
-def points_balance(session: Session, customer_id: int) -> int:
-    return int(
-        session.execute(
-            select(func.coalesce(func.sum(col(PointsEntry.delta)), 0)).where(
-                col(PointsEntry.customer_id) == customer_id
-            )
-        ).scalar_one()
-    )
-
-
-def tier_for(net_minor: int, config: Config) -> str:
-    spend = money(net_minor, config.currency.minor_digits)
-    assert spend is not None
-    name = config.tiers[0].name
-    for tier in config.tiers:
-        if spend >= tier.min_spend:
-            name = tier.name
-    return name
-
-
-def customer_profile(*, session: Session, customer: Customer, config: Config, timeline: int = 10) -> dict[str, Any]:
-    """Everything known about one customer, as plain data."""
-    assert customer.id is not None
-    digits = config.currency.minor_digits
-    cid = customer.id
-    totals = customer_totals(session, cid)
-    referrer = session.execute(
-        select(col(Referral.referrer_id), col(Referral.status), col(Customer.name))
-        .join(Customer, col(Customer.id) == col(Referral.referrer_id))
-        .where(col(Referral.referred_id) == cid)
-    ).first()
-    referred = session.execute(
-        select(col(Referral.referred_id), col(Customer.name), col(Referral.status))
-        .join(Customer, col(Customer.id) == col(Referral.referred_id))
-        .where(col(Referral.referrer_id) == cid)
-        .order_by(col(Referral.id))
-    ).all()
-    coupons = (
-        session.execute(select(Coupon).where(col(Coupon.customer_id) == cid).order_by(col(Coupon.id))).scalars().all()
-    )
-    from crmcli.services.coupons import coupon_row
-
-    return {
-        "id": cid,
-        "name": customer.name,
-        "email": customer.email,
-        "phone": customer.phone,
-        "company": customer.company,
-        "city": customer.city,
-        "source": customer.source,
-        "stage": customer.stage,
-        "ref": customer.ref,
-        "referral_code": customer.referral_code,
-        "note": customer.note,
-        "created_at": customer.created_at,
-        "erased_at": customer.erased_at,
-        "tags": tags_of(session, [cid])[cid],
-        "totals": {
-            "orders": totals["orders"],
-            "net_spend": money(totals["net_minor"], digits),
-            "last_purchase": totals["last_purchase"],
-        },
-        "points": points_balance(session, cid),
-        "tier": tier_for(totals["net_minor"], config),
-        "referred_by": ({"id": referrer[0], "name": referrer[2], "status": referrer[1]} if referrer else None),
-        "referred": [{"id": r[0], "name": r[1], "status": r[2]} for r in referred],
-        "coupons": [coupon_row(c, config) for c in coupons],
-        "stage_history": [
-            {"at": s.at, "from": s.from_stage, "to": s.to_stage}
-            for s in session.execute(
-                select(StageChange).where(col(StageChange.customer_id) == cid).order_by(col(StageChange.id))
-            ).scalars()
-        ],
-        "timeline": recent_timeline(session, cid, config, limit=timeline),
-    }
-
-
-def recent_timeline(session: Session, customer_id: int, config: Config, *, limit: int) -> list[dict[str, Any]]:
-    """The latest interactions and purchases, newest first."""
-    digits = config.currency.minor_digits
-    events: list[dict[str, Any]] = []
-    for i in session.execute(
-        select(Interaction)
-        .where(col(Interaction.customer_id) == customer_id)
-        .order_by(col(Interaction.at).desc())
-        .limit(limit)
-    ).scalars():
-        detail = i.summary or ""
-        if i.rating is not None:
-            detail = f"rating {i.rating}" + (f": {detail}" if detail else "")
-        events.append({"at": i.at, "event": i.kind, "detail": detail})
-    for p in session.execute(
-        select(Purchase).where(col(Purchase.customer_id) == customer_id).order_by(col(Purchase.at).desc()).limit(limit)
-    ).scalars():
-        detail = str(money(p.net_minor, digits)) + (" (refunded)" if p.refunded_at else "")
-        events.append({"at": p.at, "event": "purchase", "detail": detail})
-    events.sort(key=lambda e: e["at"], reverse=True)
-    return events[:limit]
-
-
-# --- duplicates, merge, erase --------------------------------------------------
-
-
-def find_duplicates(*, session: Session) -> list[dict[str, Any]]:
-    """Groups of live customers whose names match once case and spacing are ignored."""
-    key = func.lower(func.trim(col(Customer.name)))
-    groups = (
-        select(key.label("key"))
-        .where(col(Customer.erased_at).is_(None))
-        .group_by(key)
-        .having(func.count() > 1)
-        .subquery()
-    )
-    rows = session.execute(
-        select(
-            col(Customer.id),
-            col(Customer.name),
-            col(Customer.email),
-            col(Customer.phone),
-            col(Customer.city),
-            groups.c.key,
-        )
-        .join(groups, key == groups.c.key)
-        .where(col(Customer.erased_at).is_(None))
-        .order_by(groups.c.key, col(Customer.id))
-    ).all()
-    result: list[dict[str, Any]] = []
-    group_no = 0
-    previous = None
-    for row in rows:
-        if row.key != previous:
-            group_no += 1
-            previous = row.key
-        result.append(
-            {
-                "group": group_no,
-                "id": row.id,
-                "name": row.name,
-                "email": row.email,
-                "phone": row.phone,
-                "city": row.city,
-            }
-        )
-    return result
-
-
-def merge_customers(
-    *, session: Session, keep: Customer, drop: Customer, config: Config, now: datetime | None = None
-) -> dict[str, Any]:
-    """Move everything of ``drop`` to ``keep`` and delete ``drop``, in one transaction."""
-    now = now or utcnow()
-    if keep.id == drop.id:
-        raise Invalid("cannot merge a customer with itself")
-    if keep.erased_at is not None or drop.erased_at is not None:
-        raise Invalid("cannot merge an erased customer")
-    kid, did = keep.id, drop.id
-    assert kid is not None and did is not None
-    moved: dict[str, int] = {}
-    for model in (Purchase, Interaction, Coupon, StageChange):
-        table = table_of(model)
-        moved[table.name] = _rowcount(
-            session.execute(update(table).where(table.c.customer_id == did).values(customer_id=kid))
-        )
-    from crmcli.services.referrals import merge_would_cycle
-
-    if reason := merge_would_cycle(session, kid, did):
-        raise Invalid(f"cannot merge customer {did} into {kid}: {reason}")
-    # The drop's tenure months stay as history without a period: the kept customer's own
-    # months go on counting from its own start (and the period key stays its own).
-    session.execute(
-        update(PointsEntry)
-        .where(col(PointsEntry.customer_id) == did, col(PointsEntry.period).is_not(None))
-        .values(period=None, reason=func.coalesce(col(PointsEntry.reason), "") + f" (merged from customer {did})")
-    )
-    moved["points_entry"] = _rowcount(
-        session.execute(update(PointsEntry).where(col(PointsEntry.customer_id) == did).values(customer_id=kid))
-    )
-    _add_tags(session, kid, tags_of(session, [did])[did])
-    session.execute(delete(CustomerTag).where(col(CustomerTag.customer_id) == did))
-    moved["referral"] = _merge_referrals(session, kid, did)
-
-    # Fill the kept profile's gaps; unique fields are cleared on drop first.
-    gaps = {
-        f: getattr(drop, f)
-        for f in ("email", "phone", "ref", *TEXT_FIELDS)
-        if getattr(keep, f) is None and getattr(drop, f) is not None
-    }
-    session.execute(update(Customer).where(col(Customer.id) == did).values(email=None, phone=None, ref=None))
-    session.flush()
-    for f, value in gaps.items():
-        setattr(keep, f, value)
-    if STAGE_RANK[drop.stage] > STAGE_RANK[keep.stage]:
-        change_stage(session=session, customer=keep, stage=drop.stage, now=now)
-    keep.updated_at = now
-    session.add(keep)
-    session.flush()
-    session.execute(delete(Customer).where(col(Customer.id) == did))
-    session.expunge(drop)
-    # One history now: the rules replay it (stages from both sets of purchases, one ledger).
-    from crmcli.services.points import settle_points
-
-    settle_points(session, config, [kid], now=now)
-    settle_stages(session, [kid])
-    session.refresh(keep)
-    return {"kept": kid, "dropped": did, "moved": moved}
-
-
-def _rowcount(result: Any) -> int:
-    """Rows changed by an UPDATE or DELETE (a CursorResult, typed as plain Result)."""
-    return int(result.rowcount)
-
-
-def _merge_referrals(session: Session, kid: int, did: int) -> int:
-    from crmcli.services.referrals import would_cycle
-
-    moved = 0
-    # Referrals between the two become self-referrals once merged: remove them (coupons they
-    # rewarded stay, as plain coupons).
-    between = or_(
-        (col(Referral.referrer_id) == kid) & (col(Referral.referred_id) == did),
-        (col(Referral.referrer_id) == did) & (col(Referral.referred_id) == kid),
-    )
-    _unlink_rewards(session, select(col(Referral.id)).where(between))
-    session.execute(delete(Referral).where(between))
-    moved += _rowcount(
-        session.execute(update(Referral).where(col(Referral.referrer_id) == did).values(referrer_id=kid))
-    )
-    drop_ref = session.execute(select(Referral).where(col(Referral.referred_id) == did)).scalar()
-    if drop_ref is not None:
-        keep_has = session.execute(select(col(Referral.id)).where(col(Referral.referred_id) == kid)).first()
-        if keep_has is None and not would_cycle(session, drop_ref.referrer_id, kid):
-            drop_ref.referred_id = kid
-            session.add(drop_ref)
-            moved += 1
-        else:
-            _unlink_rewards(session, select(literal(drop_ref.id)))
-            session.delete(drop_ref)
-        session.flush()
-    return moved
-
-
-def _unlink_rewards(session: Session, referral_ids: Any) -> None:
-    session.execute(update(Coupon).where(col(Coupon.referral_id).in_(referral_ids)).values(referral_id=None))
-
-
-def erase_customer(*, session: Session, customer: Customer, now: datetime | None = None) -> Customer:
-    """Remove personal data for good; purchases stay as anonymous totals."""
-    now = now or utcnow()
-    if customer.erased_at is not None:
-        raise Conflict(f"customer {customer.id} was already erased")
-    cid = customer.id
-    customer.name = ERASED_NAME
-    for f in ("email", "phone", "ref", *TEXT_FIELDS):
-        setattr(customer, f, None)
-    customer.erased_at = now
-    customer.updated_at = now
-    session.add(customer)
-    session.execute(delete(CustomerTag).where(col(CustomerTag.customer_id) == cid))
-    session.execute(
-        update(Interaction).where(col(Interaction.customer_id) == cid).values(summary=None, resolution=None)
-    )
-    session.execute(update(PointsEntry).where(col(PointsEntry.customer_id) == cid).values(reason=None))
-    session.execute(
-        update(Referral)
-        .where(or_(col(Referral.referrer_id) == cid, col(Referral.referred_id) == cid))
-        .values(reason=None)
-    )
-    return customer

@@ -11,6 +11,7 @@ line and in every import, and :func:`resolve` does a whole batch in one query.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +21,13 @@ from sqlmodel import Session
 
 from crmcli.errors import Invalid, NotFound
 from crmcli.models import Customer, table_of
+from crmcli.services.codes import CODE_ALPHABET
+from crmcli.services.codes import REFERRAL_CODE_LENGTH as CODE_LENGTH
 from crmcli.values import normalize_phone
 
 KINDS = ("id", "ref", "email", "phone", "code")
+_CODE = re.compile(f"[{CODE_ALPHABET}]{{{CODE_LENGTH}}}")
+_PHONE_LIKE = re.compile(r"\+?[\d\s().-]{5,30}")  # digits as people type them; a till's "C0001" is not one
 MAX_ID = 2**63 - 1
 
 
@@ -35,9 +40,9 @@ def identifier_keys(text: str, region: str | None = None) -> list[tuple[str, str
     keys = [("ref", text)]
     if "@" in text:
         keys.append(("email", text.lower()))
-    if any(ch.isdigit() for ch in text) and "@" not in text:
+    if _PHONE_LIKE.fullmatch(text):
         keys += _keys_for("phone", text, region)
-    if text.isalnum() and text.isascii():
+    if len(text) == CODE_LENGTH and _CODE.fullmatch(text.upper()):
         keys.append(("code", text.upper()))
     if text.isascii() and text.isdigit() and 0 < int(text) <= MAX_ID:
         keys.append(("id", str(int(text))))
@@ -98,26 +103,22 @@ def resolve(session: Session | Any, texts: Iterable[str], region: str | None = N
                 or_(*conditions)
             )
         )
+        wanted_keys = {(kind, value) for kind, found in values.items() for value in found}
         for row in rows:
-            if row.erased_at is not None:  # an erased customer keeps only its id
-                by_key[("id", str(row.id))] = row
+            cid, _, email, phone, ref, code, erased = row
+            if erased is not None:  # an erased customer keeps only its id
+                by_key[("id", str(cid))] = row
                 continue
-            for kind, value in (
-                ("id", str(row.id)),
-                ("ref", row.ref),
-                ("email", row.email),
-                ("phone", row.phone),
-                ("code", row.referral_code),
-            ):
-                if value is not None:
-                    by_key[(kind, value)] = row
+            for key in (("ref", ref), ("id", str(cid)), ("email", email), ("phone", phone), ("code", code)):
+                if key in wanted_keys:
+                    by_key[key] = row
     result: dict[str, Match] = {}
     for text, keys in wanted.items():
         found: dict[int, tuple[str, Any]] = {}
         for key in keys:
             row = by_key.get(key)
-            if row is not None:
-                found.setdefault(row.id, (key[0], row))
+            if row is not None and row[0] not in found:
+                found[row[0]] = (key[0], row)
         result[text] = Match(text.strip(), list(found.values()))
     return result
 

@@ -29,7 +29,7 @@ from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, cast, delete, func, insert, literal, or_, select
+from sqlalchemy import ColumnElement, String, and_, case, cast, delete, func, insert, literal, or_, select
 from sqlmodel import Session, col
 
 from crmcli.config import Config
@@ -109,15 +109,15 @@ def replay(facts: Iterable[Fact], removals: Iterable[Removal]) -> Replay:
     take the oldest lots first; a reset takes every lot held (all were earned by then);
     a reversal takes from its own sale's lot first, then the oldest.
     """
-    events: list[tuple[datetime, int, int, Fact | Removal]] = []
-    for n, fact in enumerate(facts):
-        events.append((fact.at, 0 if fact.delta > 0 else 1, n, fact))
-    for n, removal in enumerate(removals):
-        events.append((removal.at, 2, n, removal))
-    events.sort(key=lambda e: (e[0], e[1], e[2]))
+    # Recording order must not matter, so ties at one moment are broken by what the entries are.
+    events: list[tuple[Any, ...]] = [
+        (f.at, 0 if f.delta > 0 else 1, f.kind, f.purchase_id or 0, f.delta, f) for f in facts
+    ]
+    events += [(r.at, 2, r.kind, r.purchase_id or 0, r.cap or 0, r) for r in removals]
+    events.sort(key=lambda e: e[:5])
     lots: list[Lot] = []
     result = Replay()
-    for _, _, _, event in events:
+    for *_, event in events:
         if isinstance(event, Fact):
             if event.delta > 0:
                 lots.append(Lot(event.at, event.delta, event.purchase_id))
@@ -182,21 +182,6 @@ def ledger(
         {"id": e.id, "at": e.at, "delta": e.delta, "kind": e.kind, "reason": e.reason, "purchase_id": e.purchase_id}
         for e in session.execute(query).scalars()
     ]
-
-
-def points_summary(
-    *, session: Session, config: Config, customer_id: int, limit: int | None = 20, now: datetime | None = None
-) -> dict[str, Any]:
-    """Balance, tier and latest entries, after the resets due by ``now`` are recorded."""
-    from crmcli.services.customers import customer_totals, tier_for
-
-    settle_points(session, config, [customer_id], now=now)
-    return {
-        "customer_id": customer_id,
-        "balance": balance(session, customer_id),
-        "tier": tier_for(customer_totals(session, customer_id)["net_minor"], config),
-        "ledger": ledger(session, customer_id, limit=limit),
-    }
 
 
 # --- facts ---------------------------------------------------------------------------
@@ -375,23 +360,20 @@ def _removals_due(session: Session, config: Config, customer_ids: list[int], now
     """The removals the rules call for: one reset per late due moment, one reversal per refund."""
     p = table_of(Purchase)
     found: dict[int, list[Removal]] = {}
-    if config.points.reset_on_late_payment:
-        for cid, due, first in session.execute(
-            select(p.c.customer_id, p.c.due_at, func.min(p.c.id))
-            .where(p.c.customer_id.in_(customer_ids), late_purchases(config, now))
-            .group_by(p.c.customer_id, p.c.due_at)
-        ):
-            found.setdefault(cid, []).append(
-                Removal(due, "reset", None, f"late payment: purchase {first} was unpaid when due", first)
-            )
-    for cid, pid, refunded, net in session.execute(
-        select(p.c.customer_id, p.c.id, p.c.refunded_at, p.c.net_minor).where(
-            p.c.customer_id.in_(customer_ids), p.c.refunded_at.is_not(None), p.c.refunded_at <= now
+    resets: dict[tuple[int, datetime], int] = {}  # (customer, due) -> first late purchase
+    late_column = case((late_purchases(config, now), 1), else_=0).label("late")
+    for cid, pid, due, refunded, net, late in session.execute(
+        select(p.c.customer_id, p.c.id, p.c.due_at, p.c.refunded_at, p.c.net_minor, late_column).where(
+            p.c.customer_id.in_(customer_ids), or_(p.c.due_at.is_not(None), p.c.refunded_at.is_not(None))
         )
     ):
-        earned = points_for_spend(net, config)
-        if earned:
+        if refunded is not None and refunded <= now and (earned := points_for_spend(net, config)):
             found.setdefault(cid, []).append(Removal(refunded, "reversal", earned, f"refund of purchase {pid}", pid))
+        if late and config.points.reset_on_late_payment and ((cid, due) not in resets or pid < resets[(cid, due)]):
+            resets[(cid, due)] = pid
+    for (cid, due), first in sorted(resets.items()):
+        reason = f"late payment: purchase {first} was unpaid when due"
+        found.setdefault(cid, []).append(Removal(due, "reset", None, reason, first))
     return found
 
 

@@ -101,7 +101,8 @@ def test_unknown_customer(cli: Cli) -> None:
     result = cli("customer", "show", "nobody@example.com")
     assert result.exit_code == 1
     assert result.stderr == (
-        "Error: no customer 'nobody@example.com' (give an id, email, phone, ref or referral code; see 'crmcli customer list')\n"
+        "Error: no customer 'nobody@example.com' "
+        "(give an id, email, phone, ref or referral code; see 'crmcli customer list')\n"
     )
 
 

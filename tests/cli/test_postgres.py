@@ -98,7 +98,7 @@ def _buy(url: str, code: str, attempts: int, barrier: Any, results: Any) -> None
     from crmcli.config import Config
     from crmcli.db import Database
     from crmcli.errors import CrmError
-    from crmcli.services.customers import find_customer
+    from crmcli.services.identify import find_customer
     from crmcli.services.purchases import PurchaseInput, add_purchase
 
     db = Database(url)

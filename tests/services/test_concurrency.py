@@ -16,7 +16,8 @@ from crmcli.db import Database
 from crmcli.errors import CrmError
 from crmcli.models import Coupon, PointsEntry, Purchase
 from crmcli.services.coupons import CouponTerms, issue_coupons
-from crmcli.services.customers import CustomerInput, add_customer, find_customer
+from crmcli.services.customers import CustomerInput, add_customer
+from crmcli.services.identify import find_customer
 from crmcli.services.purchases import PurchaseInput, add_purchase
 from crmcli.services.referrals import verify_referral
 

@@ -32,8 +32,9 @@ from crmcli.io.reader import CsvOptions
 from crmcli.models import Coupon, Customer, PointsEntry, Purchase, Referral, StageChange
 from crmcli.services import points as ledger
 from crmcli.services.coupons import CouponTerms, issue_coupons
-from crmcli.services.customers import CustomerInput, add_customer, merge_customers
+from crmcli.services.customers import CustomerInput, add_customer
 from crmcli.services.identify import find_customer
+from crmcli.services.merge import merge_customers
 from crmcli.services.purchases import PurchaseInput, add_purchase, pay_purchase, refund_purchase
 
 START = datetime(2026, 1, 1, 9, tzinfo=UTC)  # every customer joins then

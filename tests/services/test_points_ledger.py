@@ -17,7 +17,8 @@ from crmcli.db import Database
 from crmcli.errors import CrmError
 from crmcli.models import PointsEntry
 from crmcli.services import points as ledger
-from crmcli.services.customers import CustomerInput, add_customer, find_customer
+from crmcli.services.customers import CustomerInput, add_customer
+from crmcli.services.identify import find_customer
 from crmcli.services.purchases import PurchaseInput, add_purchase, pay_purchase, refund_purchase
 
 START = datetime(2025, 1, 1, 12, tzinfo=UTC)
