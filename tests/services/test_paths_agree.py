@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
 
 from crmcli.config import Config
 from crmcli.db import Database
@@ -295,21 +296,57 @@ def state(db: Database, shop: Shop) -> dict[str, Any]:
 # --- the test ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One migrated empty database, copied for each history (migrating is the slow part)."""
-    path = tmp_path_factory.mktemp("template") / "empty.db"
-    db = Database(str(path))
+PG_URL = os.environ.get("CRMCLI_TEST_PG_URL")
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Makes empty migrated databases: copies of one migrated SQLite file, or PostgreSQL
+    databases created from one migrated template database (migrating is the slow part)."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("template") / "empty.db"
+        _migrate(Database(str(path)))
+
+        def make_sqlite(folder: Path, name: str) -> tuple[Database, Any]:
+            target = folder / f"{name}.db"
+            shutil.copy(path, target)
+            return Database(str(target)), lambda: None
+
+        yield make_sqlite
+        return
+    if not PG_URL:
+        pytest.skip("set CRMCLI_TEST_PG_URL to run the PostgreSQL tests")
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    template = f"crmcli_paths_{os.getpid()}"
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {template}"))
+        conn.execute(text(f"CREATE DATABASE {template}"))
+    url = make_url(PG_URL)
+    _migrate(Database(url.set(database=template).render_as_string(hide_password=False)))
+    count = iter(range(10**9))
+
+    def make_pg(folder: Path, name: str) -> tuple[Database, Any]:
+        db_name = f"{template}_{next(count)}"
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {db_name} TEMPLATE {template}"))
+        db = Database(url.set(database=db_name).render_as_string(hide_password=False))
+
+        def drop() -> None:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {db_name}"))
+
+        return db, drop
+
+    yield make_pg
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {template}"))
+    admin.dispose()
+
+
+def _migrate(db: Database) -> None:
     with db.session():
         pass
     db.close()
-    yield path
-
-
-def fresh(template: Path, folder: Path, name: str) -> Database:
-    target = folder / f"{name}.db"
-    shutil.copy(template, target)
-    return Database(str(target))
 
 
 def run_paths(shop: Shop, make: Any, folder: Path) -> list[dict[str, Any]]:
@@ -320,13 +357,14 @@ def run_paths(shop: Shop, make: Any, folder: Path) -> list[dict[str, Any]]:
         ("one-file", lambda db: by_files(db, config, shop, folder, split=False)),
         ("split-files", lambda db: by_files(db, config, shop, folder, split=True)),
     ):
-        db = make(name)
+        db, drop = make(folder, name)
         try:
             load(db)
             refused = finish(db, config, shop)
             states.append({**state(db, shop), "merge_refused": refused})
         finally:
             db.close()
+            drop()
     return states
 
 
@@ -336,8 +374,8 @@ def run_paths(shop: Shop, make: Any, folder: Path) -> list[dict[str, Any]]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(shop=shops())
-def test_commands_and_imports_leave_the_same_state(shop: Shop, template: Path, tmp_path: Path) -> None:
+def test_commands_and_imports_leave_the_same_state(shop: Shop, backend: Any, tmp_path: Path) -> None:
     folder = Path(tempfile.mkdtemp(dir=tmp_path))
-    commands, one_file, split_files = run_paths(shop, lambda name: fresh(template, folder, name), folder)
+    commands, one_file, split_files = run_paths(shop, backend, folder)
     assert one_file == commands
     assert split_files == commands
