@@ -13,6 +13,7 @@ from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
 from sqlmodel import Session
 
 from crmcli.bulk import insert_rows
+from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import Invalid
@@ -598,7 +599,7 @@ def export_rows(conn: Any) -> Iterator[tuple[Any, ...]]:
 
 
 def export_customers(*, db: Database, path: Path | None, fmt: str = "csv", bom: bool = True) -> int:
-    if fmt not in ("csv", "json"):
+    if fmt not in EXPORT_FORMATS:
         raise Invalid(f"export format must be csv or json, not {fmt!r}")
     encoding = "utf-8-sig" if fmt == "csv" and bom else "utf-8"
     writer = write_csv if fmt == "csv" else write_json

@@ -11,13 +11,13 @@ from typing import Any, TypeVar
 
 from sqlmodel import Session
 
+from crmcli.choices import DUPLICATE_MODES
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import CrmError, ImportFailed, Invalid
 from crmcli.io.reader import CsvSource
 from crmcli.io.writer import output_stream
 
-DUPLICATE_MODES = ("skip", "update", "error")
 Item = TypeVar("Item")
 
 

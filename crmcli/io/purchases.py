@@ -11,6 +11,7 @@ from sqlalchemy import and_, func, literal, select, update
 from sqlmodel import Session
 
 from crmcli.bulk import insert_rows
+from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import CrmError, Invalid
@@ -301,7 +302,7 @@ def export_purchases(*, db: Database, config: Config, path: Path | None, fmt: st
     """Purchases in import-column order, refunded ones with their refund time; the customer is
     named by ref, else email, else id, in the explicit form (``ref:12``) so that no
     import reads a numeric ref as another customer's id."""
-    if fmt not in ("csv", "json"):
+    if fmt not in EXPORT_FORMATS:
         raise Invalid(f"export format must be csv or json, not {fmt!r}")
     p, c, k = table_of(Purchase), table_of(Customer), table_of(Purchase).c
     from crmcli.models import Coupon

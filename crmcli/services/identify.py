@@ -40,12 +40,14 @@ def identifier_keys(text: str, region: str | None = None) -> list[tuple[str, str
     keys = [("ref", text)]
     if "@" in text:
         keys.append(("email", text.lower()))
-    if _PHONE_LIKE.fullmatch(text):
-        keys += _keys_for("phone", text, region)
+        return keys
+    if text.isascii() and text.isdigit():
+        if 0 < int(text) <= MAX_ID:
+            keys.append(("id", str(int(text))))
     if len(text) == CODE_LENGTH and _CODE.fullmatch(text.upper()):
         keys.append(("code", text.upper()))
-    if text.isascii() and text.isdigit() and 0 < int(text) <= MAX_ID:
-        keys.append(("id", str(int(text))))
+    if _PHONE_LIKE.fullmatch(text):
+        keys += _keys_for("phone", text, region)
     return keys
 
 
@@ -104,12 +106,15 @@ def resolve(session: Session | Any, texts: Iterable[str], region: str | None = N
             )
         )
         wanted_keys = {(kind, value) for kind, found in values.items() for value in found}
+        kinds = [
+            (n, kind) for n, kind in ((0, "id"), (4, "ref"), (2, "email"), (3, "phone"), (5, "code")) if values[kind]
+        ]
         for row in rows:
-            cid, _, email, phone, ref, code, erased = row
-            if erased is not None:  # an erased customer keeps only its id
-                by_key[("id", str(cid))] = row
+            if row[6] is not None:  # an erased customer keeps only its id
+                by_key[("id", str(row[0]))] = row
                 continue
-            for key in (("ref", ref), ("id", str(cid)), ("email", email), ("phone", phone), ("code", code)):
+            for n, kind in kinds:
+                key = (kind, str(row[n]) if n == 0 else row[n])
                 if key in wanted_keys:
                     by_key[key] = row
     result: dict[str, Match] = {}

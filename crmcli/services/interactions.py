@@ -8,12 +8,11 @@ from typing import Any
 from sqlalchemy import case, func, literal, select, type_coerce, union_all, update
 from sqlmodel import Session, col
 
+from crmcli.choices import INTERACTION_KINDS as KINDS
 from crmcli.config import STAGES, Config
 from crmcli.errors import Conflict, Invalid, NotFound
 from crmcli.models import Customer, Interaction, Purchase, UTCDateTime
 from crmcli.values import utcnow
-
-KINDS = ("call", "email", "meeting", "visit", "message", "complaint", "survey", "note")
 
 
 def check_kind(kind: str) -> str:

@@ -10,6 +10,7 @@ from sqlalchemy import and_, bindparam, func, literal, select, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
+from crmcli.choices import REFERRAL_STATUSES as STATUSES
 from crmcli.config import Config, Reward
 from crmcli.errors import Conflict, Invalid, NotFound
 from crmcli.models import Customer, Referral, table_of
@@ -260,9 +261,7 @@ def verify_referrals(session: Session, config: Config, customer_ids: Iterable[in
             .values(status="verified", decided_at=bindparam("when"), reason=None, purchase_id=bindparam("pid")),
             [{"rid": ref.id, "when": max(at, ref.created_at), "pid": which.get(ref.referred_id)} for ref, at in found],
         )
-        referrals = [ref for ref, _ in found]
-        for ref in referrals:
-            session.refresh(ref)
+        referrals = [ref for ref, _ in found]  # their ids and sides, all reward_all needs
         reward_all(session, referrals, config, now)
         verified.update((ref.referred_id, ref.id) for ref in referrals if ref.id is not None)
     return verified
@@ -315,8 +314,6 @@ def reject_referral(*, session: Session, referral_id: int, reason: str, now: dat
 
 
 # --- reading ---------------------------------------------------------------------------
-
-STATUSES = ("pending", "verified", "rejected")
 
 
 def list_referrals(
