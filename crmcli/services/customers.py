@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -103,6 +103,24 @@ def ensure_unique(session: Session, values: dict[str, Any], *, exclude_id: int |
             )
 
 
+def write_unique(
+    session: Session, change: Callable[[], None], values: dict[str, Any], *, exclude_id: int | None = None
+) -> None:
+    """Make ``change`` and write it; when another transaction took the same email, phone or
+    ref between our check and our write (a race on PostgreSQL), say so as the check would."""
+    from sqlalchemy.exc import IntegrityError
+
+    session.flush()  # what came before is not part of the savepoint
+    try:
+        with session.begin_nested():  # the transaction stays usable after a refusal
+            change()
+            session.flush()
+    except IntegrityError:
+        with session.no_autoflush:  # the refused row is still pending: do not write it again
+            ensure_unique(session, values, exclude_id=exclude_id)
+        raise
+
+
 def add_customer(
     *,
     session: Session,
@@ -124,8 +142,7 @@ def add_customer(
     ensure_unique(session, values)
     code = unused_codes(session, col(Customer.referral_code), 1, referral_code)[0]
     customer = Customer(**values, referral_code=code, created_at=now, updated_at=now)
-    session.add(customer)
-    session.flush()
+    write_unique(session, lambda: session.add(customer), values)
     assert customer.id is not None
     tag_customer(session, customer.id, clean_tags(data.tags))
     session.add(StageChange(customer_id=customer.id, from_stage=None, to_stage=customer.stage, at=now, cause="manual"))
@@ -163,8 +180,12 @@ def edit_customer(
     values = clean_fields(data, config, require_name=False)
     new_stage = values.pop("stage", None)
     ensure_unique(session, values, exclude_id=customer.id)
-    for key, value in values.items():
-        setattr(customer, key, value)
+
+    def change() -> None:
+        for key, value in values.items():
+            setattr(customer, key, value)
+
+    write_unique(session, change, values, exclude_id=customer.id)
     assert customer.id is not None
     tag_customer(session, customer.id, clean_tags(add_tags))
     drop = clean_tags(remove_tags)

@@ -86,8 +86,9 @@ def merge_customers(
         moved[table.name] = _rowcount(
             session.execute(update(table).where(table.c.customer_id == did).values(customer_id=kid))
         )
-    from crmcli.services.referrals import merge_would_cycle
+    from crmcli.services.referrals import merge_would_cycle, serialise_referral_changes
 
+    serialise_referral_changes(session)
     if reason := merge_would_cycle(session, kid, did):
         raise Invalid(f"cannot merge customer {did} into {kid}: {reason}")
     # The drop's tenure months stay as history without a period: the kept customer's own

@@ -16,6 +16,8 @@ from crmcli.errors import Conflict, Invalid, NotFound
 from crmcli.models import Customer, Referral, table_of
 from crmcli.values import money, parse_money, parse_when, utcnow
 
+REFERRAL_LOCK = 0x63726D_726566  # "crm" "ref": the advisory lock key for referral changes
+
 
 def would_cycle(session: Session, referrer_id: int, referred_id: int) -> bool:
     """True when ``referred`` already brought ``referrer``, directly or down a chain."""
@@ -78,12 +80,21 @@ def same_person(a: Person, b: Person) -> str | None:
     return None
 
 
+def serialise_referral_changes(session: Session) -> None:
+    """Let one transaction at a time change who referred whom, so two at once cannot close a
+    circle between them (A->B and B->A both passing their check). SQLite's BEGIN IMMEDIATE
+    already serialises writers; PostgreSQL takes a transaction-scoped advisory lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(REFERRAL_LOCK)))
+
+
 def record_referral(
     *, session: Session, referrer: Customer, referred: Customer, now: datetime | None = None
 ) -> Referral:
     """A pending referral, refused for self-referral, a second referrer, or a cycle."""
     now = now or utcnow()
     assert referrer.id is not None and referred.id is not None
+    serialise_referral_changes(session)
     if reason := same_person(referrer, referred):
         raise Invalid(f"a customer cannot refer themselves ({reason})")
     if referrer.erased_at is not None or referred.erased_at is not None:
@@ -200,8 +211,14 @@ def verify_referral(
     *, session: Session, referral_id: int, config: Config, now: datetime | None = None
 ) -> dict[str, Any]:
     """Verify a pending referral by hand and reward both sides once."""
+    from crmcli.services.points import lock_customer
+
     now = now or utcnow()
     referral = get_referral(session, referral_id)
+    # The same lock order as a purchase (the referred customer, then the referral), so a
+    # verification racing the customer's first purchase waits instead of deadlocking.
+    lock_customer(session, referral.referred_id)
+    session.refresh(referral)
     if referral.status != "pending" or not decide_referral(session, referral, "verified", now):
         raise Conflict(f"referral {referral_id} is already {referral.status}")
     return reward_all(session, [referral], config, now)[0]
@@ -303,7 +320,11 @@ def reopen_referrals(session: Session, purchase_ids: list[int], *, now: datetime
 
 
 def reject_referral(*, session: Session, referral_id: int, reason: str, now: datetime | None = None) -> Referral:
+    from crmcli.services.points import lock_customer
+
     referral = get_referral(session, referral_id)
+    lock_customer(session, referral.referred_id)  # the lock order of verify_referral
+    session.refresh(referral)
     if not reason.strip():
         raise Invalid("a rejection needs a reason", fields=("reason",))
     if referral.status != "pending" or not decide_referral(

@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 from crmcli.config import Config
 from crmcli.db import Database
@@ -296,59 +292,6 @@ def state(db: Database, shop: Shop) -> dict[str, Any]:
 # --- the test ---------------------------------------------------------------------------------
 
 
-PG_URL = os.environ.get("CRMCLI_TEST_PG_URL")
-
-
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Makes empty migrated databases: copies of one migrated SQLite file, or PostgreSQL
-    databases created from one migrated template database (migrating is the slow part)."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("template") / "empty.db"
-        _migrate(Database(str(path)))
-
-        def make_sqlite(folder: Path, name: str) -> tuple[Database, Any]:
-            target = folder / f"{name}.db"
-            shutil.copy(path, target)
-            return Database(str(target)), lambda: None
-
-        yield make_sqlite
-        return
-    if not PG_URL:
-        pytest.skip("set CRMCLI_TEST_PG_URL to run the PostgreSQL tests")
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    template = f"crmcli_paths_{os.getpid()}"
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {template}"))
-        conn.execute(text(f"CREATE DATABASE {template}"))
-    url = make_url(PG_URL)
-    _migrate(Database(url.set(database=template).render_as_string(hide_password=False)))
-    count = iter(range(10**9))
-
-    def make_pg(folder: Path, name: str) -> tuple[Database, Any]:
-        db_name = f"{template}_{next(count)}"
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {db_name} TEMPLATE {template}"))
-        db = Database(url.set(database=db_name).render_as_string(hide_password=False))
-
-        def drop() -> None:
-            with admin.connect() as conn:
-                conn.execute(text(f"DROP DATABASE IF EXISTS {db_name}"))
-
-        return db, drop
-
-    yield make_pg
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {template}"))
-    admin.dispose()
-
-
-def _migrate(db: Database) -> None:
-    with db.session():
-        pass
-    db.close()
-
-
 def run_paths(shop: Shop, make: Any, folder: Path) -> list[dict[str, Any]]:
     config = Config()
     states = []
@@ -357,7 +300,8 @@ def run_paths(shop: Shop, make: Any, folder: Path) -> list[dict[str, Any]]:
         ("one-file", lambda db: by_files(db, config, shop, folder, split=False)),
         ("split-files", lambda db: by_files(db, config, shop, folder, split=True)),
     ):
-        db, drop = make(folder, name)
+        target, drop = make(folder, name)
+        db = Database(target)
         try:
             load(db)
             refused = finish(db, config, shop)
