@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -14,6 +15,17 @@ from crmcli.cli.context import Runtime, runtime
 from crmcli.errors import CrmError, DatabaseError, ImportFailed
 
 MAX_PROBLEMS_SHOWN = 50
+
+
+class NumberFormat(StrEnum):
+    decimal_point = "decimal_point"
+    decimal_comma = "decimal_comma"
+
+
+class DateOrder(StrEnum):
+    ymd = "ymd"
+    dmy = "dmy"
+    mdy = "mdy"
 
 
 def _debug(ctx: Any) -> bool:
@@ -37,6 +49,14 @@ def _translate(exc: Exception) -> CrmError | None:
 
 class CrmGroup(TyperGroup):
     """Turns domain errors into ``Error: ...`` on stderr with exit 1, once, for every command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # Bytes that are not UTF-8 reach Python as lone surrogates, which no output or database takes.
+        for arg in args:
+            if any("\udc80" <= ch <= "\udcff" for ch in arg):
+                shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                raise typer.BadParameter(f"argument {shown!r} is not valid UTF-8 text", ctx=ctx)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -110,6 +130,22 @@ def root(
         str | None,
         typer.Option("--config", help="Config file (env CRMCLI_CONFIG).", show_default=False),
     ] = None,
+    number_format: Annotated[
+        NumberFormat | None,
+        typer.Option(
+            "--number-format",
+            help="How amounts are written: 1,234.50 (decimal_point) or 1.234,50 (decimal_comma).",
+            show_default=False,
+        ),
+    ] = None,
+    date_order: Annotated[
+        DateOrder | None,
+        typer.Option(
+            "--date-order",
+            help="How 1.10.2026-style dates are read: dmy or mdy (ymd: year-first dates only).",
+            show_default=False,
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     version: Annotated[
         bool,
@@ -123,6 +159,8 @@ def root(
     state = runtime(ctx)
     state.db_target = db
     state.config_path = config
+    state.number_format = number_format.value if number_format else None
+    state.date_order = date_order.value if date_order else None
     state.debug = debug or state.debug
 
 

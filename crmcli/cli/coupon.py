@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import FormatOpt, LimitOpt, WhenHelp
+from crmcli.cli.options import FormatOpt, LimitOpt, WhenHelp, whole
 from crmcli.render import Column, Format
 
 app = typer.Typer(
@@ -41,7 +41,7 @@ def issue(
     amount: Annotated[str | None, typer.Option(help="Amount off, e.g. 5.00.")] = None,
     min_spend: Annotated[str, typer.Option(help="Minimum purchase amount.")] = "0",
     expires: Annotated[str | None, typer.Option(help=f"Last valid day ({WhenHelp}); valid to its end.")] = None,
-    max_uses: Annotated[int, typer.Option(help="Uses allowed per coupon.", min=1)] = 1,
+    max_uses: Annotated[int, typer.Option(help="Uses allowed per coupon.", parser=whole())] = 1,
     code: Annotated[str | None, typer.Option(help="Your own code (one customer only); default random.")] = None,
     campaign: Annotated[str | None, typer.Option(help="Campaign name, for 'coupon stats'.")] = None,
     fmt: FormatOpt = Format.table,
@@ -52,14 +52,12 @@ def issue(
     """
     from crmcli.services.coupons import CouponTerms, coupon_row, issue_coupons, parse_percent, target_customers
     from crmcli.services.customers import find_customer
-    from crmcli.values import parse_money
 
     rt = runtime(ctx)
-    digits = rt.config.currency.minor_digits
     terms = CouponTerms(
         percent_bp=parse_percent(percent) if percent is not None else None,
-        amount_minor=parse_money(amount, digits, what="--amount") if amount is not None else None,
-        min_spend_minor=parse_money(min_spend, digits, what="--min-spend"),
+        amount_minor=rt.amount(amount, what="--amount") if amount is not None else None,
+        min_spend_minor=rt.amount(min_spend, what="--min-spend"),
         expires_at=rt.when(expires, end_of_day=True),
         max_uses=max_uses,
         campaign=campaign,
@@ -92,11 +90,11 @@ def redeem(
     """
     from crmcli.services.coupons import coupon_row, use_coupon
     from crmcli.services.customers import find_customer
-    from crmcli.values import money, parse_money, utcnow
+    from crmcli.values import money, utcnow
 
     rt = runtime(ctx)
     digits = rt.config.currency.minor_digits
-    amount_minor = parse_money(amount, digits) if amount is not None else None
+    amount_minor = rt.amount(amount) if amount is not None else None
     with rt.session(write=True) as session:
         found = find_customer(session, customer)
         assert found.id is not None
