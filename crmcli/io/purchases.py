@@ -15,10 +15,10 @@ from crmcli.db import Database
 from crmcli.errors import CrmError, Invalid
 from crmcli.io.bulk import insert_rows
 from crmcli.io.importing import ImportRun, check_options, run_import
-from crmcli.io.reader import CsvOptions, CsvSource
+from crmcli.io.reader import CsvOptions, open_source
 from crmcli.io.writer import output_stream, write_csv, write_json
 from crmcli.models import Customer, PointsEntry, Purchase, Referral, StageChange, UTCDateTime, table_of
-from crmcli.values import money, parse_money, parse_when, utcnow
+from crmcli.values import check_happened, money, parse_money, parse_when, utcnow
 
 FIELDS = ("customer", "amount", "at", "due", "paid_at", "coupon", "ref")
 BATCH = 5000
@@ -63,9 +63,17 @@ class PurchaseRun(ImportRun):
     referrals_verified: int = 0
 
 
-def _when(text: str | None, config: Config, now: datetime, *, end_of_day: bool = False) -> datetime | None:
+def _when(
+    text: str | None, config: Config, now: datetime, *, end_of_day: bool = False, happened: str | None = None
+) -> datetime | None:
     text = (text or "").strip()
-    return parse_when(text, config.tz, now=now, end_of_day=end_of_day) if text else None
+    if not text:
+        return None
+    try:
+        moment = parse_when(text, config.tz, now=now, end_of_day=end_of_day, date_order=config.date_order)
+    except Invalid as exc:
+        raise Invalid(f"{happened or 'due'}: {exc}") from None
+    return check_happened(moment, happened, now=now) if happened else moment
 
 
 def validate_row(line: int, raw: dict[str, str], run: PurchaseRun) -> Row:
@@ -75,12 +83,17 @@ def validate_row(line: int, raw: dict[str, str], run: PurchaseRun) -> Row:
     customer = (raw.get("customer") or "").strip()
     if not customer:
         raise Invalid("no customer given")
-    amount = parse_money(raw.get("amount") or "", config.currency.minor_digits)
-    if amount <= 0:
-        raise Invalid("the amount must be more than 0")
-    at = _when(raw.get("at"), config, run.now) or run.now
+    amount = parse_money(
+        raw.get("amount") or "",
+        config.currency.minor_digits,
+        decimal_comma=config.decimal_comma,
+        currency=config.currency.code,
+    )
+    if amount < 0:
+        raise Invalid("the amount cannot be negative (record a refund with 'crmcli purchase refund')")
+    at = _when(raw.get("at"), config, run.now, happened="at") or run.now
     due = _when(raw.get("due"), config, run.now, end_of_day=True)
-    paid = _when(raw.get("paid_at"), config, run.now)
+    paid = _when(raw.get("paid_at"), config, run.now, happened="paid_at")
     if due is not None and due < at:
         raise Invalid("the due date is before the purchase")
     if paid is None and due is None:
@@ -116,7 +129,7 @@ def import_purchases(
     verified once, at the end.
     """
     check_options(on_duplicate, reject_file)
-    source = CsvSource(path, options, fields=FIELDS, required=("customer", "amount"))
+    source = open_source(path, options, fields=FIELDS, required=("customer", "amount"))
     run = PurchaseRun(config=config, on_duplicate=on_duplicate, now=utcnow())
 
     def finish(session: Session) -> None:
@@ -124,18 +137,21 @@ def import_purchases(
         run.stage_changes = _advance_stages(session, run)
         run.referrals_verified = _verify_referrals(session, run)
 
-    run_import(
-        db=db,
-        source=source,
-        run=run,
-        batch_size=BATCH,
-        dry_run=dry_run,
-        reject_file=reject_file,
-        progress=progress,
-        validate=lambda line, raw: validate_row(line, raw, run),
-        write_batch=lambda session, batch: _write_batch(session, batch, run),
-        finish=finish,
-    )
+    try:
+        run_import(
+            db=db,
+            source=source,
+            run=run,
+            batch_size=BATCH,
+            dry_run=dry_run,
+            reject_file=reject_file,
+            progress=progress,
+            validate=lambda line, raw: validate_row(line, raw, run),
+            write_batch=lambda session, batch: _write_batch(session, batch, run),
+            finish=finish,
+        )
+    finally:
+        source.close()
     return {**run.counts(dry_run), "stage_changes": run.stage_changes, "referrals_verified": run.referrals_verified}
 
 
