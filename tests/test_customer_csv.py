@@ -313,7 +313,7 @@ def test_a_row_refused_for_its_referral_leaves_no_customer_behind(cli: Cli, tmp_
 def test_an_unclosed_quote_is_an_error_not_lost_rows(cli: Cli, tmp_path: Path) -> None:
     """Regression: an unclosed quote swallowed every later row into one cell, silently."""
     result = cli("customer", "import", str(write(tmp_path, 'name,note\nAnn,"unclosed\nBob,fine\n')))
-    assert result.exit_code == 1 and "unexpected end of data" in result.stderr
+    assert result.exit_code == 1 and "a quoted cell is never closed" in result.stderr
     assert count(cli) == 0
 
 

@@ -346,7 +346,7 @@ def test_row_with_more_cells_than_the_header(cli: Cli, tmp_path: Path) -> None:
 def test_an_unclosed_quote_is_an_error_not_a_crash(cli: Cli, tmp_path: Path) -> None:
     path = write(tmp_path, 'name,note\nAnn,"never closed\nBob,x\n')
     lines = refused(cli, path)
-    assert lines == [f"Error: {path} line 2: unexpected end of data (a quoted cell is never closed)"]
+    assert lines == [f"Error: {path} line 2: a quoted cell is never closed (the file ends inside it)"]
     # a quote that closes and goes on is refused too, rather than silently dropped
     stray = write(tmp_path, 'name,note\nAnn,ok\nBob,"5" screen\n', "stray.csv")
     assert refused(cli, stray) == [f"Error: {stray} line 3: ',' expected after '\"'"]

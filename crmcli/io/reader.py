@@ -341,8 +341,9 @@ class CsvSource(TableSource):
             text = str(exc)
             if "field larger than field limit" in text:
                 text = f"a cell is longer than {csv.field_size_limit()} characters"
-            hint = " (a quoted cell is never closed)" if "unexpected end of data" in text else ""
-            raise Invalid(f"{self.label} line {start}: {text}{hint}") from None
+            elif "unexpected end of data" in text:
+                text = "a quoted cell is never closed (the file ends inside it)"
+            raise Invalid(f"{self.label} line {start}: {text}") from None
         finally:
             handle.close()
 
