@@ -206,6 +206,17 @@ def parse_money(
     return int(scaled)
 
 
+def parse_percent(text: str, *, what: str = "percent", decimal_comma: bool = False) -> int:
+    """A percentage such as ``15``, ``12.5`` or ``12.5%`` in basis points (1250), read like an amount."""
+    value = _read_number(text.strip().removesuffix("%"), what=what, decimal_comma=decimal_comma, currency=None)
+    points = value * 100
+    if points != points.to_integral_value():
+        raise Invalid(f"bad {what} {text!r}: at most two decimal places")
+    if abs(points) > 10**6:
+        raise Invalid(f"bad {what} {text!r}: a percentage is at most 100")
+    return int(points)
+
+
 def money(minor: int | None, minor_digits: int) -> Decimal | None:
     """Integer minor units to a Decimal with exactly ``minor_digits`` places."""
     if minor is None:

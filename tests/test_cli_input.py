@@ -162,3 +162,14 @@ def test_phones_without_a_region_match_by_digits_and_say_how_to_set_it(cli: Cli)
     assert again.exit_code == 1 and "already has phone 13800138000" in again.stderr
     short = cli("customer", "add", "Short", "--phone", "12345")
     assert short.exit_code == 1 and "too short" in short.stderr
+
+
+@pytest.mark.parametrize(
+    ("percent", "reason"),
+    [("inf", "not a number"), ("NaN", "not a number"), ("1e2", "exponents"), ("12,5", "ambiguous decimal comma")],
+)
+def test_coupon_percentages_are_read_like_amounts(cli: Cli, ann: int, percent: str, reason: str) -> None:
+    # Regression: --percent inf ended in "unexpected OverflowError".
+    result = cli("coupon", "issue", "--customer", str(ann), "--percent", percent)
+    assert result.exit_code == 1 and reason in result.stderr
+    cli.ok("coupon", "issue", "--customer", str(ann), "--percent", "12.5%")

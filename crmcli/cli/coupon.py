@@ -50,12 +50,17 @@ def issue(
 
     Example: crmcli coupon issue --segment "At Risk" --percent 15 --expires +30d --campaign winback
     """
-    from crmcli.services.coupons import CouponTerms, coupon_row, issue_coupons, parse_percent, target_customers
+    from crmcli.services.coupons import CouponTerms, coupon_row, issue_coupons, target_customers
     from crmcli.services.customers import find_customer
+    from crmcli.values import parse_percent
 
     rt = runtime(ctx)
     terms = CouponTerms(
-        percent_bp=parse_percent(percent) if percent is not None else None,
+        percent_bp=(
+            parse_percent(percent, what="--percent", decimal_comma=rt.config.decimal_comma)
+            if percent is not None
+            else None
+        ),
         amount_minor=rt.amount(amount, what="--amount") if amount is not None else None,
         min_spend_minor=rt.amount(min_spend, what="--min-spend"),
         expires_at=rt.when(expires, end_of_day=True),
