@@ -196,6 +196,10 @@ def parse_money(
         value = Decimal(text)
     else:
         value = _read_number(text, what=what, decimal_comma=decimal_comma, currency=currency)
+        group = "." if decimal_comma else ","
+        if minor_digits >= 3 and re.fullmatch(rf"[+-]?\d{{1,3}}\{group}\d{{3}}", _strip_currency(text, currency)):
+            # 1,234 is 1234 or, with three minor digits (KWD), 1.234 written with a decimal comma
+            raise Invalid(f"bad {what} {text!r}: ambiguous: thousands or decimals? Write it without grouping")
     if not value.is_finite():
         raise Invalid(f"bad {what} {str(text)!r}: use a number such as 19.90")
     if abs(value) > MAX_AMOUNT:

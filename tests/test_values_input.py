@@ -98,6 +98,15 @@ def test_a_decimal_point_is_refused_when_commas_are_decimal() -> None:
     assert "ambiguous decimal point; is it 19,90?" in refusal("19.90", decimal_comma=True)
 
 
+def test_grouping_that_could_be_three_decimals_is_refused_for_three_digit_currencies() -> None:
+    assert parse_money("1,234", 2) == 123400
+    with pytest.raises(Invalid, match="thousands or decimals"):
+        parse_money("1,234", 3)
+    with pytest.raises(Invalid, match="thousands or decimals"):
+        parse_money("1.234", 3, decimal_comma=True)
+    assert parse_money("1,234.500", 3) == 1234500
+
+
 def test_config_amounts_keep_their_exact_value() -> None:
     assert parse_money(Decimal("0.1"), 2) == 10
     with pytest.raises(Invalid):
