@@ -219,3 +219,26 @@ def test_customer_identifiers_beyond_the_id_range(fuzz: tuple[Cli, Path], value:
     check(cli("purchase", "import", str(work / "by-id.csv")))
     (work / "referred.csv").write_text(f"name,referred_by\nZed,{value}\n", encoding="utf-8")
     check(cli("customer", "import", str(work / "referred.csv")))
+
+
+OPTION_TEMPLATES = [
+    ["purchase", "list", "--since", "{}"],
+    ["purchase", "pay", "{}"],
+    ["purchase", "add", "1", "5", "--due", "{}"],
+    ["interaction", "log", "1", "--kind", "call", "--at", "{}"],
+    ["interaction", "log", "1", "--kind", "call", "--follow-up", "{}", "--rating", "{}"],
+    ["coupon", "issue", "--customer", "1", "--percent", "{}"],
+    ["coupon", "issue", "--customer", "1", "--amount", "{}", "--expires", "{}"],
+    ["report", "pareto", "--as-of", "{}"],
+    ["followup", "due", "--as-of", "{}"],
+    ["referral", "verify", "{}"],
+    ["points", "add", "1", "{}", "--reason", "x"],
+    ["customer", "list", "--limit", "{}"],
+]
+
+
+@settings(FAST, max_examples=300)
+@given(template=st.sampled_from(OPTION_TEMPLATES), value=values)
+def test_other_values_never_crash(fuzz: tuple[Cli, Path], template: list[str], value: str) -> None:
+    cli, _ = fuzz
+    check(cli(*(value if part == "{}" else part for part in template)))
