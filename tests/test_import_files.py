@@ -321,3 +321,20 @@ def test_phones_in_a_file_match_by_digits_with_a_warning(cli: Cli, tmp_path: Pat
     result = cli("customer", "import", str(file), "--on-duplicate", "skip")
     assert result.exit_code == 0 and "Warning: phone numbers without +country code" in result.stderr
     assert [c["phone"] for c in customers(cli)] == ["13800138000", "13900139000"]
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [("name,city\nИванов Иван,Москва\n", "cp1251"), ("name,city\n김민수,서울\n", "euc-kr")],
+)
+def test_other_encodings_are_refused_not_misread(cli: Cli, tmp_path: Path, text: str, encoding: str) -> None:
+    file = write(tmp_path, text, encoding=encoding)
+    result = cli("customer", "import", str(file))
+    assert result.exit_code == 1 and "the encoding is unclear" in result.stderr and "--encoding" in result.stderr
+    cli.ok("customer", "import", str(file), "--encoding", encoding)
+    assert customers(cli)[0]["name"] == text.splitlines()[1].split(",")[0]
+
+
+def test_half_width_katakana_in_shift_jis(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("customer", "import", str(write(tmp_path, "name,city\nﾔﾏﾀﾞﾀﾛｳ,ﾄｳｷｮｳ\n", encoding="shift_jis")))
+    assert customers(cli)[0]["name"] == "ﾔﾏﾀﾞﾀﾛｳ"

@@ -113,9 +113,11 @@ def _everyday(ch: str, encoding: str, text: str, index: int, run: int) -> bool:
         raw = ch.encode(encoding)
     except UnicodeEncodeError:
         return False
+    if encoding == "shift_jis" and "\uff61" <= ch <= "\uff9f":
+        return True  # half-width katakana, as older Japanese systems write names
     if len(raw) != 2:
         return False
-    lead, trail = raw
+    lead, _ = raw
     if encoding == "gb18030":
         return 0xB0 <= lead <= 0xD7 or lead in (0xA1, 0xA3)  # level-1 hanzi, punctuation, full-width forms
     if encoding == "big5":
@@ -151,19 +153,24 @@ def detect_encoding(head: bytes, *, complete: bool = False, label: str = "the fi
             f"{label} is not UTF-8 and no encoding crmcli knows reads it "
             f"({', '.join(LEGACY_ENCODINGS)}); pass --encoding NAME"
         )
-    if len(fits) == 1:
-        return fits[0]
-    from charset_normalizer import from_bytes
+    plausible = fits
+    if len(fits) > 1:
+        from charset_normalizer import from_bytes
 
-    readable = {codecs.lookup(m.encoding).name for m in from_bytes(sample, cp_isolation=fits)}
-    plausible = [enc for enc in fits if codecs.lookup(enc).name in readable]
-    ranked = sorted(((_common_share(sample.decode(enc, "replace"), enc), enc) for enc in plausible), reverse=True)
+        readable = {codecs.lookup(m.encoding).name for m in from_bytes(sample, cp_isolation=fits)}
+        plausible = [enc for enc in fits if codecs.lookup(enc).name in readable]
+    # Most plausible first; on a tie, the order of LEGACY_ENCODINGS
+    ranked = [(_common_share(sample.decode(enc, "replace"), enc), enc) for enc in plausible]
+    ranked.sort(key=lambda r: -r[0])
+    # Even a single candidate must read as text: cp1252 decodes almost any bytes (Russian cp1251 too).
     if ranked and ranked[0][0] >= 0.8 and (len(ranked) == 1 or ranked[1][0] <= ranked[0][0] - 0.3):
         return ranked[0][1]
-    raise Invalid(
-        f"{label}: the encoding is unclear: it reads as {' or '.join(fits)}; "
-        f"pass --encoding (for example --encoding {(ranked[0][1] if ranked else fits[0])})"
-    )
+    if len(fits) == 1:
+        raise Invalid(
+            f"{label} is not UTF-8 and reads as {fits[0]} only as gibberish; pass --encoding with its real encoding"
+        )
+    likely = f" (for example --encoding {ranked[0][1]})" if ranked and ranked[0][0] >= 0.5 else " NAME"
+    raise Invalid(f"{label}: the encoding is unclear: it reads as {' or '.join(fits)}; pass --encoding{likely}")
 
 
 def first_undecodable_line(path: Path, encoding: str) -> int | None:
