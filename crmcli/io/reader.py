@@ -278,7 +278,7 @@ class TableSource:
             row = {col: unneutralise(value) for col, value in zip(columns, values, strict=False) if col is not None}
             if len(values) > width and any(v.strip() for v in values[width:]):
                 row["__error__"] = f"{len(values)} cells but the header has {width}"
-            elif any("\x00" in v for v in values):
+            elif "\x00" in "".join(values):
                 row = {k: v.replace("\x00", "") for k, v in row.items()}
                 row["__error__"] = "a cell holds a NUL character"
             yield line, row
