@@ -338,3 +338,14 @@ def test_other_encodings_are_refused_not_misread(cli: Cli, tmp_path: Path, text:
 def test_half_width_katakana_in_shift_jis(cli: Cli, tmp_path: Path) -> None:
     cli.ok("customer", "import", str(write(tmp_path, "name,city\nﾔﾏﾀﾞﾀﾛｳ,ﾄｳｷｮｳ\n", encoding="shift_jis")))
     assert customers(cli)[0]["name"] == "ﾔﾏﾀﾞﾀﾛｳ"
+
+
+@pytest.mark.parametrize("order", ["utf-16-le", "utf-16-be"])
+def test_bad_bytes_in_utf16_are_found_on_their_line(cli: Cli, tmp_path: Path, order: str) -> None:
+    # Regression: a newline is two bytes in UTF-16, and the line was counted one short.
+    lone_surrogate = b"\x00\xd8" if order.endswith("le") else b"\xd8\x00"
+    body = "\ufeffname\tcity\n" + "Ann\tX\n" * 3000
+    file = tmp_path / "u16.txt"
+    file.write_bytes(body.encode(order) + lone_surrogate + "Bob\tY\n".encode(order))
+    result = cli("customer", "import", str(file))
+    assert result.exit_code == 1 and f"{file} line 3002: not valid utf-16" in result.stderr

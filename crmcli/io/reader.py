@@ -179,20 +179,49 @@ def first_undecodable_line(path: Path, encoding: str) -> int | None:
     Text is decoded in large chunks, so the CSV reader's position says little about
     where a decoding error is; this second pass, run only after one, finds it.
     """
+    if codecs.lookup(encoding).name.startswith(("utf-16", "utf-32")):
+        return _first_undecodable_wide_line(path, encoding)
     decoder = codecs.getincrementaldecoder(encoding)()
     number = 0
-    text_lines = 1
     with path.open("rb") as raw:
         for number, line in enumerate(raw, 1):  # noqa: B007 - the last number is used below
             try:
-                text_lines += decoder.decode(line).count("\n")
+                decoder.decode(line)
             except UnicodeError:
-                return text_lines if encoding.startswith("utf-16") else number
+                return number
         try:
             decoder.decode(b"", final=True)
         except UnicodeError:
             return max(number, 1)
     return None
+
+
+def _first_undecodable_wide_line(path: Path, encoding: str) -> int | None:
+    """As :func:`first_undecodable_line` for UTF-16 and UTF-32, where a newline is not one byte.
+
+    Chunks are decoded whole; the one that fails is decoded again from the state before
+    it, a code unit at a time, counting the newlines up to the bad bytes.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    lines = 1
+    with path.open("rb") as raw:
+        while True:
+            chunk = raw.read(1 << 16)
+            state = decoder.getstate()
+            try:
+                lines += decoder.decode(chunk, final=not chunk).count("\n")
+            except UnicodeError:
+                again = codecs.getincrementaldecoder(encoding)()
+                again.setstate(state)
+                try:
+                    for start in range(0, len(chunk), 2):
+                        lines += again.decode(chunk[start : start + 2]).count("\n")
+                    again.decode(b"", final=True)
+                except UnicodeError:
+                    pass
+                return lines
+            if not chunk:
+                return None
 
 
 def detect_delimiter(header_line: str) -> str:
