@@ -162,16 +162,20 @@ def _day(day: date, clock: time | None, tz: ZoneInfo, end_of_day: bool) -> datet
     return datetime.combine(day, clock, tzinfo=tz).astimezone(UTC)
 
 
-def check_happened(moment: datetime | None, what: str, *, now: datetime | None = None) -> datetime | None:
+def check_happened(
+    moment: datetime | None, what: str, *, now: datetime | None = None, tz: ZoneInfo | None = None
+) -> datetime | None:
     """Refuse a time for something that has happened (a sale, a payment) more than a day ahead.
 
-    A day of slack covers time zones and a till whose clock runs ahead.
+    A day of slack covers time zones and a till whose clock runs ahead. The refusal
+    shows the day in ``tz``, the business time zone.
     """
     if moment is None:
         return None
     now = now or utcnow()
     if moment > now + timedelta(days=1):
-        raise Invalid(f"{what} {moment.date().isoformat()} is in the future: only what has happened can be recorded")
+        day = moment.astimezone(tz or UTC).date().isoformat()
+        raise Invalid(f"{what} {day} is in the future: only what has happened can be recorded")
     return moment
 
 

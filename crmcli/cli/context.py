@@ -83,7 +83,7 @@ class Runtime:
         from crmcli.values import check_happened, parse_when
 
         moment = parse_when(text, self.config.tz, end_of_day=end_of_day, date_order=self.config.date_order)
-        return check_happened(moment, happened) if happened else moment
+        return check_happened(moment, happened, tz=self.config.tz) if happened else moment
 
     def amount(self, text: str, *, what: str = "amount") -> int:
         """An amount as typed, in minor units, read with the configured number format."""

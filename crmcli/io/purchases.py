@@ -73,7 +73,7 @@ def _when(
         moment = parse_when(text, config.tz, now=now, end_of_day=end_of_day, date_order=config.date_order)
     except Invalid as exc:
         raise Invalid(f"{happened or 'due'}: {exc}") from None
-    return check_happened(moment, happened, now=now) if happened else moment
+    return check_happened(moment, happened, now=now, tz=config.tz) if happened else moment
 
 
 def validate_row(line: int, raw: dict[str, str], run: PurchaseRun) -> Row:
