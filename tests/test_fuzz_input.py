@@ -90,9 +90,9 @@ def check(result: Result) -> None:
     if result.exit_code == 1:
         lines = result.stderr.splitlines()
         assert lines and lines[-1].startswith("Error: "), result.stderr[-500:]
-        assert len(lines[-1]) < 2000, "an error is one readable line"
+        assert len(lines[-1]) <= 510, "an error is one readable line"
         for line in lines[:-1]:
-            assert ROW_PROBLEM.fullmatch(line), line
+            assert ROW_PROBLEM.fullmatch(line) and len(line) <= 530, line
 
 
 # --- files -----------------------------------------------------------------------

@@ -349,3 +349,11 @@ def test_bad_bytes_in_utf16_are_found_on_their_line(cli: Cli, tmp_path: Path, or
     file.write_bytes(body.encode(order) + lone_surrogate + "Bob\tY\n".encode(order))
     result = cli("customer", "import", str(file))
     assert result.exit_code == 1 and f"{file} line 3002: not valid utf-16" in result.stderr
+
+
+def test_a_long_or_multiline_value_is_quoted_on_one_short_line(shop: Cli, tmp_path: Path) -> None:
+    file = write(tmp_path, 'customer,amount\nT-1,"' + "9" * 100_000 + '"\nT-1,"1\n2"\n')
+    lines = shop("purchase", "import", str(file)).stderr.splitlines()
+    assert len(lines) == 3 and all(len(line) <= 510 for line in lines)
+    assert lines[0].startswith("line 2: bad amount '9999") and lines[0].endswith("...")
+    assert lines[1] == "line 3: bad amount '1\\n2': use a number such as 19.90"

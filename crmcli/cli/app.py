@@ -15,6 +15,7 @@ from crmcli.cli.context import Runtime, runtime
 from crmcli.errors import CrmError, DatabaseError, ImportFailed
 
 MAX_PROBLEMS_SHOWN = 50
+MAX_MESSAGE = 500  # characters of one error line
 
 
 class NumberFormat(StrEnum):
@@ -94,10 +95,16 @@ class CrmGroup(TyperGroup):
 def _report(exc: CrmError) -> None:
     if isinstance(exc, ImportFailed):
         for line, reason in exc.problems[:MAX_PROBLEMS_SHOWN]:
-            typer.echo(f"line {line}: {reason}", err=True)
+            typer.echo(f"line {line}: {_short(reason)}", err=True)
         if len(exc.problems) > MAX_PROBLEMS_SHOWN:
             typer.echo(f"... and {len(exc.problems) - MAX_PROBLEMS_SHOWN} more", err=True)
-    typer.echo(f"Error: {exc}", err=True)
+    typer.echo(f"Error: {_short(str(exc))}", err=True)
+
+
+def _short(message: str) -> str:
+    """One readable line: a message quoting a 100 kB cell is cut, and a line break in a value is shown as \\n."""
+    message = message.replace("\r", "\\r").replace("\n", "\\n")
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
 app = typer.Typer(
