@@ -275,8 +275,8 @@ def test_xlsx_purchases_with_date_cells_sheets_and_row_numbers(shop: Cli, tmp_pa
     rejects = tmp_path / "rejected.csv"
     shop.ok("purchase", "import", str(book), "--sheet", "Sales", "--skip-invalid", str(rejects))
     rows = purchases(shop)
-    assert [(p["amount"], p["at"][:16], (p["due_at"] or "")[:10]) for p in rows] == [
-        ("19.90", "2026-10-01T14:30", "2026-11-01"),
+    assert [(p["amount"], p["at"][:16], (p["due_at"] or "")[:19]) for p in rows] == [
+        ("19.90", "2026-10-01T14:30", "2026-11-01T23:59:59"),  # a date cell is a day: due by its end
         ("0.00", "2026-10-02T00:00", ""),
     ]
     assert rejects.read_text(encoding="utf-8-sig").splitlines()[1].startswith("5,no customer 'nobody',nobody,5,")

@@ -26,6 +26,9 @@ def cell_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
+        if value.time() == time(0) and value.tzinfo is None:
+            # Excel keeps a date as a date-time at midnight: it is a day, so a due date means its end
+            return value.date().isoformat()
         return value.isoformat(sep=" ")  # no offset: read in the business time zone, as in CSV
     if isinstance(value, date | time):
         return value.isoformat()
