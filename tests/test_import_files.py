@@ -357,3 +357,16 @@ def test_a_long_or_multiline_value_is_quoted_on_one_short_line(shop: Cli, tmp_pa
     assert len(lines) == 3 and all(len(line) <= 510 for line in lines)
     assert lines[0].startswith("line 2: bad amount '9999") and lines[0].endswith("...")
     assert lines[1] == "line 3: bad amount '1\\n2': use a number such as 19.90"
+
+
+def test_an_export_imports_back_under_a_decimal_comma_config(shop: Cli, tmp_path: Path) -> None:
+    shop.ok("purchase", "add", "T-1", "1234.50", "--at", "2026-01-05")
+    out = tmp_path / "purchases.csv"
+    shop.ok("purchase", "export", "--out", str(out))
+    config = tmp_path / "config.yaml"
+    config.write_text("number_format: decimal_comma\n")
+    fresh = Cli(tmp_path / "fresh.db", config)
+    fresh.ok("customer", "add", "Ann", "--ref", "T-1")
+    assert "ambiguous decimal point" in fresh("purchase", "import", str(out)).stderr
+    fresh.ok("--number-format", "decimal_point", "purchase", "import", str(out))
+    assert [p["amount"] for p in purchases(fresh)] == ["1234.50"]
