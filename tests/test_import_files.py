@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import tempfile
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,7 @@ def test_a_zero_byte_file_is_an_error(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_standard_input(shop: Cli) -> None:
+    copies = set(Path(tempfile.gettempdir()).glob("crmcli-stdin-*"))
     shop.ok("customer", "import", "-", input="name,email\nBob,bob@example.com\n")
     shop.ok("purchase", "import", "-", input="customer,amount\nbob@example.com,12.00\n")
     assert [p["customer"] for p in purchases(shop)] == ["Bob"]
@@ -184,6 +186,7 @@ def test_standard_input(shop: Cli) -> None:
     assert result.exit_code == 1 and "in standard input; nothing was imported" in result.stderr
     empty = shop("customer", "import", "-", input="")
     assert empty.exit_code == 1 and "standard input is empty" in empty.stderr
+    assert set(Path(tempfile.gettempdir()).glob("crmcli-stdin-*")) == copies  # the private copies are gone
 
 
 def test_the_rejected_rows_file_imports_back_once_fixed(shop: Cli, tmp_path: Path) -> None:

@@ -252,12 +252,15 @@ class TableSource:
         self.options = options
         self.fields = tuple(fields)
         self.required = tuple(required)
+        self.spooled: Path | None = None  # the private copy of standard input, removed by close()
 
     def records(self, progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, list[str]]]:
         raise NotImplementedError
 
     def close(self) -> None:
         """Remove what the source made for itself (the copy of standard input)."""
+        if self.spooled is not None:
+            self.spooled.unlink(missing_ok=True)
 
     def header(self, raw: list[str]) -> list[str | None]:
         """The field for each column, or errors naming unknown and missing columns."""
@@ -411,8 +414,7 @@ def open_source(path: Path, options: CsvOptions, *, fields: Sequence[str], requi
         if spooled is not None:
             spooled.unlink(missing_ok=True)
         raise
-    if spooled is not None:
-        source.close = lambda: spooled.unlink(missing_ok=True)  # type: ignore[method-assign]
+    source.spooled = spooled
     return source
 
 

@@ -99,9 +99,7 @@ class XlsxSource(TableSource):
             try:
                 for number, row in enumerate(sheet.iter_rows(values_only=True), 1):  # noqa: B007
                     yield number, [cell_text(v) for v in row]
-            except Invalid:
-                raise
-            except Exception as exc:
+            except Exception as exc:  # a damaged sheet: openpyxl's, zipfile's and XML errors
                 raise Invalid(f"{self.label} row {number + 1}: cannot read the workbook ({exc})") from None
 
 
