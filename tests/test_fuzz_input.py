@@ -46,8 +46,8 @@ ODD_DATES = [
     "1" * 30, "2026-W40-1",
 ]
 CUSTOMER_IDS = ["1", "ann@example.com", "T-1", "0", "-1", "+12125550100", "", "nobody", "id:1", "code:X"]
-# Customer identifiers that the resolution of CUSTOMER arguments and customer cells (being
-# rewritten on its own) still passes to int() or to SQLite as they are; see the xfail test below.
+# Customer identifiers that the resolution of CUSTOMER arguments and customer cells still passes
+# to int() or to SQLite as they are (a known bug, pinned by the xfail test below).
 BREAK_RESOLUTION = ["99999999999999999999", "²"]
 HUGE = "x" * 10_000_000
 SURROGATE = b"\xff\xfe caf\xe9".decode("utf-8", "surrogateescape")
