@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -95,6 +95,8 @@ class Config(_Strict):
     timezone: str = "UTC"
     currency: Currency = Currency()
     default_phone_region: str | None = None
+    number_format: Literal["decimal_point", "decimal_comma"] = "decimal_point"
+    date_order: Literal["ymd", "dmy", "mdy"] = "ymd"
     points: Points = Points()
     tiers: list[Tier] = Field(default_factory=_default_tiers)
     referrals: Referrals = Referrals()
@@ -133,6 +135,10 @@ class Config(_Strict):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def decimal_comma(self) -> bool:
+        return self.number_format == "decimal_comma"
 
 
 def _format_error(exc: ValidationError, source: str) -> str:

@@ -128,7 +128,7 @@ class Purchase(SQLModel, table=True):
         # Covers the revenue-per-customer aggregate every report starts from (an index-only scan).
         Index("ix_purchase_customer_revenue", "customer_id", "at", "net_minor", "refunded_at"),
         Index("ix_purchase_at", "at"),
-        CheckConstraint("gross_minor > 0", name="gross_positive"),
+        CheckConstraint("gross_minor >= 0", name="gross_not_negative"),  # 0: a free order
         CheckConstraint("net_minor >= 0", name="net_not_negative"),
     )
 

@@ -47,6 +47,8 @@ def test_values_are_typed(tmp_path: Path) -> None:
         ("followup: {lead: -1}\n", "'followup.lead'"),
         ("tiers: []\n", "'tiers'"),
         ("default_phone_region: XX\n", "'default_phone_region'"),
+        ("number_format: comma\n", "bad value for 'number_format': Input should be 'decimal_point' or 'decimal_comma'"),
+        ("date_order: dym\n", "bad value for 'date_order'"),
         ("referrals: {reward_referrer: {percent: 10, points: 5}}\n", "'referrals.reward_referrer'"),
         ("- just\n- a list\n", "top level must be a mapping"),
         ("timezone: [unclosed\n", "not valid YAML at line"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +16,18 @@ from crmcli.cli.hints import next_step
 from crmcli.errors import CrmError, DatabaseError, ImportFailed
 
 MAX_PROBLEMS_SHOWN = 50
+MAX_MESSAGE = 500  # characters of one error line
+
+
+class NumberFormat(StrEnum):
+    decimal_point = "decimal_point"
+    decimal_comma = "decimal_comma"
+
+
+class DateOrder(StrEnum):
+    ymd = "ymd"
+    dmy = "dmy"
+    mdy = "mdy"
 
 
 def _debug(ctx: Any) -> bool:
@@ -38,6 +51,14 @@ def _translate(exc: Exception) -> CrmError | None:
 
 class CrmGroup(TyperGroup):
     """Turns domain errors into ``Error: ...`` on stderr with exit 1, once, for every command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # Bytes that are not UTF-8 reach Python as lone surrogates, which no output or database takes.
+        for arg in args:
+            if any("\udc80" <= ch <= "\udcff" for ch in arg):
+                shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                raise typer.BadParameter(f"argument {shown!r} is not valid UTF-8 text", ctx=ctx)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -75,12 +96,19 @@ class CrmGroup(TyperGroup):
 def _report(exc: CrmError, ctx: Any) -> None:
     if isinstance(exc, ImportFailed):
         for line, reason in exc.problems[:MAX_PROBLEMS_SHOWN]:
-            typer.echo(f"line {line}: {reason}", err=True)
+            typer.echo(f"line {line}: {_short(reason)}", err=True)
         if len(exc.problems) > MAX_PROBLEMS_SHOWN:
             typer.echo(f"... and {len(exc.problems) - MAX_PROBLEMS_SHOWN} more", err=True)
     obj = getattr(ctx, "obj", None)
     hint = next_step(exc, obj.command if isinstance(obj, Runtime) else None)
-    typer.echo(f"Error: {exc.message} ({hint})" if hint else f"Error: {exc.message}", err=True)
+    message = _short(exc.message)
+    typer.echo(f"Error: {message} ({hint})" if hint else f"Error: {message}", err=True)
+
+
+def _short(message: str) -> str:
+    """One readable line: a message quoting a 100 kB cell is cut, and a line break in a value is shown as \\n."""
+    message = message.replace("\r", "\\r").replace("\n", "\\n")
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
 app = typer.Typer(
@@ -113,6 +141,22 @@ def root(
         str | None,
         typer.Option("--config", help="Config file (env CRMCLI_CONFIG).", show_default=False),
     ] = None,
+    number_format: Annotated[
+        NumberFormat | None,
+        typer.Option(
+            "--number-format",
+            help="How amounts are written: 1,234.50 (decimal_point) or 1.234,50 (decimal_comma).",
+            show_default=False,
+        ),
+    ] = None,
+    date_order: Annotated[
+        DateOrder | None,
+        typer.Option(
+            "--date-order",
+            help="How 1.10.2026-style dates are read: dmy or mdy (ymd: year-first dates only).",
+            show_default=False,
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     version: Annotated[
         bool,
@@ -126,6 +170,8 @@ def root(
     state = runtime(ctx)
     state.db_target = db
     state.config_path = config
+    state.number_format = number_format.value if number_format else None
+    state.date_order = date_order.value if date_order else None
     state.debug = debug or state.debug
 
 

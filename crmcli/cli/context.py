@@ -28,6 +28,8 @@ class Runtime:
     config_path: str | None = None
     debug: bool = False
     command: Any = None  # the Typer command being run, whose flags an error's hint may name
+    number_format: str | None = None  # --number-format / --decimal-comma over the config's number_format
+    date_order: str | None = None  # --date-order over the config's date_order
     _config: Config | None = field(default=None, repr=False)
     _db: Database | None = field(default=None, repr=False)
     _progress: FileProgress | None = field(default=None, repr=False)
@@ -37,8 +39,17 @@ class Runtime:
         if self._config is None:
             from crmcli.config import load_config
 
-            self._config = load_config(self.config_path)
+            config = load_config(self.config_path)
+            overrides = {"number_format": self.number_format, "date_order": self.date_order}
+            self._config = config.model_copy(update={k: v for k, v in overrides.items() if v is not None})
         return self._config
+
+    def use_decimal_comma(self, flag: bool) -> None:
+        """A command's --decimal-comma: read amounts the European way (1.234,50)."""
+        if flag:
+            self.number_format = "decimal_comma"
+            if self._config is not None:
+                self._config = self._config.model_copy(update={"number_format": "decimal_comma"})
 
     def database(self, *, migrate: bool = True) -> Database:
         if self._db is None:
@@ -63,13 +74,27 @@ class Runtime:
         tz = ZoneInfo(self.config.timezone)
         return Output(format=Format(fmt), tz=tz)
 
-    def when(self, text: str | None, *, end_of_day: bool = False) -> datetime | None:
-        """Parse a user's date or time in the business time zone."""
+    def when(self, text: str | None, *, end_of_day: bool = False, happened: str | None = None) -> datetime | None:
+        """Parse a user's date or time in the business time zone.
+
+        ``happened`` names the option of something that has happened (a sale, a payment):
+        such a time more than a day ahead is refused.
+        """
         if text is None:
             return None
-        from crmcli.values import parse_when
+        from crmcli.values import check_happened, parse_when
 
-        return parse_when(text, self.config.tz, end_of_day=end_of_day)
+        moment = parse_when(text, self.config.tz, end_of_day=end_of_day, date_order=self.config.date_order)
+        return check_happened(moment, happened, tz=self.config.tz) if happened else moment
+
+    def amount(self, text: str, *, what: str = "amount") -> int:
+        """An amount as typed, in minor units, read with the configured number format."""
+        from crmcli.values import parse_money
+
+        currency = self.config.currency
+        return parse_money(
+            text, currency.minor_digits, what=what, decimal_comma=self.config.decimal_comma, currency=currency.code
+        )
 
     def customer(self, session: Session, text: str) -> Customer:
         """The customer a CUSTOMER argument names (crmcli.services.identify: one rule everywhere)."""

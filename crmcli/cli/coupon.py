@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import CouponStatus, FormatOpt, LimitOpt, Stage, WhenHelp
+from crmcli.cli.options import CouponStatus, FormatOpt, LimitOpt, Stage, WhenHelp, whole
 from crmcli.render import Column, Format
 
 app = typer.Typer(
@@ -41,7 +41,7 @@ def issue(
     amount: Annotated[str | None, typer.Option(help="Amount off, e.g. 5.00.")] = None,
     min_spend: Annotated[str, typer.Option(help="Minimum purchase amount.")] = "0",
     expires: Annotated[str | None, typer.Option(help=f"Last valid day ({WhenHelp}); valid to its end.")] = None,
-    max_uses: Annotated[int, typer.Option(help="Uses allowed per coupon.", min=1)] = 1,
+    max_uses: Annotated[int, typer.Option(help="Uses allowed per coupon.", parser=whole())] = 1,
     code: Annotated[str | None, typer.Option(help="Your own code (one customer only); default random.")] = None,
     campaign: Annotated[str | None, typer.Option(help="Campaign name, for 'coupon stats'.")] = None,
     fmt: FormatOpt = Format.table,
@@ -50,15 +50,18 @@ def issue(
 
     Example: crmcli coupon issue --segment "At Risk" --percent 15 --expires +30d --campaign winback
     """
-    from crmcli.services.coupons import CouponTerms, coupon_row, issue_coupons, parse_percent, target_customers
-    from crmcli.values import parse_money
+    from crmcli.services.coupons import CouponTerms, coupon_row, issue_coupons, target_customers
+    from crmcli.values import parse_percent
 
     rt = runtime(ctx)
-    digits = rt.config.currency.minor_digits
     terms = CouponTerms(
-        percent_bp=parse_percent(percent) if percent is not None else None,
-        amount_minor=parse_money(amount, digits, what="--amount") if amount is not None else None,
-        min_spend_minor=parse_money(min_spend, digits, what="--min-spend"),
+        percent_bp=(
+            parse_percent(percent, what="--percent", decimal_comma=rt.config.decimal_comma)
+            if percent is not None
+            else None
+        ),
+        amount_minor=rt.amount(amount, what="--amount") if amount is not None else None,
+        min_spend_minor=rt.amount(min_spend, what="--min-spend"),
         expires_at=rt.when(expires, end_of_day=True),
         max_uses=max_uses,
         campaign=campaign,
@@ -90,11 +93,11 @@ def redeem(
     Example: crmcli coupon redeem 7KQ2M-XH4PA --customer ann@example.com --amount 40
     """
     from crmcli.services.coupons import coupon_row, use_coupon
-    from crmcli.values import money, parse_money, utcnow
+    from crmcli.values import money, utcnow
 
     rt = runtime(ctx)
     digits = rt.config.currency.minor_digits
-    amount_minor = parse_money(amount, digits) if amount is not None else None
+    amount_minor = rt.amount(amount) if amount is not None else None
     with rt.session(write=True) as session:
         found = rt.customer(session, customer)
         assert found.id is not None

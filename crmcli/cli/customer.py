@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from crmcli.cli.context import is_interactive, runtime
+from crmcli.cli.context import Runtime, is_interactive, runtime
 from crmcli.cli.options import (
     CustomerArg,
     DelimiterOpt,
@@ -22,6 +22,7 @@ from crmcli.cli.options import (
     NoBomOpt,
     OutOpt,
     QuietOpt,
+    SheetOpt,
     SkipInvalidOpt,
     Stage,
 )
@@ -92,6 +93,7 @@ def add(
         customer = add_customer(session=session, data=data, config=rt.config, referred_by=referred_by)
         profile = customer_profile(session=session, customer=customer, config=rt.config)
     out = rt.output(fmt)
+    _warn_about_phone_region(rt, phone)
     if quiet:
         out.new_id(customer.id)
     else:
@@ -186,7 +188,15 @@ def edit(
             remove_tags=remove_tag or [],
         )
         profile = customer_profile(session=session, customer=found, config=rt.config)
+    _warn_about_phone_region(rt, phone)
     rt.output(fmt).record(profile, title=f"Customer {found.id}")
+
+
+def _warn_about_phone_region(rt: Runtime, phone: str | None) -> None:
+    from crmcli.values import PHONE_REGION_HINT, phone_compared_by_digits
+
+    if phone_compared_by_digits(phone, rt.config.default_phone_region):
+        rt.output().message(f"Warning: {PHONE_REGION_HINT}")
 
 
 @app.command("stage")
@@ -274,9 +284,10 @@ def erase(
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="CSV file with a header row.")],
+    file: Annotated[Path, typer.Argument(help="CSV or .xlsx file with a header row; - for standard input.")],
     encoding: EncodingOpt = None,
     delimiter: DelimiterOpt = None,
+    sheet: SheetOpt = None,
     mapping: MapOpt = None,
     dry_run: DryRunOpt = False,
     skip_invalid: SkipInvalidOpt = None,
@@ -286,7 +297,7 @@ def import_(
     ] = DuplicateMode("error"),
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Import customers from CSV: all or nothing unless --skip-invalid.
+    """Import customers from CSV or Excel: all or nothing unless --skip-invalid.
 
     Columns: name (required), email, phone, company, city, source, stage,
     tags (separated by ;), ref, referred_by, note.
@@ -297,7 +308,7 @@ def import_(
     from crmcli.io.reader import CsvOptions
 
     rt = runtime(ctx)
-    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [])
+    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [], sheet=sheet)
     summary = import_customers(
         db=rt.db,
         config=rt.config,
@@ -307,6 +318,7 @@ def import_(
         reject_file=skip_invalid,
         on_duplicate=on_duplicate,
         progress=rt.progress(file),
+        warn=lambda text: rt.output().message(f"Warning: {text}"),
     )
     out = rt.output(fmt)
     out.record(summary, title="Dry run: nothing written" if dry_run else "Imported")

@@ -7,14 +7,14 @@ from typing import Annotated
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import FormatOpt
+from crmcli.cli.options import FormatOpt, whole
 from crmcli.cli.report import DASHBOARD_TABLES
 from crmcli.render import Format
 
 
 def demo(
     ctx: typer.Context,
-    customers: Annotated[int, typer.Option(help="How many sample customers.", min=1, max=100_000)] = 200,
+    customers: Annotated[int, typer.Option(help="How many sample customers.", parser=whole(1, 100_000))] = 200,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Fill a fresh database with realistic sample data and print the summary.

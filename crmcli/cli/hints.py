@@ -25,8 +25,8 @@ NEXT_STEPS: list[tuple[type[CrmError], str | None, str]] = [
     (Conflict, "customer", "see 'crmcli customer show {key}'"),
     (Conflict, "demo", "run it on its own database: crmcli --db demo.db demo"),
     (ImportFailed, None, "fix them, or pass --skip-invalid FILE to import the good rows"),
-    (CrmError, "columns", "rename with --map CSVCOL=FIELD"),
-    (CrmError, "encoding", "pass --encoding, for example gb18030 or utf-8"),
+    (CrmError, "columns", "rename with --map CSVCOL=FIELD, ignore with --map CSVCOL="),
+    (CrmError, "encoding", "pass --encoding, for example utf-8, gb18030, big5, shift_jis or cp1252"),
     (DatabaseError, "folder", "create it, or pass --db with another path"),
 ]
 

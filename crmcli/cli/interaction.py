@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import CustomerArg, FormatOpt, InteractionKind, LimitOpt, QuietOpt, WhenHelp
+from crmcli.cli.options import CustomerArg, FormatOpt, InteractionKind, LimitOpt, QuietOpt, WhenHelp, id_argument
 from crmcli.render import Column, Format
 
 app = typer.Typer(
@@ -35,7 +35,7 @@ DUE_COLUMNS = [
     Column("last_contact", "last contact"),
     Column("detail"),
 ]
-IdArg = Annotated[int, typer.Argument(help="Interaction id (see 'crmcli interaction list').")]
+IdArg = Annotated[int, id_argument("Interaction id (see 'crmcli interaction list').")]
 
 
 @app.command("log")
@@ -65,7 +65,7 @@ def log(
             kind=kind,
             summary=summary,
             rating=rating,
-            at=rt.when(at),
+            at=rt.when(at, happened="--at"),
             follow_up=rt.when(follow_up),
         )
         row = interaction_row(interaction, found.name)
@@ -116,7 +116,7 @@ def respond(
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
-        row = interaction_row(respond(session=session, interaction_id=interaction_id, at=rt.when(at)))
+        row = interaction_row(respond(session=session, interaction_id=interaction_id, at=rt.when(at, happened="--at")))
     rt.output(fmt).record(row, title=f"Complaint {interaction_id}")
 
 
@@ -136,7 +136,9 @@ def resolve(
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
-        row = interaction_row(resolve(session=session, interaction_id=interaction_id, summary=summary, at=rt.when(at)))
+        row = interaction_row(
+            resolve(session=session, interaction_id=interaction_id, summary=summary, at=rt.when(at, happened="--at"))
+        )
     rt.output(fmt).record(row, title=f"Complaint {interaction_id}")
 
 

@@ -7,13 +7,13 @@ from typing import Annotated
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, WhenHelp
+from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, WhenHelp, whole
 from crmcli.render import Format
 
 app = typer.Typer(
     help="Loyalty points: balance and tier, adjust, redeem, monthly tenure accrual.", no_args_is_help=True
 )
-Points = Annotated[int, typer.Argument(help="Number of points (whole, positive).")]
+Points = Annotated[int, typer.Argument(help="Number of points (whole, positive).", parser=whole())]
 Reason = Annotated[str, typer.Option(help="Why (kept in the ledger).")]
 
 
@@ -90,5 +90,5 @@ def accrue(
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
-        result = accrue_tenure(session=session, config=rt.config, as_of=rt.when(as_of))
+        result = accrue_tenure(session=session, config=rt.config, as_of=rt.when(as_of, happened="--as-of"))
     rt.output(fmt).record(result, title="Tenure points accrued")

@@ -10,6 +10,7 @@ import typer
 from crmcli.cli.context import runtime
 from crmcli.cli.options import (
     CustomerArg,
+    DecimalCommaOpt,
     DelimiterOpt,
     DryRunOpt,
     DuplicateMode,
@@ -22,8 +23,11 @@ from crmcli.cli.options import (
     NoBomOpt,
     OutOpt,
     QuietOpt,
+    SheetOpt,
     SkipInvalidOpt,
     WhenHelp,
+    id_argument,
+    whole,
 )
 from crmcli.render import Column, Format
 
@@ -44,17 +48,17 @@ LIST_COLUMNS = [
     Column("refunded_at", "refunded"),
     Column("ref"),
 ]
-IdArg = Annotated[int, typer.Argument(help="Purchase id (see 'crmcli purchase list').")]
+IdArg = Annotated[int, id_argument("Purchase id (see 'crmcli purchase list').")]
 
 
 @app.command("add")
 def add(
     ctx: typer.Context,
     customer: CustomerArg,
-    amount: Annotated[str, typer.Argument(help="Amount before discounts, e.g. 19.90.")],
+    amount: Annotated[str, typer.Argument(help="Amount before discounts, e.g. 19.90, 1,234.50 or 0 (a free order).")],
     at: Annotated[str | None, typer.Option(help=f"When: {WhenHelp}. Default now.")] = None,
     coupon: Annotated[str | None, typer.Option(help="Coupon code to apply.")] = None,
-    points: Annotated[int | None, typer.Option(help="Points to spend as a discount.")] = None,
+    points: Annotated[int | None, typer.Option(help="Points to spend as a discount.", parser=whole())] = None,
     due: Annotated[
         str | None, typer.Option(help=f"Payment due date ({WhenHelp}); unpaid until 'purchase pay'.")
     ] = None,
@@ -63,6 +67,7 @@ def add(
     ] = None,
     unpaid: Annotated[bool, typer.Option("--unpaid", help="Not paid yet.")] = False,
     ref: Annotated[str | None, typer.Option("--ref", help="External id (till receipt number).")] = None,
+    decimal_comma: DecimalCommaOpt = False,
     fmt: FormatOpt = Format.table,
     quiet: QuietOpt = False,
 ) -> None:
@@ -71,16 +76,16 @@ def add(
     Example: crmcli purchase add ann@example.com 59.90 --coupon 7KQ2M-XH4PA --points 200
     """
     from crmcli.services.purchases import PurchaseInput, add_purchase, purchase_row
-    from crmcli.values import parse_money
 
     rt = runtime(ctx)
+    rt.use_decimal_comma(decimal_comma)
     data = PurchaseInput(
-        amount_minor=parse_money(amount, rt.config.currency.minor_digits),
-        at=rt.when(at),
+        amount_minor=rt.amount(amount),
+        at=rt.when(at, happened="--at"),
         coupon=coupon,
         points=points,
         due_at=rt.when(due, end_of_day=True),
-        paid_at=rt.when(paid_at),
+        paid_at=rt.when(paid_at, happened="--paid"),
         unpaid=unpaid,
         ref=ref,
     )
@@ -111,7 +116,9 @@ def pay(
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
-        purchase, effects = pay_purchase(session=session, purchase_id=purchase_id, config=rt.config, at=rt.when(at))
+        purchase, effects = pay_purchase(
+            session=session, purchase_id=purchase_id, config=rt.config, at=rt.when(at, happened="--at")
+        )
         row = {**purchase_row(purchase, rt.config), **effects}
     rt.output(fmt).record(row, title=f"Purchase {purchase_id}")
 
@@ -165,10 +172,12 @@ def list_(
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="CSV file with a header row.")],
+    file: Annotated[Path, typer.Argument(help="CSV or .xlsx file with a header row; - for standard input.")],
     encoding: EncodingOpt = None,
     delimiter: DelimiterOpt = None,
+    sheet: SheetOpt = None,
     mapping: MapOpt = None,
+    decimal_comma: DecimalCommaOpt = False,
     dry_run: DryRunOpt = False,
     skip_invalid: SkipInvalidOpt = None,
     on_duplicate: Annotated[
@@ -176,7 +185,7 @@ def import_(
     ] = DuplicateMode("error"),
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Import purchases (a till's history) from CSV: all or nothing unless --skip-invalid.
+    """Import purchases (a till's history) from CSV or Excel: all or nothing unless --skip-invalid.
 
     Columns: customer (id, email or ref) and amount required; at, due, paid_at, coupon, ref.
 
@@ -186,7 +195,8 @@ def import_(
     from crmcli.io.reader import CsvOptions
 
     rt = runtime(ctx)
-    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [])
+    rt.use_decimal_comma(decimal_comma)
+    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [], sheet=sheet)
     summary = import_purchases(
         db=rt.db,
         config=rt.config,

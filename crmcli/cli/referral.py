@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, QuietOpt, ReferralStatus
+from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, QuietOpt, ReferralStatus, id_argument
 from crmcli.render import Column, Format
 
 app = typer.Typer(help="Referrals: who brought whom; verify and reward both sides.", no_args_is_help=True)
@@ -23,7 +23,7 @@ COLUMNS = [
     Column("decided_at", "decided"),
     Column("reason"),
 ]
-IdArg = Annotated[int, typer.Argument(help="Referral id (see 'crmcli referral list').")]
+IdArg = Annotated[int, id_argument("Referral id (see 'crmcli referral list').")]
 
 
 @app.command("add")

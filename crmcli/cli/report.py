@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import FormatOpt, LimitOpt, WhenHelp
+from crmcli.cli.options import FormatOpt, LimitOpt, WhenHelp, whole
 from crmcli.render import Column, Format
 
 app = typer.Typer(help="Reports: 80/20, RFM segments, value, funnel, referrals, payment, satisfaction, SLA.")
@@ -139,7 +139,7 @@ def funnel(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table
 @app.command("referrals")
 def referrals(
     ctx: typer.Context,
-    top: Annotated[int, typer.Option(help="How many top referrers to list.", min=1)] = 10,
+    top: Annotated[int, typer.Option(help="How many top referrers to list.", parser=whole())] = 10,
     as_of: AsOf = None,
     fmt: FormatOpt = Format.table,
 ) -> None:

@@ -18,14 +18,14 @@ from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import Invalid
 from crmcli.io.importing import ImportRun, check_options, run_import
-from crmcli.io.reader import CsvOptions, CsvSource
+from crmcli.io.reader import CsvOptions, TableSource, open_source
 from crmcli.io.writer import output_stream, write_csv, write_json
 from crmcli.models import Customer, CustomerTag, Referral, StageChange, UTCDateTime, table_of
 from crmcli.services.codes import referral_code, unused_codes
 from crmcli.services.customers import CustomerInput, clean_fields, clean_tags
 from crmcli.services.identify import identifier_keys
 from crmcli.services.referrals import same_person
-from crmcli.values import utcnow
+from crmcli.values import PHONE_REGION_HINT, phone_compared_by_digits, utcnow
 
 FIELDS = ("name", "email", "phone", "company", "city", "source", "stage", "tags", "ref", "referred_by", "note")
 KEYS = ("email", "phone", "ref")
@@ -104,7 +104,7 @@ END = Pending(0, {}, {}, [], None)
 _END_ROW: dict[str, str] = {}
 
 
-class CustomerSource(CsvSource):
+class CustomerSource(TableSource):
     """The file's rows, then an end marker that reaches ``_write_batch`` as the last batch's last item.
 
     The referrals that wait for the end of the file are settled there rather than in
@@ -112,9 +112,16 @@ class CustomerSource(CsvSource):
     problems would not count.
     """
 
+    def __init__(self, inner: TableSource) -> None:
+        super().__init__(inner.path, inner.options, fields=inner.fields, required=inner.required, label=inner.label)
+        self.inner = inner
+
     def rows(self, progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, dict[str, str]]]:
-        yield from super().rows(progress)
+        yield from self.inner.rows(progress)
         yield 0, _END_ROW
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def validate_row(line: int, raw: dict[str, str], config: Config) -> Pending:
@@ -151,28 +158,43 @@ def import_customers(
     on_duplicate: str = "error",
     progress: Callable[[int], None] | None = None,
     now: datetime | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Import a customer CSV in one transaction; returns counts.
 
     A row whose email, phone or ref belongs to a customer (or, with none of the three,
     whose name is that of a customer who has none either) is a duplicate, handled by
     ``on_duplicate``; two rows of the file that match each other are an error whatever
-    ``on_duplicate`` says. All or nothing unless ``reject_file`` is given.
+    ``on_duplicate`` says. All or nothing unless ``reject_file`` is given. ``warn`` is told,
+    after an import that went through, when phones were compared by their digits for
+    want of a default region.
     """
     check_options(on_duplicate, reject_file)
-    source = CustomerSource(path, options, fields=FIELDS, required=("name",))
+    source = CustomerSource(open_source(path, options, fields=FIELDS, required=("name",)))
     run = CustomerRun(config=config, on_duplicate=on_duplicate, now=now or utcnow(), keep_going=reject_file is not None)
-    run_import(
-        db=db,
-        source=source,
-        run=run,
-        batch_size=BATCH,
-        dry_run=dry_run,
-        reject_file=reject_file,
-        progress=progress,
-        validate=lambda line, raw: validate_row(line, raw, config),
-        write_batch=lambda session, batch: _write_batch(session, batch, run, source),
-    )
+    by_digits = False
+
+    def validate(line: int, raw: dict[str, str]) -> Pending:
+        nonlocal by_digits
+        by_digits = by_digits or phone_compared_by_digits(raw.get("phone"), config.default_phone_region)
+        return validate_row(line, raw, config)
+
+    try:
+        run_import(
+            db=db,
+            source=source,
+            run=run,
+            batch_size=BATCH,
+            dry_run=dry_run,
+            reject_file=reject_file,
+            progress=progress,
+            validate=validate,
+            write_batch=lambda session, batch: _write_batch(session, batch, run, source),
+        )
+        if by_digits and warn is not None:
+            warn(PHONE_REGION_HINT)
+    finally:
+        source.close()
     return {**run.counts(dry_run), "referrals": run.referrals}
 
 
@@ -207,7 +229,7 @@ def _own_keys(p: Pending) -> set[tuple[str, str]]:
     return {(k, p.values[k]) for k in KEYS if p.values.get(k)}
 
 
-def _write_batch(session: Session, batch: list[Pending], run: CustomerRun, source: CsvSource) -> None:
+def _write_batch(session: Session, batch: list[Pending], run: CustomerRun, source: CustomerSource) -> None:
     conn = session.connection()
     if not run.first_new_id:
         run.first_new_id = conn.execute(select(func.coalesce(func.max(table_of(Customer).c.id), 0))).scalar_one() + 1
@@ -310,6 +332,7 @@ def _settle_deferred(session: Session, run: CustomerRun) -> None:
     conn = session.connection()
     region = run.config.default_phone_region
     waiting, run.deferred = run.deferred, []
+    refused = _rejected_rows_by_key(run) if waiting else {}
     for start in range(0, len(waiting), BATCH):
         chunk = [d for d in waiting[start : start + BATCH] if d.customer.id not in run.dropped]
         referrers = Referrers(conn, {d.referred_by for d in chunk}, region, by_name=True)
@@ -319,7 +342,9 @@ def _settle_deferred(session: Session, run: CustomerRun) -> None:
             assert cid is not None
             referrer = referrers.find(d.referred_by)
             if referrer is None:
-                rejected[cid] = (d.line, d.raw, referrers.why_not(d.referred_by))
+                earlier = next((refused[k] for k in Referrers.keys_of(d.referred_by, region) if k in refused), None)
+                why = f"its referrer, line {earlier}, was rejected" if earlier else referrers.why_not(d.referred_by)
+                rejected[cid] = (d.line, d.raw, why)
                 continue
             if reason := same_person(_someone(referrer), d.customer):
                 rejected[cid] = (d.line, d.raw, f"a customer cannot refer themselves ({reason})")
@@ -342,6 +367,23 @@ def _settle_deferred(session: Session, run: CustomerRun) -> None:
             )
             run.referrals += 1
         _reject_written(conn, run, rejected)
+
+
+def _rejected_rows_by_key(run: CustomerRun) -> dict[tuple[str, str], int]:
+    """The keys (ref, email, phone, name) of the rows rejected so far, to say why a referrer is missing."""
+    region = run.config.default_phone_region
+    found: dict[tuple[str, str], int] = {}
+    for line, raw, _ in run.rejected:
+        for kind in ("ref", "email", "phone", "name"):
+            value = (raw.get(kind) or "").strip()
+            if not value:
+                continue
+            keys = [(kind, value.lower() if kind == "email" else value)]
+            if kind == "phone":
+                keys += [k for k in Referrers.keys_of(value, region) if k[0] == "phone"]
+            for key in keys:
+                found.setdefault(key, line)
+    return found
 
 
 def _reject_written(conn: Any, run: CustomerRun, rejected: dict[int, tuple[int, dict[str, str] | None, str]]) -> None:
@@ -374,12 +416,12 @@ def _reject_written(conn: Any, run: CustomerRun, rejected: dict[int, tuple[int, 
         todo = [child for child, _ in children]
 
 
-def _fill_rejected_rows(run: CustomerRun, source: CsvSource) -> None:
+def _fill_rejected_rows(run: CustomerRun, source: CustomerSource) -> None:
     """Read the file again for the cells of rejected rows that were not kept in memory."""
     missing = {line for line, raw, _ in run.rejected if not raw}
     if not missing or not run.keep_going:
         return
-    cells = {line: raw for line, raw in CsvSource.rows(source) if line in missing}
+    cells = {line: raw for line, raw in source.inner.rows() if line in missing}
     run.rejected = [(line, raw or cells.get(line, {}), reason) for line, raw, reason in run.rejected]
 
 

@@ -15,8 +15,8 @@ from crmcli.choices import DUPLICATE_MODES
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import CrmError, ImportFailed, Invalid
-from crmcli.io.reader import CsvSource
-from crmcli.io.writer import output_stream
+from crmcli.io.reader import TableSource
+from crmcli.io.writer import neutralise, output_stream
 
 Item = TypeVar("Item")
 
@@ -59,7 +59,7 @@ def check_options(on_duplicate: str, reject_file: Path | None) -> None:
 def run_import(
     *,
     db: Database,
-    source: CsvSource,
+    source: TableSource,
     run: ImportRun,
     validate: Callable[[int, dict[str, str]], Item],
     write_batch: Callable[[Session, list[Item]], None],
@@ -91,7 +91,7 @@ def run_import(
         if run.problems and reject_file is None:
             session.rollback()
             raise ImportFailed(
-                f"{len(run.problems)} bad row(s) in {source.path}; nothing was imported",
+                f"{len(run.problems)} bad row(s) in {source.label}; nothing was imported",
                 sorted(run.problems),
             )
         if finish is not None:
@@ -103,9 +103,14 @@ def run_import(
 
 
 def write_rejects(path: Path, fields: Sequence[str], rejected: list[tuple[int, dict[str, str], str]]) -> None:
-    """The rejected rows as CSV, with their line number and reason first."""
+    """The rejected rows as CSV, with their line number and reason first.
+
+    Cells are guarded against formula injection as exports are (the import removes the
+    guard again), and the ``line`` and ``error`` columns are ignored by the import, so the
+    file imports back once fixed.
+    """
     with output_stream(path, encoding="utf-8-sig") as handle:
         writer = csv.writer(handle, lineterminator="\r\n")
         writer.writerow(["line", "error", *fields])
         for line, raw, reason in sorted(rejected, key=lambda item: item[0]):
-            writer.writerow([line, reason, *(raw.get(f, "") for f in fields)])
+            writer.writerow([line, neutralise(reason), *(neutralise(raw.get(f, "")) for f in fields)])

@@ -16,10 +16,10 @@ from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import CrmError, Invalid
 from crmcli.io.importing import ImportRun, check_options, run_import
-from crmcli.io.reader import CsvOptions, CsvSource
+from crmcli.io.reader import CsvOptions, open_source
 from crmcli.io.writer import output_stream, write_csv, write_json
 from crmcli.models import Customer, Purchase, UTCDateTime, table_of
-from crmcli.values import money, parse_money, parse_when, utcnow
+from crmcli.values import check_happened, money, parse_money, parse_when, utcnow
 
 FIELDS = ("customer", "amount", "at", "due", "paid_at", "refunded_at", "coupon", "ref")
 # Unambiguous ways to name the customer, read as the explicit forms id:, ref:, email:, phone:.
@@ -66,9 +66,17 @@ class PurchaseRun(ImportRun):
     referrals_verified: int = 0
 
 
-def _when(text: str | None, config: Config, now: datetime, *, end_of_day: bool = False) -> datetime | None:
+def _when(
+    text: str | None, config: Config, now: datetime, *, end_of_day: bool = False, happened: str | None = None
+) -> datetime | None:
     text = (text or "").strip()
-    return parse_when(text, config.tz, now=now, end_of_day=end_of_day) if text else None
+    if not text:
+        return None
+    try:
+        moment = parse_when(text, config.tz, now=now, end_of_day=end_of_day, date_order=config.date_order)
+    except Invalid as exc:
+        raise Invalid(f"{happened or 'due'}: {exc}") from None
+    return check_happened(moment, happened, now=now, tz=config.tz) if happened else moment
 
 
 def validate_row(line: int, raw: dict[str, str], run: PurchaseRun) -> Row:
@@ -84,13 +92,18 @@ def validate_row(line: int, raw: dict[str, str], run: PurchaseRun) -> Row:
     column, customer = given[0]
     if column in CUSTOMER_COLUMNS:
         customer = f"{CUSTOMER_COLUMNS[column]}:{customer}"
-    amount = parse_money(raw.get("amount") or "", config.currency.minor_digits)
-    if amount <= 0:
-        raise Invalid("the amount must be more than 0")
-    at = _when(raw.get("at"), config, run.now) or run.now
+    amount = parse_money(
+        raw.get("amount") or "",
+        config.currency.minor_digits,
+        decimal_comma=config.decimal_comma,
+        currency=config.currency.code,
+    )
+    if amount < 0:
+        raise Invalid("the amount cannot be negative: a refund is recorded on the sale it refunds")
+    at = _when(raw.get("at"), config, run.now, happened="at") or run.now
     due = _when(raw.get("due"), config, run.now, end_of_day=True)
-    paid = _when(raw.get("paid_at"), config, run.now)
-    refunded = _when(raw.get("refunded_at"), config, run.now)
+    paid = _when(raw.get("paid_at"), config, run.now, happened="paid_at")
+    refunded = _when(raw.get("refunded_at"), config, run.now, happened="refunded_at")
     if due is not None and due < at:
         raise Invalid("the due date is before the purchase")
     if refunded is not None and refunded < at:
@@ -130,9 +143,8 @@ def import_purchases(
     verified once, at the end.
     """
     check_options(on_duplicate, reject_file)
-    source = CsvSource(
-        path, options, fields=FIELDS + tuple(CUSTOMER_COLUMNS), required=(("customer", *CUSTOMER_COLUMNS), "amount")
-    )
+    required = (("customer", *CUSTOMER_COLUMNS), "amount")
+    source = open_source(path, options, fields=FIELDS + tuple(CUSTOMER_COLUMNS), required=required)
     run = PurchaseRun(config=config, on_duplicate=on_duplicate, now=now or utcnow())
 
     def finish(session: Session) -> None:
@@ -145,18 +157,21 @@ def import_purchases(
         run.stage_changes = settle_stages(session, customers)
         run.referrals_verified = len(verify_referrals(session, config, customers, now=run.now))
 
-    run_import(
-        db=db,
-        source=source,
-        run=run,
-        batch_size=BATCH,
-        dry_run=dry_run,
-        reject_file=reject_file,
-        progress=progress,
-        validate=lambda line, raw: validate_row(line, raw, run),
-        write_batch=lambda session, batch: _write_batch(session, batch, run),
-        finish=finish,
-    )
+    try:
+        run_import(
+            db=db,
+            source=source,
+            run=run,
+            batch_size=BATCH,
+            dry_run=dry_run,
+            reject_file=reject_file,
+            progress=progress,
+            validate=lambda line, raw: validate_row(line, raw, run),
+            write_batch=lambda session, batch: _write_batch(session, batch, run),
+            finish=finish,
+        )
+    finally:
+        source.close()
     return {**run.counts(dry_run), "stage_changes": run.stage_changes, "referrals_verified": run.referrals_verified}
 
 

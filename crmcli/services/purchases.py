@@ -41,8 +41,8 @@ def add_purchase(
     cid = customer.id
     if customer.erased_at is not None:
         raise Invalid(f"customer {cid} was erased")
-    if data.amount_minor <= 0:
-        raise Invalid("the amount must be more than 0")
+    if data.amount_minor < 0:  # 0 is a free order: it counts as a purchase and earns nothing
+        raise Invalid("the amount cannot be negative: a refund is recorded on the sale it refunds")
     if data.paid_at is not None and data.unpaid:
         raise Invalid("a purchase cannot be both paid and unpaid", fields=("paid_at", "unpaid"))
     if data.due_at is not None and data.due_at < at:

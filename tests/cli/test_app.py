@@ -14,7 +14,7 @@ from crmcli.cli.app import app
 from tests.conftest import Cli
 
 # Typer renders help with Rich (welcome, per SPEC); the database stack must stay unloaded.
-HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "pydantic", "yaml")
+HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "pydantic", "yaml", "babel", "charset_normalizer", "openpyxl")
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

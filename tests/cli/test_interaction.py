@@ -87,7 +87,7 @@ def test_resolving_also_counts_as_the_first_response(cli: Cli, ann: int) -> None
 def test_followup_due_by_date_and_by_stage_cadence(cli: Cli) -> None:
     lead = cli.new_id("customer", "add", "Lead Lucy")  # cadence 2 days
     regular = cli.new_id("customer", "add", "Regular Rita", "--stage", "repeat")  # cadence 60 days
-    cli.ok("interaction", "log", str(regular), "--kind", "visit", "--at", "-1d", "--follow-up", "+3d")
+    cli.ok("interaction", "log", str(regular), "--kind", "visit", "--at", "-1d", "--follow-up", "+1d")
     now_rows = cli.ok("followup", "due", "-f", "json").json()
     assert now_rows == []
     result = cli("followup", "due", "--check")
@@ -97,10 +97,12 @@ def test_followup_due_by_date_and_by_stage_cadence(cli: Cli) -> None:
     assert [(r["customer_id"], r["reason"]) for r in later] == [(regular, "follow-up"), (lead, "no contact")]
     assert cli("followup", "due", "--as-of", "+5d", "--check").exit_code == 3
 
-    # Logging a contact closes the follow-up and resets the quiet clock.
-    cli.ok("interaction", "log", str(regular), "--kind", "call", "--at", "+4d")
-    cli.ok("interaction", "log", str(lead), "--kind", "call", "--at", "+4d")
-    assert cli.ok("followup", "due", "--as-of", "+5d", "-f", "json").json() == []
+    # Logging a contact closes the follow-up and resets the quiet clock (a contact cannot be
+    # dated more than a day ahead: it must have happened).
+    cli.ok("interaction", "log", str(regular), "--kind", "call", "--at", "+1d")
+    cli.ok("interaction", "log", str(lead), "--kind", "call", "--at", "+1d")
+    assert cli.ok("followup", "due", "--as-of", "+2d", "-f", "json").json() == []
+    assert cli("interaction", "log", str(lead), "--kind", "call", "--at", "+4d").exit_code == 1
 
 
 def test_follow_up_before_the_interaction_is_refused(cli: Cli, ann: int) -> None:
