@@ -100,7 +100,9 @@ def list_(
     stage: Annotated[str | None, typer.Option(help="Only this stage.")] = None,
     tag: Annotated[str | None, typer.Option(help="Only customers with this tag.")] = None,
     search: Annotated[str | None, typer.Option(help="Text in name, email, phone, company, city or ref.")] = None,
-    segment: Annotated[str | None, typer.Option(help="Only this RFM segment, e.g. 'At Risk'.")] = None,
+    segment: Annotated[
+        str | None, typer.Option(help="Only this RFM segment or churn band, e.g. 'At Risk', 'High Churn Risk'.")
+    ] = None,
     sort: Annotated[
         str, typer.Option(help="Sort field: id, name, email, city, stage, created_at; -field descending.")
     ] = "id",
@@ -117,9 +119,9 @@ def list_(
     with rt.session() as session:
         ids = None
         if segment is not None:
-            from crmcli.reports.rfm import customers_in_segment
+            from crmcli.reports.segments import customers_in_segment
 
-            ids = customers_in_segment(session=session, segment=segment)
+            ids = customers_in_segment(session=session, config=rt.config, segment=segment)
         rows = list_customers(
             session=session, stage=stage, tag=tag, search=search, customer_ids=ids, sort=sort, limit=limit
         )
@@ -127,10 +129,20 @@ def list_(
 
 
 @app.command("show")
-def show(ctx: typer.Context, customer: CustomerArg, fmt: FormatOpt = Format.table) -> None:
+def show(
+    ctx: typer.Context,
+    customer: CustomerArg,
+    predicted: Annotated[
+        bool,
+        typer.Option(
+            "--predicted", help="Add predicted value, churn risk and next purchase (fits the model over all customers)."
+        ),
+    ] = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
     """Show a customer's lifetime profile: details, totals, points, referrals, timeline.
 
-    Example: crmcli customer show ann@example.com --format json
+    Example: crmcli customer show ann@example.com --predicted --format json
     """
     from crmcli.services.customers import customer_profile, find_customer
 
@@ -138,6 +150,10 @@ def show(ctx: typer.Context, customer: CustomerArg, fmt: FormatOpt = Format.tabl
     with rt.session() as session:
         found = find_customer(session, customer)
         profile = customer_profile(session=session, customer=found, config=rt.config)
+        if predicted:
+            from crmcli.reports.prediction import customer_prediction
+
+            profile["predicted"] = customer_prediction(session=session, config=rt.config, customer_id=found.id)
     rt.output(fmt).record(profile, title=f"Customer {found.id}")
 
 

@@ -11,7 +11,9 @@ from crmcli.cli.context import runtime
 from crmcli.cli.options import FormatOpt, LimitOpt, WhenHelp
 from crmcli.render import Column, Format
 
-app = typer.Typer(help="Reports: 80/20, RFM segments, value, funnel, referrals, payment, satisfaction, SLA.")
+app = typer.Typer(
+    help="Reports: 80/20, RFM segments, value, predicted value, cohorts, funnel, referrals, payment, satisfaction, SLA."
+)
 AsOf = Annotated[str | None, typer.Option("--as-of", help=f"As at the end of: {WhenHelp}. Default now.")]
 
 SEGMENT_COLUMNS = [
@@ -29,6 +31,33 @@ STAGE_COLUMNS = [
     Column("by_referral", "by referral", numeric=True),
     Column("conversion", numeric=True),
     Column("median_days", "median days", numeric=True),
+]
+RISK_COLUMNS = [
+    Column("risk"),
+    Column("customers", numeric=True, bar=True),
+    Column("share", numeric=True),
+    Column("expected_purchases", "expected purchases", numeric=True),
+    Column("predicted_value", "predicted value", numeric=True),
+]
+CLV_COLUMNS = [
+    Column("id", numeric=True),
+    Column("name"),
+    Column("purchases", numeric=True),
+    Column("p_alive", "P(alive)", numeric=True),
+    Column("risk"),
+    Column("expected_purchases", "exp. purchases", numeric=True),
+    Column("predicted_value", "predicted value", numeric=True),
+    Column("next_purchase", "next purchase"),
+]
+ESTIMATE_COLUMNS = [
+    Column("id", numeric=True),
+    Column("name"),
+    Column("purchases", numeric=True),
+    Column("average_gap_days", "avg gap (days)", numeric=True),
+    Column("risk"),
+    Column("next_purchase_earliest", "next: earliest"),
+    Column("next_purchase", "likely"),
+    Column("next_purchase_latest", "latest"),
 ]
 DASHBOARD_TABLES = {
     "stages": [Column("stage"), Column("customers", numeric=True, bar=True)],
@@ -95,6 +124,9 @@ def rfm(
 def value(
     ctx: typer.Context,
     customers: Annotated[bool, typer.Option("--customers", help="List each customer's two values and group.")] = False,
+    predicted: Annotated[
+        bool, typer.Option("--predicted", help="Add predicted value (see 'report clv'; needs crmcli[analytics]).")
+    ] = False,
     limit: LimitOpt = None,
     as_of: AsOf = None,
     fmt: FormatOpt = Format.table,
@@ -102,11 +134,11 @@ def value(
     """Lifetime value next to referral value, and the four groups: champions (high both),
     affluents (high lifetime only), advocates (high referral only), misers (low both).
 
-    Example: crmcli report value --customers --limit 20
+    Example: crmcli report value --customers --predicted --limit 20
     """
     from crmcli.reports.value import value_report
 
-    result = _run(ctx, as_of, value_report, with_customers=customers, limit=limit)
+    result = _run(ctx, as_of, value_report, with_customers=customers, limit=limit, predicted=predicted)
     runtime(ctx).output(fmt).record(
         result,
         title="Lifetime value and referral value",
@@ -118,6 +150,7 @@ def value(
                 Column("customer_share", "share", numeric=True),
                 Column("lifetime_value", "lifetime value", numeric=True),
                 Column("referral_value", "referral value", numeric=True),
+                *([Column("predicted_value", "predicted value", numeric=True)] if predicted else []),
             ]
         },
     )
@@ -206,3 +239,51 @@ def sla(
     runtime(ctx).output(fmt).record(result, title="Complaints against the SLA", csv_rows="overdue")
     if check and result["overdue"]:
         raise typer.Exit(3)
+
+
+@app.command("clv")
+def clv(
+    ctx: typer.Context,
+    calibration_end: Annotated[
+        str | None,
+        typer.Option(help=f"Learn from purchases up to the end of this day ({WhenHelp}); default --as-of."),
+    ] = None,
+    horizon: Annotated[
+        int | None, typer.Option(help="Days ahead to predict (default: clv.horizon_days, 365).", min=1, max=3650)
+    ] = None,
+    customers: Annotated[bool, typer.Option("--customers", help="List each customer's figures.")] = False,
+    segment: Annotated[
+        str | None,
+        typer.Option(help="List only 'Low/Medium/High Churn Risk' or 'Valuable but Slipping' (implies --customers)."),
+    ] = None,
+    limit: LimitOpt = None,
+    as_of: AsOf = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Who will come back: probability alive, expected purchases and spend, predicted value,
+    churn risk and next purchase (BG/NBD + Gamma-Gamma; needs crmcli[analytics]).
+
+    Example: crmcli report clv --customers --segment "valuable but slipping" --limit 20
+    """
+    from crmcli.reports.prediction import clv_report
+
+    rt = runtime(ctx)
+    end = rt.when(calibration_end, end_of_day=True)
+    listed = customers or segment is not None
+    result = _run(
+        ctx,
+        as_of,
+        clv_report,
+        calibration_end=end,
+        horizon_days=horizon,
+        with_customers=listed,
+        segment=segment,
+        limit=limit,
+    )
+    tables = {"risk": RISK_COLUMNS, "rows": CLV_COLUMNS if result["model"] else ESTIMATE_COLUMNS}
+    rt.output(fmt).record(
+        result,
+        title="Who will come back",
+        csv_rows="rows" if listed else "risk",
+        tables=tables if fmt is Format.table else {},
+    )
