@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -286,4 +287,50 @@ def clv(
         title="Who will come back",
         csv_rows="rows" if listed else "risk",
         tables=tables if fmt is Format.table else {},
+    )
+
+
+class Period(StrEnum):
+    month = "month"
+    quarter = "quarter"
+
+
+class Metric(StrEnum):
+    customers = "customers"
+    revenue = "revenue"
+
+
+@app.command("cohorts")
+def cohorts(
+    ctx: typer.Context,
+    period: Annotated[Period, typer.Option(help="Group first purchases by month or quarter.")] = Period.month,
+    metric: Annotated[
+        Metric, typer.Option(help="customers: share of the cohort still buying; revenue: what it spent.")
+    ] = Metric.customers,
+    as_of: AsOf = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Retention by cohort: customers grouped by the period of their first purchase, and for
+    each later period the share still buying or their revenue (JSON carries both).
+
+    Example: crmcli report cohorts --period quarter --metric revenue
+    """
+    from crmcli.reports.cohorts import cohorts as build
+    from crmcli.reports.cohorts import triangle
+
+    result = _run(ctx, as_of, build, period=period.value)
+    out = runtime(ctx).output(fmt)
+    if fmt is Format.json:
+        out.record(result)
+        return
+    rows = triangle(result, metric.value)
+    later = [Column(key, numeric=True, heat=True) for key in (rows[0] if rows else {}) if key.startswith("+")]
+    title = f"{'Monthly' if period is Period.month else 'Quarterly'} cohorts: " + (
+        "share still buying" if metric is Metric.customers else "revenue"
+    )
+    out.rows(
+        rows,
+        [Column("cohort"), Column("customers", numeric=True), *later],
+        title=title,
+        empty="No customers with purchases.",
     )
