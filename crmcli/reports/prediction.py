@@ -179,7 +179,6 @@ def _estimate(session: Session, config: Config, result: Prediction, offset: int)
     average_gap = np.where(repeat, (result.last_day - result.first_day) / np.where(repeat, x, 1), np.nan)
     since = result.end_day - result.last_day
     result.shortest, result.longest = shortest, longest
-    result.wait_days = np.maximum(average_gap - since, 0)  # from the calibration end
     with np.errstate(divide="ignore", invalid="ignore"):
         result.purchases = np.where(repeat, result.horizon_days / average_gap, np.nan)
     scale = 10.0**config.currency.minor_digits
@@ -337,8 +336,8 @@ def customer_rows(
             "purchases": int(found.x[i]) + 1,
             "last_purchase": last,
         }
-        wait = float(found.wait_days[i])
         if found.fitted:
+            wait = float(found.wait_days[i])
             row.update(
                 p_alive=round(float(found.alive[i]), 4),
                 churn_risk=round(1 - float(found.alive[i]), 4),
@@ -346,9 +345,8 @@ def customer_rows(
                 expected_purchases=round(float(found.purchases[i]), 3),
                 expected_spend=_money(float(found.spend[i]), digits),
                 predicted_value=_money(float(found.value[i]), digits),
-                next_purchase=_day(found.end_day + round(wait))
-                if wait == wait and wait <= found.horizon_days
-                else None,
+                # NaN (never more likely than not) compares false
+                next_purchase=_day(found.end_day + round(wait)) if wait <= found.horizon_days else None,
                 valuable_but_slipping=bool(found.valuable[i]),
             )
         else:
