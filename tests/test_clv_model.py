@@ -159,3 +159,17 @@ def test_a_fit_that_runs_away_is_not_converged() -> None:
     x = np.array([1.0, 2.0, 3.0, 4.0] * 30)
     fit = clv.fit_gamma_gamma(x, np.full(len(x), 20.0))
     assert not fit.converged and fit.reason
+
+
+def test_the_same_dropout_for_everyone_converges() -> None:
+    # Every customer leaves after a purchase with probability 0.25 exactly: the likelihood rises
+    # along a ridge as a and b grow together (where lifetimes needs a penalizer). The fit
+    # converges, either inside the range or at the model's limit (said in the note), with
+    # a / (a + b) pinned down and no spread of dropout to speak of.
+    x, t_x, T = simulate(clv.BgNbd(r=0.5, alpha=6.0, a=2.5e6, b=7.5e6), 4000, seed=3)
+    fit = clv.fit_bgnbd(x, t_x, T)
+    assert fit.converged, fit.reason
+    a, b = fit.params["a"], fit.params["b"]
+    assert a / (a + b) == pytest.approx(0.25, rel=0.15) and a + b > 50
+    assert fit.note is None or "same dropout chance" in fit.note
+    assert fit.params["r"] == pytest.approx(0.5, rel=0.2)
