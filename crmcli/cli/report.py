@@ -40,21 +40,19 @@ RISK_COLUMNS = [
     Column("expected_purchases", "expected purchases", numeric=True),
     Column("predicted_value", "predicted value", numeric=True),
 ]
+# Tables fit 80 columns; JSON and CSV carry every field.
 CLV_COLUMNS = [
     Column("id", numeric=True),
     Column("name"),
-    Column("purchases", numeric=True),
     Column("p_alive", "P(alive)", numeric=True),
     Column("risk"),
-    Column("expected_purchases", "exp. purchases", numeric=True),
-    Column("predicted_value", "predicted value", numeric=True),
-    Column("next_purchase", "next purchase"),
+    Column("expected_purchases", "exp. buys", numeric=True),
+    Column("predicted_value", "value", numeric=True),
+    Column("next_purchase", "next buy"),
 ]
 ESTIMATE_COLUMNS = [
     Column("id", numeric=True),
     Column("name"),
-    Column("purchases", numeric=True),
-    Column("average_gap_days", "avg gap (days)", numeric=True),
     Column("risk"),
     Column("next_purchase_earliest", "next: earliest"),
     Column("next_purchase", "likely"),
@@ -126,7 +124,7 @@ def value(
     ctx: typer.Context,
     customers: Annotated[bool, typer.Option("--customers", help="List each customer's two values and group.")] = False,
     predicted: Annotated[
-        bool, typer.Option("--predicted", help="Add predicted value (see 'report clv'; needs crmcli[analytics]).")
+        bool, typer.Option("--predicted", help="Add predicted value (see 'report clv'; needs the analytics extra).")
     ] = False,
     limit: LimitOpt = None,
     as_of: AsOf = None,
@@ -262,7 +260,8 @@ def clv(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Who will come back: probability alive, expected purchases and spend, predicted value,
-    churn risk and next purchase (BG/NBD + Gamma-Gamma; needs crmcli[analytics]).
+    churn risk and next purchase (BG/NBD + Gamma-Gamma; needs the analytics extra:
+    pip install 'crmcli\\[analytics]').
 
     Example: crmcli report clv --customers --segment "valuable but slipping" --limit 20
     """

@@ -342,7 +342,7 @@ def _maximise(
                     jac=True,
                     method="L-BFGS-B",
                     bounds=bounds,
-                    options={"maxiter": 1000, "gtol": FLAT / 10},
+                    options={"maxiter": 1000, "gtol": FLAT / 10, "ftol": 1e-12},
                 )
             except (ValueError, FloatingPointError) as exc:  # a start where the likelihood is not finite
                 candidate = (False, np.inf, start, f"the optimiser failed: {exc}")
