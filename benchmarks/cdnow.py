@@ -3,9 +3,10 @@
 The data ship inside the ``lifetimes`` package on PyPI as
 ``lifetimes/datasets/CDNOW_master.txt`` (customer id, date YYYYMMDD, number of CDs,
 dollar value). This script loads them through crmcli's own import commands
-(customers by ``ref``), runs ``report pareto``, ``report rfm`` and ``report value``,
-and checks every figure against an independent computation in plain Python
-written from the definitions in docs/reports.md (exact fractions, no SQL).
+(customers by ``ref``), runs ``report pareto``, ``report rfm``, ``report value`` and
+``report cohorts`` (by month and by quarter), and checks every figure against an
+independent computation in plain Python written from the definitions in
+docs/reports.md (exact fractions, no SQL).
 
     python benchmarks/cdnow.py            # prints the figures; exit 1 on any mismatch
 
@@ -132,6 +133,32 @@ def expected(rows: list[tuple[str, str, int]]) -> dict[str, object]:
     }
 
 
+def expected_cohorts(rows: list[tuple[str, str, int]], months_per_period: int) -> dict[str, list[tuple[int, int]]]:
+    """Cohort label -> [(customers buying, cents)] for each period since the first purchase, up to AS_OF."""
+    periods: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))  # ref -> period -> cents
+    for ref, day, cents in rows:
+        if cents <= 0:
+            continue
+        periods[ref][(int(day[:4]) * 12 + int(day[5:7]) - 1) // months_per_period] += cents
+    last = (int(AS_OF[:4]) * 12 + int(AS_OF[5:7]) - 1) // months_per_period
+    cells: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    for bought in periods.values():
+        first = min(bought)
+        for period, cents in bought.items():
+            cells[first][period - first][0] += 1
+            cells[first][period - first][1] += cents
+
+    def label(index: int) -> str:
+        if months_per_period == 1:
+            return f"{index // 12}-{index % 12 + 1:02d}"
+        return f"{index // 4}-Q{index % 4 + 1}"
+
+    return {
+        label(first): [tuple(cells[first][k]) if k in cells[first] else (0, 0) for k in range(last - first + 1)]
+        for first in sorted(cells)
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "crmcli-cdnow")
@@ -152,7 +179,8 @@ def main() -> int:
                 writer.writerow([ref, f"CDNOW customer {ref}", "cdnow"])
         with purchases.open("w", newline="") as out:
             writer = csv.writer(out)
-            writer.writerow(["customer", "amount", "at"])
+            # CDNOW's ids are numbers, which are also crmcli ids: name them as refs, unambiguously.
+            writer.writerow(["customer_ref", "amount", "at"])
             for ref, day, cents in rows:
                 writer.writerow([ref, f"{cents // 100}.{cents % 100:02d}", day])
         started = time.perf_counter()
@@ -165,6 +193,12 @@ def main() -> int:
         rfm = json.loads(crmcli(db, "report", "rfm", "--customers", "--as-of", AS_OF, "-f", "json"))
         segments = json.loads(crmcli(db, "report", "rfm", "--as-of", AS_OF, "-f", "json"))
         value = json.loads(crmcli(db, "report", "value", "--as-of", AS_OF, "-f", "json"))
+        cohorts = {
+            (period, months): json.loads(
+                crmcli(db, "report", "cohorts", "--period", period, "--as-of", AS_OF, "-f", "json")
+            )
+            for period, months in (("month", 1), ("quarter", 3))
+        }
 
     for key in ("customers", "top_customers", "top_share", "customers_for_80_percent"):
         if pareto[key] != want[key]:
@@ -182,6 +216,14 @@ def main() -> int:
     if value["affluents"] + value["champions"] != want["affluents"]:
         problems.append("customers above the median lifetime value differ")
 
+    for (period, months), report in cohorts.items():
+        got = {
+            c["cohort"]: [(p["customers"], int(p["revenue"].replace(".", ""))) for p in c["periods"]]
+            for c in report["cohorts"]
+        }
+        if got != expected_cohorts(rows, months):
+            problems.append(f"cohorts by {period} differ from the independent computation")
+
     print(f"CDNOW: {len(rows)} transactions, {len({r for r, _, _ in rows})} customers; "
           f"loaded through crmcli import in {load_seconds:.1f} s")
     print(f"buyers {pareto['customers']}, revenue {pareto['revenue']}, top 20% = {pareto['top_customers']} customers "
@@ -189,6 +231,10 @@ def main() -> int:
     print("RFM segments: " + ", ".join(f"{s['segment']} {s['customers']}" for s in segments))
     print(f"value groups: champions {value['champions']}, affluents {value['affluents']}, "
           f"advocates {value['advocates']}, misers {value['misers']}")
+    monthly = cohorts[("month", 1)]["cohorts"]
+    print("monthly cohorts (share still buying 1, 2, 3 months on): " + ", ".join(
+        f"{c['cohort']} {c['customers']} customers "
+        + "/".join(f"{p['share']:.1%}" for p in c["periods"][1:4]) for c in monthly))
     for problem in problems:
         print("MISMATCH:", problem)
     print("all figures match the independent computation" if not problems else f"{len(problems)} mismatch(es)")

@@ -82,6 +82,23 @@ class Payment(_Strict):
     good_payer_on_time_ratio: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.9")
 
 
+class Clv(_Strict):
+    """Predicted value (``report clv``): the horizon, the data the model needs, the churn bands."""
+
+    horizon_days: Annotated[int, Field(gt=0, le=3650)] = 365
+    min_repeat_customers: Annotated[int, Field(ge=10)] = 50
+    min_history_days: Annotated[int, Field(ge=1)] = 90
+    churn_risk_medium: Annotated[Decimal, Field(gt=0, lt=1)] = Decimal("0.25")
+    churn_risk_high: Annotated[Decimal, Field(gt=0, lt=1)] = Decimal("0.5")
+    valuable_top_share: Annotated[Decimal, Field(gt=0, lt=1)] = Decimal("0.2")
+
+    @model_validator(mode="after")
+    def _bands_in_order(self) -> Clv:
+        if self.churn_risk_medium >= self.churn_risk_high:
+            raise ValueError("churn_risk_medium must be below churn_risk_high")
+        return self
+
+
 def _default_tiers() -> list[Tier]:
     return [
         Tier(name="bronze", min_spend=Decimal(0)),
@@ -103,6 +120,7 @@ class Config(_Strict):
     followup: Followup = Followup()
     sla: Sla = Sla()
     payment: Payment = Payment()
+    clv: Clv = Clv()
 
     @field_validator("timezone")
     @classmethod

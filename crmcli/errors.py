@@ -65,3 +65,7 @@ class ImportFailed(CrmError):
     def __init__(self, message: str, problems: list[tuple[int, str]], **kw: str) -> None:
         super().__init__(message, **kw)
         self.problems = problems
+
+
+class MissingExtra(CrmError):
+    """An optional part of crmcli is not installed (``pip install 'crmcli[extra]'``)."""

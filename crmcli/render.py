@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import IO, Any
@@ -30,6 +30,15 @@ def bar(value: float, peak: float, width: int = BAR_WIDTH) -> str:
     return "█" * full + ("▏▎▍▌▋▊▉"[part - 1] if part else "")
 
 
+def shade(value: float, peak: float) -> str:
+    """A background from white (nothing) to deep blue (the peak), with text that stays readable."""
+    if peak <= 0:
+        return ""
+    f = max(0.0, min(1.0, value / peak))
+    red, green = round(255 - 205 * f), round(255 - 155 * f)
+    return f"{'white' if f > 0.6 else 'black'} on rgb({red},{green},255)"
+
+
 class Format(StrEnum):
     table = "table"
     json = "json"
@@ -45,6 +54,7 @@ class Column:
     header: str = ""
     numeric: bool = False
     bar: bool = False  # in tables, draw a bar proportional to the column's largest value
+    heat: bool = False  # in tables, shade the cell by its value against the largest of all heat cells
 
     @property
     def title(self) -> str:
@@ -73,6 +83,8 @@ class Output:
     def wire(self, value: Any) -> Any:
         if isinstance(value, datetime):
             return value.astimezone(self.tz).isoformat(timespec="seconds")
+        if isinstance(value, date):  # a calendar day (a forecast): no time, no offset
+            return value.isoformat()
         if isinstance(value, Decimal):
             return str(value)
         if isinstance(value, Mapping):
@@ -207,10 +219,13 @@ class Output:
             if column.bar:
                 table.add_column("", no_wrap=True, style="cyan")
         peaks = {c.key: max((float(r.get(c.key) or 0) for r in rows), default=0.0) for c in columns if c.bar}
+        hottest = max((float(r.get(c.key) or 0) for r in rows for c in columns if c.heat), default=0.0)
         for row in rows:
             cells: list[Any] = []
             for column in columns:
-                cells.append(Text(self._cell(row.get(column.key))))
+                value = row.get(column.key)
+                style = shade(float(value or 0), hottest) if column.heat and value is not None else ""
+                cells.append(Text(self._cell(value), style=style))
                 if column.bar:
                     cells.append(Text(bar(float(row.get(column.key) or 0), peaks[column.key])))
             table.add_row(*cells)

@@ -34,7 +34,10 @@ CodeArg = Annotated[str, typer.Argument(help="Coupon code (case does not matter)
 def issue(
     ctx: typer.Context,
     customer: Annotated[str | None, typer.Option(help="One customer (id, email or ref).")] = None,
-    segment: Annotated[str | None, typer.Option(help="Every customer in this RFM segment (see 'report rfm').")] = None,
+    segment: Annotated[
+        str | None,
+        typer.Option(help="Every customer in this RFM segment or churn band (see 'report rfm', 'report clv')."),
+    ] = None,
     stage: Annotated[Stage | None, typer.Option(help="Every customer in this stage.", case_sensitive=False)] = None,
     everyone: Annotated[bool, typer.Option("--all", help="Every customer.")] = False,
     percent: Annotated[str | None, typer.Option(help="Percent off, e.g. 15.")] = None,

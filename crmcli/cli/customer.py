@@ -106,7 +106,9 @@ def list_(
     stage: Annotated[Stage | None, typer.Option(help="Only this stage.", case_sensitive=False)] = None,
     tag: Annotated[str | None, typer.Option(help="Only customers with this tag.")] = None,
     search: Annotated[str | None, typer.Option(help="Text in name, email, phone, company, city or ref.")] = None,
-    segment: Annotated[str | None, typer.Option(help="Only this RFM segment, e.g. 'At Risk'.")] = None,
+    segment: Annotated[
+        str | None, typer.Option(help="Only this RFM segment or churn band, e.g. 'At Risk', 'High Churn Risk'.")
+    ] = None,
     sort: Annotated[
         str, typer.Option(help="Sort field: id, name, email, city, stage, created_at; -field descending.")
     ] = "id",
@@ -123,9 +125,9 @@ def list_(
     with rt.session() as session:
         ids = None
         if segment is not None:
-            from crmcli.reports.rfm import customers_in_segment
+            from crmcli.reports.segments import customers_in_segment
 
-            ids = customers_in_segment(session=session, segment=segment)
+            ids = customers_in_segment(session=session, config=rt.config, segment=segment)
         rows = list_customers(
             session=session, stage=stage, tag=tag, search=search, customer_ids=ids, sort=sort, limit=limit
         )
@@ -133,10 +135,20 @@ def list_(
 
 
 @app.command("show")
-def show(ctx: typer.Context, customer: CustomerArg, fmt: FormatOpt = Format.table) -> None:
+def show(
+    ctx: typer.Context,
+    customer: CustomerArg,
+    predicted: Annotated[
+        bool,
+        typer.Option(
+            "--predicted", help="Add predicted value, churn risk and next purchase (fits the model over all customers)."
+        ),
+    ] = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
     """Show a customer's lifetime profile: details, totals, points, referrals, timeline.
 
-    Example: crmcli customer show ann@example.com --format json
+    Example: crmcli customer show ann@example.com --predicted --format json
     """
     from crmcli.services.profile import customer_profile
 
@@ -144,6 +156,10 @@ def show(ctx: typer.Context, customer: CustomerArg, fmt: FormatOpt = Format.tabl
     with rt.session(write=True) as session:  # a late-payment reset that is due is recorded first
         found = rt.customer(session, customer)
         profile = customer_profile(session=session, customer=found, config=rt.config)
+        if predicted:
+            from crmcli.reports.prediction import customer_prediction
+
+            profile["predicted"] = customer_prediction(session=session, config=rt.config, customer_id=found.id)
     rt.output(fmt).record(profile, title=f"Customer {found.id}")
 
 

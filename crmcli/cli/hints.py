@@ -12,7 +12,7 @@ from typing import Any
 
 from typer.core import TyperArgument, TyperOption
 
-from crmcli.errors import Conflict, CrmError, DatabaseError, ImportFailed, NotFound
+from crmcli.errors import Conflict, CrmError, DatabaseError, ImportFailed, MissingExtra, NotFound
 
 # Ordered: the first entry whose error class and subject match gives the hint
 # (a subject of None matches any); ``{key}`` is the record the error is about.
@@ -28,6 +28,8 @@ NEXT_STEPS: list[tuple[type[CrmError], str | None, str]] = [
     (CrmError, "columns", "rename with --map CSVCOL=FIELD, ignore with --map CSVCOL="),
     (CrmError, "encoding", "pass --encoding, for example utf-8, gb18030, big5, shift_jis or cp1252"),
     (DatabaseError, "folder", "create it, or pass --db with another path"),
+    (MissingExtra, "analytics", "pip install 'crmcli[analytics]'"),
+    (MissingExtra, "excel", "pip install 'crmcli[excel]'"),
 ]
 
 

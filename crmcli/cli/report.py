@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -11,7 +12,9 @@ from crmcli.cli.context import runtime
 from crmcli.cli.options import FormatOpt, LimitOpt, WhenHelp, whole
 from crmcli.render import Column, Format
 
-app = typer.Typer(help="Reports: 80/20, RFM segments, value, funnel, referrals, payment, satisfaction, SLA.")
+app = typer.Typer(
+    help="Reports: 80/20, RFM segments, value, predicted value, cohorts, funnel, referrals, payment, satisfaction, SLA."
+)
 AsOf = Annotated[str | None, typer.Option("--as-of", help=f"As at the end of: {WhenHelp}. Default now.")]
 
 SEGMENT_COLUMNS = [
@@ -29,6 +32,31 @@ STAGE_COLUMNS = [
     Column("by_referral", "by referral", numeric=True),
     Column("conversion", numeric=True),
     Column("median_days", "median days", numeric=True),
+]
+RISK_COLUMNS = [
+    Column("risk"),
+    Column("customers", numeric=True, bar=True),
+    Column("share", numeric=True),
+    Column("expected_purchases", "expected purchases", numeric=True),
+    Column("predicted_value", "predicted value", numeric=True),
+]
+# Tables fit 80 columns; JSON and CSV carry every field.
+CLV_COLUMNS = [
+    Column("id", numeric=True),
+    Column("name"),
+    Column("p_alive", "P(alive)", numeric=True),
+    Column("risk"),
+    Column("expected_purchases", "exp. buys", numeric=True),
+    Column("predicted_value", "value", numeric=True),
+    Column("next_purchase", "next buy"),
+]
+ESTIMATE_COLUMNS = [
+    Column("id", numeric=True),
+    Column("name"),
+    Column("risk"),
+    Column("next_purchase_earliest", "next: earliest"),
+    Column("next_purchase", "likely"),
+    Column("next_purchase_latest", "latest"),
 ]
 DASHBOARD_TABLES = {
     "stages": [Column("stage"), Column("customers", numeric=True, bar=True)],
@@ -95,6 +123,9 @@ def rfm(
 def value(
     ctx: typer.Context,
     customers: Annotated[bool, typer.Option("--customers", help="List each customer's two values and group.")] = False,
+    predicted: Annotated[
+        bool, typer.Option("--predicted", help="Add predicted value (see 'report clv'; needs the analytics extra).")
+    ] = False,
     limit: LimitOpt = None,
     as_of: AsOf = None,
     fmt: FormatOpt = Format.table,
@@ -102,11 +133,11 @@ def value(
     """Lifetime value next to referral value, and the four groups: champions (high both),
     affluents (high lifetime only), advocates (high referral only), misers (low both).
 
-    Example: crmcli report value --customers --limit 20
+    Example: crmcli report value --customers --predicted --limit 20
     """
     from crmcli.reports.value import value_report
 
-    result = _run(ctx, as_of, value_report, with_customers=customers, limit=limit)
+    result = _run(ctx, as_of, value_report, with_customers=customers, limit=limit, predicted=predicted)
     runtime(ctx).output(fmt).record(
         result,
         title="Lifetime value and referral value",
@@ -118,6 +149,7 @@ def value(
                 Column("customer_share", "share", numeric=True),
                 Column("lifetime_value", "lifetime value", numeric=True),
                 Column("referral_value", "referral value", numeric=True),
+                *([Column("predicted_value", "predicted value", numeric=True)] if predicted else []),
             ]
         },
     )
@@ -206,3 +238,98 @@ def sla(
     runtime(ctx).output(fmt).record(result, title="Complaints against the SLA", csv_rows="overdue")
     if check and result["overdue"]:
         raise typer.Exit(3)
+
+
+@app.command("clv")
+def clv(
+    ctx: typer.Context,
+    calibration_end: Annotated[
+        str | None,
+        typer.Option(help=f"Learn from purchases up to the end of this day ({WhenHelp}); default --as-of."),
+    ] = None,
+    horizon: Annotated[
+        int | None, typer.Option(help="Days ahead to predict (default: clv.horizon_days, 365).", min=1, max=3650)
+    ] = None,
+    customers: Annotated[bool, typer.Option("--customers", help="List each customer's figures.")] = False,
+    segment: Annotated[
+        str | None,
+        typer.Option(help="List only 'Low/Medium/High Churn Risk' or 'Valuable but Slipping' (implies --customers)."),
+    ] = None,
+    limit: LimitOpt = None,
+    as_of: AsOf = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Who will come back: probability alive, expected purchases and spend, predicted value,
+    churn risk and next purchase (BG/NBD + Gamma-Gamma; needs the analytics extra:
+    pip install 'crmcli\\[analytics]').
+
+    Example: crmcli report clv --customers --segment "valuable but slipping" --limit 20
+    """
+    from crmcli.reports.prediction import clv_report
+
+    rt = runtime(ctx)
+    end = rt.when(calibration_end, end_of_day=True)
+    listed = customers or segment is not None
+    result = _run(
+        ctx,
+        as_of,
+        clv_report,
+        calibration_end=end,
+        horizon_days=horizon,
+        with_customers=listed,
+        segment=segment,
+        limit=limit,
+    )
+    tables = {"risk": RISK_COLUMNS, "rows": CLV_COLUMNS if result["model"] else ESTIMATE_COLUMNS}
+    rt.output(fmt).record(
+        result,
+        title="Who will come back",
+        csv_rows="rows" if listed else "risk",
+        tables=tables if fmt is Format.table else {},
+    )
+
+
+class Period(StrEnum):
+    month = "month"
+    quarter = "quarter"
+
+
+class Metric(StrEnum):
+    customers = "customers"
+    revenue = "revenue"
+
+
+@app.command("cohorts")
+def cohorts(
+    ctx: typer.Context,
+    period: Annotated[Period, typer.Option(help="Group first purchases by month or quarter.")] = Period.month,
+    metric: Annotated[
+        Metric, typer.Option(help="customers: share of the cohort still buying; revenue: what it spent.")
+    ] = Metric.customers,
+    as_of: AsOf = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Retention by cohort: customers grouped by the period of their first purchase, and for
+    each later period the share still buying or their revenue (JSON carries both).
+
+    Example: crmcli report cohorts --period quarter --metric revenue
+    """
+    from crmcli.reports.cohorts import cohorts as build
+    from crmcli.reports.cohorts import triangle
+
+    result = _run(ctx, as_of, build, period=period.value)
+    out = runtime(ctx).output(fmt)
+    if fmt is Format.json:
+        out.record(result)
+        return
+    rows = triangle(result, metric.value)
+    later = [Column(key, numeric=True, heat=True) for key in (rows[0] if rows else {}) if key.startswith("+")]
+    title = f"{'Monthly' if period is Period.month else 'Quarterly'} cohorts: " + (
+        "share still buying" if metric is Metric.customers else "revenue"
+    )
+    out.rows(
+        rows,
+        [Column("cohort"), Column("customers", numeric=True), *later],
+        title=title,
+        empty="No customers with purchases.",
+    )

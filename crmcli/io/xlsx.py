@@ -13,10 +13,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from crmcli.errors import Invalid
+from crmcli.errors import Invalid, MissingExtra
 from crmcli.io.reader import CsvOptions, TableSource
-
-EXTRA_HINT = "install the Excel extra: pip install 'crmcli[excel]'"
 
 
 def cell_text(value: Any) -> str:
@@ -71,7 +69,7 @@ class XlsxSource(TableSource):
         try:
             import openpyxl
         except ImportError:
-            raise Invalid(f"reading {self.label} needs openpyxl: {EXTRA_HINT}") from None
+            raise MissingExtra(f"reading {self.label} needs the excel extra (openpyxl)", subject="excel") from None
         try:
             book = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
         except Exception as exc:  # zipfile, XML and openpyxl's own errors: a file that is not a workbook

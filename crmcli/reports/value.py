@@ -51,7 +51,13 @@ def _groups(values: Any, med_life: tuple[int, int], med_ref: tuple[int, int]) ->
 
 
 def value_report(
-    *, session: Session, config: Config, as_of: datetime, with_customers: bool = False, limit: int | None = None
+    *,
+    session: Session,
+    config: Config,
+    as_of: datetime,
+    with_customers: bool = False,
+    limit: int | None = None,
+    predicted: bool = False,
 ) -> dict[str, Any]:
     values = valued(as_of)
     med_life = median_pair(session, values.c.lifetime) or (0, 0)
@@ -102,7 +108,36 @@ def value_report(
             }
             for row in session.execute(query)
         ]
+    if predicted:
+        _add_predicted(session, config, as_of, report, select(values.c.customer_id, group))
     return report
+
+
+def _add_predicted(session: Session, config: Config, as_of: datetime, report: dict[str, Any], groups: Any) -> None:
+    """Predicted value (report clv) beside the two values: per row, and summed per group."""
+    import numpy as np
+
+    from crmcli.reports.prediction import predict
+
+    found = predict(session=session, config=config, calibration_end=as_of, what="report value --predicted")
+    report["predicted_method"] = found.method
+    report["predicted_note"] = found.note
+    digits = config.currency.minor_digits
+    rows = report.get("rows", [])
+    if not found.fitted:
+        for row in [*report["groups"], *rows]:
+            row["predicted_value"] = None
+        return
+    minor = np.round(found.value * 10**digits).astype(np.int64)
+    ids, labels = zip(*session.execute(groups).all(), strict=True) if found.ids.size else ((), ())
+    at = np.searchsorted(found.ids, np.array(ids, dtype=np.int64))
+    labels_array = np.array(labels, dtype=object)
+    for row in report["groups"]:
+        row["predicted_value"] = money(int(minor[at[labels_array == row["group"]]].sum()), digits)
+    if rows:
+        at_row = np.searchsorted(found.ids, np.array([r["id"] for r in rows], dtype=np.int64))
+        for row, i in zip(rows, at_row.tolist(), strict=True):
+            row["predicted_value"] = money(int(minor[i]), digits)
 
 
 def _half(pair: tuple[int, int], digits: int) -> Any:

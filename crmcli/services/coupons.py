@@ -353,9 +353,9 @@ def target_customers(
         assert customer.id is not None
         return [customer.id]
     if segment is not None:
-        from crmcli.reports.rfm import customers_in_segment
+        from crmcli.reports.segments import customers_in_segment
 
-        return customers_in_segment(session=session, segment=segment)
+        return customers_in_segment(session=session, config=config, segment=segment)
     query = select(col(Customer.id)).where(col(Customer.erased_at).is_(None)).order_by(col(Customer.id))
     if stage is not None:
         from crmcli.services.stages import check_stage

@@ -23,7 +23,7 @@ pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not PG_URL, reason="set CRMCLI_TEST_PG_URL to run the PostgreSQL tests"),
 ]
-REPORTS = ("pareto", "rfm", "value", "funnel", "referrals", "payment", "satisfaction", "sla")
+REPORTS = ("pareto", "rfm", "value", "funnel", "referrals", "payment", "satisfaction", "sla", "cohorts", "clv")
 
 
 @pytest.fixture
@@ -61,6 +61,9 @@ def _reports(cli: Cli) -> dict[str, Any]:
     results["rfm_customers"] = cli.ok("report", "rfm", "--customers", "-f", "json").json()
     results["value_customers"] = cli.ok("report", "value", "--customers", "-f", "json").json()
     results["value_customers"].pop("as_of")
+    # the SQL under report clv: purchase days, gaps between them, the first day's spend
+    results["clv_customers"] = cli.ok("report", "clv", "--customers", "--as-of", "2026-04-01", "-f", "json").json()
+    results["cohorts_quarter"] = cli.ok("report", "cohorts", "--period", "quarter", "-f", "json").json()["cohorts"]
     return results
 
 

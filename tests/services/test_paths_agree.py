@@ -94,7 +94,7 @@ def shops(draw: st.DrawFn) -> Shop:
                 ref=f"S{k}",
                 customer=draw(st.integers(0, n - 1)),
                 day=draw(st.integers(0, 120)),
-                amount=draw(st.integers(1, 60_000)),
+                amount=draw(st.integers(0, 60_000)),  # 0: a free order
                 coupon=draw(st.booleans()),
                 due_days=draw(st.integers(0, 20)) if credit else None,
                 paid_after=draw(st.one_of(st.none(), st.integers(0, 40))) if credit else None,
