@@ -136,9 +136,7 @@ def expected(rows: list[tuple[str, str, int]]) -> dict[str, object]:
 def expected_cohorts(rows: list[tuple[str, str, int]], months_per_period: int) -> dict[str, list[tuple[int, int]]]:
     """Cohort label -> [(customers buying, cents)] for each period since the first purchase, up to AS_OF."""
     periods: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))  # ref -> period -> cents
-    for ref, day, cents in rows:
-        if cents <= 0:
-            continue
+    for ref, day, cents in rows:  # a free order (0.00) is a purchase too
         periods[ref][(int(day[:4]) * 12 + int(day[5:7]) - 1) // months_per_period] += cents
     last = (int(AS_OF[:4]) * 12 + int(AS_OF[5:7]) - 1) // months_per_period
     cells: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))

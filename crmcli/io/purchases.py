@@ -79,19 +79,23 @@ def _when(
     return check_happened(moment, happened, now=now, tz=config.tz) if happened else moment
 
 
-def validate_row(line: int, raw: dict[str, str], run: PurchaseRun) -> Row:
-    if "__error__" in raw:
-        raise Invalid(raw["__error__"])
-    config = run.config
-    given = [(c, (raw.get(c) or "").strip()) for c in ("customer", *CUSTOMER_COLUMNS)]
-    given = [(c, v) for c, v in given if v]
+def _customer_cell(raw: dict[str, str]) -> str:
+    """The customer as one identifier: the ``customer`` cell, or an unambiguous column as its
+    explicit form (``customer_ref`` 12 is ``ref:12``)."""
+    given = [(c, text) for c in ("customer", *CUSTOMER_COLUMNS) if (text := (raw.get(c) or "").strip())]
     if not given:
         raise Invalid("no customer given")
     if len(given) > 1:
         raise Invalid(f"give the customer in one column, not {' and '.join(c for c, _ in given)}")
     column, customer = given[0]
-    if column in CUSTOMER_COLUMNS:
-        customer = f"{CUSTOMER_COLUMNS[column]}:{customer}"
+    return f"{CUSTOMER_COLUMNS[column]}:{customer}" if column in CUSTOMER_COLUMNS else customer
+
+
+def validate_row(line: int, raw: dict[str, str], run: PurchaseRun) -> Row:
+    if "__error__" in raw:
+        raise Invalid(raw["__error__"])
+    config = run.config
+    customer = _customer_cell(raw)
     amount = parse_money(
         raw.get("amount") or "",
         config.currency.minor_digits,

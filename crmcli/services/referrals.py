@@ -145,8 +145,10 @@ def decide_referral(
     return int(getattr(result, "rowcount", 0)) == 1
 
 
-def _rewards_given(session: Session, referral_ids: list[int]) -> set[tuple[int, int]]:
+def _rewards_given(session: Session, referrals: list[Referral]) -> set[tuple[int, int]]:
     """(referral, customer) pairs already rewarded: a coupon not voided, or points."""
+    referral_ids = [r.id for r in referrals if r.id is not None]
+    sides = {cid for r in referrals for cid in (r.referrer_id, r.referred_id)}
     from crmcli.models import Coupon, PointsEntry
 
     coupons, entries = table_of(Coupon), table_of(PointsEntry)
@@ -161,7 +163,10 @@ def _rewards_given(session: Session, referral_ids: list[int]) -> set[tuple[int, 
     periods = {f"r{rid}": rid for rid in referral_ids}
     for cid, period in session.execute(
         select(entries.c.customer_id, entries.c.period).where(
-            entries.c.kind == "referral", entries.c.period.in_(list(periods))
+            # the customers first: the (customer, kind, period) index answers it
+            entries.c.customer_id.in_(sides),
+            entries.c.kind == "referral",
+            entries.c.period.in_(list(periods)),
         )
     ):
         given.add((periods[period], cid))
@@ -230,7 +235,7 @@ def reward_all(session: Session, referrals: list[Referral], config: Config, now:
     if not referrals:
         return []
     rules = config.referrals
-    given = _rewards_given(session, [r.id for r in referrals if r.id is not None])
+    given = _rewards_given(session, referrals)
     sides: list[dict[tuple[int, int], dict[str, Any]]] = []
     for reward, side in ((rules.reward_referrer, "referrer_id"), (rules.reward_referred, "referred_id")):
         pairs = [(r.id, getattr(r, side)) for r in referrals if r.id is not None]

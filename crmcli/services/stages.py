@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlmodel import Session
 
+from crmcli.bulk import insert_rows
 from crmcli.config import STAGES
 from crmcli.errors import Invalid
 from crmcli.models import Customer, Purchase, StageChange, table_of
@@ -27,6 +28,7 @@ from crmcli.values import utcnow
 # A purchase moves a customer up this order; "lost" is lowest, so buying again revives.
 STAGE_RANK = {s: i for i, s in enumerate(("lost", "lead", "verified", "prospect", "customer", "repeat"))}
 CHUNK = 900
+STEP_COLUMNS = ("customer_id", "from_stage", "to_stage", "at", "cause")
 
 
 def check_stage(stage: str) -> str:
@@ -136,7 +138,14 @@ def settle_stages(session: Session, customer_ids: Iterable[int]) -> int:
             if steps != derived.get(cid, []):
                 stale.append(cid)
                 new_steps += [
-                    {"customer_id": cid, "from_stage": s.from_stage, "to_stage": s.to_stage, "at": s.at} for s in steps
+                    {
+                        "customer_id": cid,
+                        "from_stage": s.from_stage,
+                        "to_stage": s.to_stage,
+                        "at": s.at,
+                        "cause": "purchase",
+                    }
+                    for s in steps
                 ]
             froms += [
                 {"sid": sid, "frm": frm}
@@ -148,7 +157,7 @@ def settle_stages(session: Session, customer_ids: Iterable[int]) -> int:
         if stale:
             session.execute(delete(sc).where(sc.c.customer_id.in_(stale), sc.c.cause == "purchase"))
         if new_steps:
-            session.execute(insert(sc).values(cause="purchase"), new_steps)
+            insert_rows(session.connection(), sc, STEP_COLUMNS, new_steps)
             written += len(new_steps)
         if froms:
             session.execute(update(sc).where(sc.c.id == bindparam("sid")).values(from_stage=bindparam("frm")), froms)
