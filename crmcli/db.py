@@ -101,6 +101,7 @@ class Database:
         self._engine: Engine | None = None
         self._migrate = migrate
         self._checked = False  # schema brought up to date (once per process)
+        self.audit_command: str | None = None  # set by the CLI: write sessions are then audited
 
     @property
     def is_sqlite(self) -> bool:
@@ -142,12 +143,57 @@ class Database:
         from sqlmodel import Session
 
         with Session(self.writer if write else self.engine, expire_on_commit=False) as session:
+            if write and self.audit_command is not None:
+                from crmcli.audit import watch
+
+                watch(session, self.audit_command)
             try:
                 yield session
                 session.commit()
             except BaseException:
                 session.rollback()
                 raise
+
+    def checkpoint(self, *, attempts: int = 20) -> bool:
+        """Move the WAL into the database file and empty it (SQLite; True elsewhere), so what
+        was overwritten (an erased customer) no longer sits in the ``-wal`` file. A reader
+        still holding an old snapshot blocks it: retried for a few seconds; False if it stays
+        blocked."""
+        import time
+
+        from sqlalchemy import text
+
+        if not self.is_sqlite:
+            return True
+        for attempt in range(attempts):
+            with self.engine.connect() as conn:
+                busy = conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)")).first()
+            if busy is not None and busy[0] == 0:
+                return True
+            time.sleep(0.1 * (attempt + 1))
+        return False
+
+    def files_holding(self, customer_id: int) -> list[str]:
+        """Backups of this SQLite database (``NAME*.bak*`` beside it) that still hold the
+        customer's personal data: an erase cannot reach into them."""
+        import sqlite3
+
+        if self.path is None:
+            return []
+        found = []
+        for backup in sorted(self.path.parent.glob(f"{self.path.name}*.bak*")):
+            try:
+                with sqlite3.connect(f"file:{backup}?mode=ro", uri=True) as conn:
+                    row = conn.execute(
+                        "SELECT 1 FROM customer WHERE id = ? AND (email IS NOT NULL OR phone IS NOT NULL "
+                        "OR name <> '(erased)')",
+                        (customer_id,),
+                    ).fetchone()
+            except sqlite3.Error:
+                continue
+            if row:
+                found.append(str(backup))
+        return found
 
     # --- schema -------------------------------------------------------------
 

@@ -189,6 +189,28 @@ class PointsEntry(SQLModel, table=True):
     at: datetime = _time()
 
 
+class AuditEntry(SQLModel, table=True):
+    """One write transaction: when, who, which command, what changed (crmcli/audit.py)."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _time(index=True)
+    os_user: str
+    command: str = Field(index=True)
+    details: str  # JSON: the records changed (personal values masked) and notes such as import counts
+
+
+class AuditCustomer(SQLModel, table=True):
+    """The customers an audit entry touched, for ``audit list --customer``."""
+
+    __tablename__ = "audit_customer"
+    __table_args__ = (Index("ix_audit_customer_customer_id", "customer_id"),)
+
+    audit_id: int = Field(foreign_key="audit_entry.id", primary_key=True)
+    customer_id: int = Field(primary_key=True)  # no foreign key: merged and erased customers keep their history
+
+
 class Referral(SQLModel, table=True):
     __tablename__ = "referral"
     __table_args__ = (

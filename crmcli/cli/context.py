@@ -28,6 +28,7 @@ class Runtime:
     config_path: str | None = None
     debug: bool = False
     command: Any = None  # the Typer command being run, whose flags an error's hint may name
+    command_line: str = "crmcli"  # the same, as the audit log records it
     number_format: str | None = None  # --number-format / --decimal-comma over the config's number_format
     date_order: str | None = None  # --date-order over the config's date_order
     _config: Config | None = field(default=None, repr=False)
@@ -57,6 +58,7 @@ class Runtime:
             from crmcli.db import Database
 
             self._db = Database(database_target(self.db_target, self.config), migrate=migrate)
+            self._db.audit_command = self.command_line
         return self._db
 
     @property
@@ -146,6 +148,17 @@ class FileProgress:
             self._bar.stop()
 
 
+def command_line(ctx: typer.Context) -> str:
+    """The running command for the audit log: its path and the options given, no values
+    (values may be personal or secret; what they changed is recorded, masked)."""
+    given = [
+        name if isinstance(value, bool) else f"{name}=…"
+        for name, value in ctx.params.items()
+        if value not in (None, False, (), [])
+    ]
+    return " ".join([ctx.command_path, *given])
+
+
 def runtime(ctx: typer.Context) -> Runtime:
     """The invocation's state; called from a command, it also notes which command runs."""
     root = ctx.find_root()
@@ -153,6 +166,9 @@ def runtime(ctx: typer.Context) -> Runtime:
         root.obj = Runtime(debug=bool(os.environ.get("CRMCLI_DEBUG")))
     if ctx is not root:
         root.obj.command = ctx.command
+        root.obj.command_line = command_line(ctx)
+        if root.obj._db is not None:
+            root.obj._db.audit_command = root.obj.command_line
     return root.obj
 
 

@@ -259,20 +259,39 @@ def merge(
     ctx: typer.Context,
     keep: Annotated[str, typer.Argument(help="The customer to keep.")],
     drop: Annotated[str, typer.Argument(help="The customer merged into KEEP, then removed.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm; needed when not on a terminal.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would move; change nothing.")] = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Merge DROP into KEEP: purchases, interactions, coupons, points and referrals move to KEEP.
+    Shows both and asks first; it cannot be undone.
 
-    Example: crmcli customer merge 12 31
+    Example: crmcli customer merge 12 31 --dry-run
     """
-    from crmcli.services.merge import merge_customers
+    from crmcli.services.merge import merge_customers, merge_summary
+    from crmcli.values import money
 
     rt = runtime(ctx)
+    if not (yes or dry_run or is_interactive()):
+        raise Invalid("a merge cannot be undone: pass --yes to confirm, or --dry-run to see what would move")
     with rt.session(write=True) as session:
-        result = merge_customers(
-            session=session, keep=rt.customer(session, keep), drop=rt.customer(session, drop), config=rt.config
-        )
-    rt.output(fmt).record(result, title="Merged")
+        kept, dropped = rt.customer(session, keep), rt.customer(session, drop)
+        if not (yes or dry_run):
+            out = rt.output()
+            for title, who in (("keep", kept), ("merge in, then remove", dropped)):
+                s = merge_summary(session, who)
+                net = money(s["net_minor"], rt.config.currency.minor_digits)
+                out.message(
+                    f"{title}: customer {s['id']} {s['name']} <{s['email'] or s['phone'] or '-'}>, stage {s['stage']}, "
+                    f"{s['orders']} orders ({net} {rt.config.currency.code}), {s['points']} points, "
+                    f"referred {s['referred']}" + (f", referred by {s['referred_by']}" if s["referred_by"] else "")
+                )
+            typer.confirm(f"Merge customer {dropped.id} into {kept.id}? This cannot be undone", abort=True)
+        result = merge_customers(session=session, keep=kept, drop=dropped, config=rt.config)
+        if dry_run:
+            session.rollback()
+    result["dry_run"] = dry_run
+    rt.output(fmt).record(result, title="Would merge (nothing changed)" if dry_run else "Merged")
 
 
 @app.command("erase")
@@ -294,7 +313,15 @@ def erase(
         typer.confirm(f"Erase the personal data of customer {customer!r} for good?", abort=True)
     with rt.session(write=True) as session:
         found = erase_customer(session=session, customer=rt.customer(session, customer))
-    rt.output().message(f"Customer {found.id} erased.")
+    assert found.id is not None
+    out = rt.output()
+    if not rt.db.checkpoint():
+        out.message(
+            "Warning: another process is reading the database; the erased values leave the -wal file once it closes"
+        )
+    for backup in rt.db.files_holding(found.id):
+        out.message(f"Warning: the backup {backup} still holds this customer's data: delete it or keep it out of reach")
+    out.message(f"Customer {found.id} erased.")
 
 
 @app.command("import")

@@ -96,6 +96,9 @@ def run_import(
             )
         if finish is not None:
             finish(session)
+        from crmcli.audit import note
+
+        note(session, file=source.label, **run.counts(dry_run))  # one audit entry per import, with counts
         if dry_run:
             session.rollback()
     if reject_file is not None and run.rejected and not dry_run:

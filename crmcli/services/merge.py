@@ -122,6 +122,10 @@ def merge_customers(
     session.flush()
     session.execute(delete(Customer).where(col(Customer.id) == did))
     session.expunge(drop)
+    from crmcli.audit import note, touch
+
+    note(session, merged={"kept": kid, "dropped": did, **{f"moved_{k}": v for k, v in moved.items()}})
+    touch(session, [kid, did])
     # One history now: the rules replay it (stages from both sets of purchases, one ledger).
     from crmcli.services.points import settle_points
 
@@ -169,12 +173,51 @@ def _unlink_rewards(session: Session, referral_ids: Any) -> None:
     session.execute(update(Coupon).where(col(Coupon.referral_id).in_(referral_ids)).values(referral_id=None))
 
 
+def merge_summary(session: Session, customer: Customer) -> dict[str, Any]:
+    """What an owner needs to see before merging: who it is and what hangs on the record."""
+    from crmcli.services.points import balance
+
+    assert customer.id is not None
+    cid = customer.id
+    orders, net = session.execute(
+        select(func.count(), func.coalesce(func.sum(col(Purchase.net_minor)), 0)).where(
+            col(Purchase.customer_id) == cid, col(Purchase.refunded_at).is_(None)
+        )
+    ).one()
+    referred = session.execute(select(func.count()).where(col(Referral.referrer_id) == cid)).scalar_one()
+    referrer = session.execute(select(col(Referral.referrer_id)).where(col(Referral.referred_id) == cid)).scalar()
+    return {
+        "id": cid,
+        "name": customer.name,
+        "email": customer.email,
+        "phone": customer.phone,
+        "stage": customer.stage,
+        "orders": orders,
+        "net_minor": int(net),
+        "points": balance(session, cid),
+        "referred": referred,
+        "referred_by": referrer,
+    }
+
+
 def erase_customer(*, session: Session, customer: Customer, now: datetime | None = None) -> Customer:
-    """Remove personal data for good; purchases stay as anonymous totals."""
+    """Remove personal data for good; purchases stay as anonymous totals.
+
+    On SQLite the overwritten pages are zeroed (secure_delete), so the values do not stay in
+    free pages of the file; the caller checkpoints the WAL after the commit
+    (:meth:`crmcli.db.Database.checkpoint`) so they leave the ``-wal`` file too.
+    """
+    from sqlalchemy import text
+
+    from crmcli.audit import note
+
     now = now or utcnow()
     if customer.erased_at is not None:
         raise Conflict(f"customer {customer.id} was already erased")
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("PRAGMA secure_delete = ON"))
     cid = customer.id
+    note(session, erased=cid)
     customer.name = ERASED_NAME
     for f in ("email", "phone", "ref", *TEXT_FIELDS):
         setattr(customer, f, None)

@@ -1,0 +1,169 @@
+"""The audit log: every write transaction records, in the same transaction, when, who (the OS
+user), which command, which records and which fields changed (old -> new), personal values
+masked.
+
+The CLI names the command on the :class:`~crmcli.db.Database`; each write session then
+watches its own ORM changes (SQLAlchemy session events) and writes one ``audit_entry`` row,
+with an ``audit_customer`` row per customer it touched, just before it commits. Set-based
+work (imports, the rules' replays) adds a note instead of one line per row: an import is one
+entry with its counts. Personal values (names, emails, phones, free text) are never stored,
+so an erased customer's data does not live on here.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import event, insert, inspect, select
+from sqlmodel import Session, col
+
+from crmcli.models import AuditCustomer, AuditEntry, table_of
+
+PERSONAL = frozenset(
+    {"name", "email", "phone", "company", "city", "note", "summary", "resolution", "reason", "ref", "birthday"}
+)
+MASK = "***"
+MAX_RECORDS = 200  # records listed in one entry; the count says how many there were
+KEY = "crmcli_audit"
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container, a service account)
+        return "unknown"
+
+
+def watch(session: Session, command: str) -> None:
+    """Record this write session's changes as one audit entry when it commits."""
+    session.info[KEY] = {"command": command, "records": [], "customers": set(), "notes": {}, "count": 0}
+    event.listen(session, "after_flush", _collect)
+    event.listen(session, "before_commit", _write)
+    event.listen(session, "after_rollback", _forget)
+
+
+def _forget(session: Session) -> None:
+    """A rolled-back change (a dry run, a refusal) did not happen: nothing of it is recorded."""
+    trail = session.info.get(KEY)
+    if trail is not None:
+        trail.update(records=[], customers=set(), notes={}, count=0)
+
+
+def note(session: Session, **facts: Any) -> None:
+    """Add what set-based work did (counts, a summary) to the entry; no-op when not audited."""
+    trail = session.info.get(KEY)
+    if trail is not None:
+        trail["notes"].update({k: _plain(k, v) for k, v in facts.items()})
+
+
+def touch(session: Session, customer_ids: Any) -> None:
+    """Customers the transaction changed in SQL the ORM did not see."""
+    trail = session.info.get(KEY)
+    if trail is not None:
+        trail["customers"].update(int(c) for c in customer_ids)
+
+
+def _plain(field: str, value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(k, v) for k, v in value.items()}
+    if value is None:
+        return None
+    if field in PERSONAL:
+        return MASK
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _collect(session: Session, _context: Any) -> None:
+    trail = session.info.get(KEY)
+    if trail is None:
+        return
+    for op, objects in (("insert", session.new), ("update", session.dirty), ("delete", session.deleted)):
+        for obj in objects:
+            if isinstance(obj, AuditEntry | AuditCustomer) or not hasattr(obj, "__tablename__"):
+                continue
+            state = inspect(obj)
+            fields: dict[str, Any] = {}
+            for attr in state.mapper.column_attrs:
+                history = state.attrs[attr.key].history
+                if op == "update" and history.has_changes():
+                    old = history.deleted[0] if history.deleted else None
+                    new = history.added[0] if history.added else None
+                    fields[attr.key] = [_plain(attr.key, old), _plain(attr.key, new)]
+                elif op == "insert" and attr.key != "id":
+                    value = getattr(obj, attr.key)
+                    if value is not None:
+                        fields[attr.key] = _plain(attr.key, value)
+            if op == "update" and not fields:
+                continue
+            trail["count"] += 1
+            if len(trail["records"]) < MAX_RECORDS:
+                record = {"table": obj.__tablename__, "id": getattr(obj, "id", None), "op": op}
+                trail["records"].append({**record, "fields": fields} if fields else record)
+            for attr in ("customer_id", "referrer_id", "referred_id"):
+                if getattr(obj, attr, None) is not None:
+                    trail["customers"].add(getattr(obj, attr))
+            if obj.__tablename__ == "customer" and getattr(obj, "id", None) is not None:
+                trail["customers"].add(obj.id)
+
+
+def _write(session: Session) -> None:
+    if KEY not in session.info:
+        return
+    session.flush()  # the last changes reach _collect first
+    trail = session.info.pop(KEY)
+    if not trail["count"] and not trail["notes"]:
+        return  # a read that happened to hold a write transaction
+    details = {"records": trail["records"], "changed": trail["count"], **trail["notes"]}
+    connection = session.connection()
+    entry = connection.execute(
+        insert(table_of(AuditEntry)).values(
+            at=datetime.now().astimezone(),
+            os_user=os_user(),
+            command=trail["command"],
+            details=json.dumps(details, ensure_ascii=False, sort_keys=True),
+        )
+    ).inserted_primary_key
+    customers = sorted(trail["customers"])
+    if customers and entry is not None:
+        connection.execute(
+            insert(table_of(AuditCustomer)), [{"audit_id": entry[0], "customer_id": c} for c in customers]
+        )
+
+
+def list_entries(
+    *,
+    session: Session,
+    customer_id: int | None = None,
+    since: datetime | None = None,
+    command: str | None = None,
+    limit: int | None = 50,
+) -> list[dict[str, Any]]:
+    """Audit entries, newest first."""
+    query = select(AuditEntry)
+    if customer_id is not None:
+        query = query.where(
+            col(AuditEntry.id).in_(
+                select(col(AuditCustomer.audit_id)).where(col(AuditCustomer.customer_id) == customer_id)
+            )
+        )
+    if since is not None:
+        query = query.where(col(AuditEntry.at) >= since)
+    if command:
+        query = query.where(col(AuditEntry.command).contains(command))
+    query = query.order_by(col(AuditEntry.at).desc(), col(AuditEntry.id).desc())
+    if limit:
+        query = query.limit(limit)
+    return [
+        {"id": e.id, "at": e.at, "user": e.os_user, "command": e.command, "details": json.loads(e.details)}
+        for e in session.execute(query).scalars()
+    ]
