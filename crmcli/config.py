@@ -82,6 +82,10 @@ class Payment(_Strict):
     good_payer_on_time_ratio: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.9")
 
 
+class Backups(_Strict):
+    keep: Annotated[int, Field(ge=1)] = 3  # automatic backups kept next to a SQLite database
+
+
 def _default_tiers() -> list[Tier]:
     return [
         Tier(name="bronze", min_spend=Decimal(0)),
@@ -101,6 +105,8 @@ class Config(_Strict):
     followup: Followup = Followup()
     sla: Sla = Sla()
     payment: Payment = Payment()
+    lock_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    backups: Backups = Backups()
 
     @field_validator("timezone")
     @classmethod
@@ -197,7 +203,7 @@ def database_target(flag: str | None, config: Config) -> str:
         return chosen
     default = user_data_path()
     try:
-        default.parent.mkdir(parents=True, exist_ok=True)
+        default.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the data folder {default.parent}: {exc.strerror}") from None
     return str(default)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from crmcli.config import Config
     from crmcli.db import Database
+    from crmcli.io.writer import Target
     from crmcli.models import Customer
 
 
@@ -45,7 +46,14 @@ class Runtime:
             from crmcli.config import database_target
             from crmcli.db import Database
 
-            self._db = Database(database_target(self.db_target, self.config), migrate=migrate)
+            config = self.config
+            self._db = Database(
+                database_target(self.db_target, config),
+                migrate=migrate,
+                lock_timeout=config.lock_timeout_seconds,
+                on_wait=say_waiting,
+                backups_kept=config.backups.keep,
+            )
         return self._db
 
     @property
@@ -76,6 +84,17 @@ class Runtime:
         from crmcli.services.identify import find_customer
 
         return find_customer(session, text, self.config.default_phone_region)
+
+    def target(self, path: Path | None, *, force: bool = False, reading: Path | None = None) -> Target | None:
+        """A file a command writes: never the database (nor its -wal/-shm) nor the file it reads."""
+        if path is None:
+            return None
+        from crmcli.io.writer import Target, protected_database_files
+
+        protected = protected_database_files(self.db.path)
+        if reading is not None and str(reading) != "-":
+            protected += (reading,)
+        return Target(path, force=force, protected=protected)
 
     def progress(self, path: Path) -> FileProgress | None:
         """A progress bar over a file's bytes, on a terminal only (never in a pipe or cron)."""
@@ -129,6 +148,14 @@ def runtime(ctx: typer.Context) -> Runtime:
     if ctx is not root:
         root.obj.command = ctx.command
     return root.obj
+
+
+def say_waiting() -> None:
+    """Called (from a timer thread) when a write has waited a second for another process's lock."""
+    import sys
+
+    sys.stderr.write("waiting for another crmcli to finish writing…\n")
+    sys.stderr.flush()
 
 
 def is_interactive(stream: Any = None) -> bool:

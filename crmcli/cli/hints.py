@@ -12,7 +12,7 @@ from typing import Any
 
 from typer.core import TyperArgument, TyperOption
 
-from crmcli.errors import Conflict, CrmError, DatabaseError, ImportFailed, NotFound
+from crmcli.errors import Conflict, CrmError, DatabaseError, ImportFailed, Invalid, NotFound
 
 # Ordered: the first entry whose error class and subject match gives the hint
 # (a subject of None matches any); ``{key}`` is the record the error is about.
@@ -28,6 +28,11 @@ NEXT_STEPS: list[tuple[type[CrmError], str | None, str]] = [
     (CrmError, "columns", "rename with --map CSVCOL=FIELD"),
     (CrmError, "encoding", "pass --encoding, for example gb18030 or utf-8"),
     (DatabaseError, "folder", "create it, or pass --db with another path"),
+    (DatabaseError, "lock", "try again when it is done, or raise lock_timeout_seconds in the config file"),
+    (Conflict, "existing-file", "pass --force to replace it"),
+    (Conflict, "protected-file", "write to another file"),
+    (Invalid, "target-folder", "give a file name inside that folder"),
+    (Invalid, "missing-folder", "create the folder first"),
 ]
 
 

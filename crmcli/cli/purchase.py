@@ -16,6 +16,7 @@ from crmcli.cli.options import (
     EncodingOpt,
     ExportFormat,
     ExportFormatOpt,
+    ForceOpt,
     FormatOpt,
     LimitOpt,
     MapOpt,
@@ -171,6 +172,7 @@ def import_(
     mapping: MapOpt = None,
     dry_run: DryRunOpt = False,
     skip_invalid: SkipInvalidOpt = None,
+    force: ForceOpt = False,
     on_duplicate: Annotated[
         DuplicateMode, typer.Option(help="What to do with a row whose ref exists.", case_sensitive=False)
     ] = DuplicateMode("error"),
@@ -193,7 +195,7 @@ def import_(
         path=file,
         options=options,
         dry_run=dry_run,
-        reject_file=skip_invalid,
+        reject_file=rt.target(skip_invalid, force=force, reading=file),
         on_duplicate=on_duplicate,
         progress=rt.progress(file),
     )
@@ -206,6 +208,7 @@ def export(
     out_file: OutOpt = None,
     fmt: ExportFormatOpt = ExportFormat("csv"),
     no_bom: NoBomOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Export purchases as CSV or JSON, in the columns 'purchase import' reads.
 
@@ -214,6 +217,6 @@ def export(
     from crmcli.io.purchases import export_purchases
 
     rt = runtime(ctx)
-    count = export_purchases(db=rt.db, config=rt.config, path=out_file, fmt=fmt, bom=not no_bom)
+    count = export_purchases(db=rt.db, config=rt.config, path=rt.target(out_file, force=force), fmt=fmt, bom=not no_bom)
     if out_file is not None:
         rt.output().message(f"Exported {count} purchases to {out_file}")
