@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -108,6 +108,20 @@ class Runtime:
             return None
         self._progress = FileProgress(total, f"Reading {path.name}")
         return self._progress
+
+    def count_progress(self, label: str) -> Callable[[int, int], None] | None:
+        """A progress bar over a count known as work starts, on a terminal only."""
+        import sys
+
+        if not is_interactive(sys.stderr):
+            return None
+
+        def update(done: int, total: int) -> None:
+            if self._progress is None:
+                self._progress = FileProgress(total, label)
+            self._progress(done)
+
+        return update
 
     def close(self) -> None:
         if self._progress is not None:

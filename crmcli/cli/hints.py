@@ -29,6 +29,8 @@ NEXT_STEPS: list[tuple[type[CrmError], str | None, str]] = [
     (CrmError, "encoding", "pass --encoding, for example gb18030 or utf-8"),
     (DatabaseError, "folder", "create it, or pass --db with another path"),
     (DatabaseError, "lock", "try again when it is done, or raise lock_timeout_seconds in the config file"),
+    (Conflict, "copy-target", "copy into a new, empty database"),
+    (Invalid, "copy-target", "copy into a new, empty database"),
     (Conflict, "existing-file", "pass --force to replace it"),
     (Conflict, "protected-file", "write to another file"),
     (Invalid, "target-folder", "give a file name inside that folder"),
