@@ -55,9 +55,10 @@ def copy_database(
                 if target.is_sqlite:
                     # Rows arrive table by table; a row may point to a later row of its own table.
                     dst.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+                write = _insert if target.is_sqlite or dst.dialect.driver != "psycopg" else _copy_in
                 for table in tables:
                     for batch in _batches(src, table, batch_size):
-                        dst.execute(table.insert(), batch)
+                        write(dst, table, batch)
                         done += len(batch)
                         if progress is not None:
                             progress(done, total)
@@ -133,12 +134,35 @@ def _measure(conn: Any, table: Table) -> TableCopy:
 
 
 def _batches(conn: Any, table: Table, size: int) -> Any:
+    """The table's rows in primary-key order, as tuples in column order, ``size`` at a time."""
     from sqlalchemy import select
 
     order = list(table.primary_key.columns) or list(table.columns)
     result = conn.execution_options(stream_results=True, yield_per=size).execute(select(table).order_by(*order))
     while rows := result.fetchmany(size):
-        yield [dict(row._mapping) for row in rows]
+        yield [tuple(row) for row in rows]
+
+
+def _insert(conn: Any, table: Table, batch: list[tuple[Any, ...]]) -> None:
+    names = [c.name for c in table.columns]
+    conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in batch])
+
+
+def _copy_in(conn: Any, table: Table, batch: list[tuple[Any, ...]]) -> None:
+    """PostgreSQL's COPY through psycopg, in the transaction of ``conn``: several times faster than INSERTs.
+
+    Values go through each column type's bind processing first (UTC times), as an INSERT's would.
+    """
+    columns = list(table.columns)
+    processors = [c.type.bind_processor(conn.dialect) for c in columns]
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+            for row in batch:
+                copy.write_row([v if p is None or v is None else p(v) for p, v in zip(processors, row, strict=True)])
+    finally:
+        cursor.close()
 
 
 def _reset_sequences(conn: Any, tables: list[Table]) -> None:
