@@ -94,10 +94,17 @@ def _same_database(source: Database, target: Database) -> bool:
 def _refuse_non_empty(target: Database, tables: list[Table]) -> None:
     """An empty database, or one holding only crmcli's empty schema, may be copied into."""
     from sqlalchemy import inspect
+    from sqlalchemy.exc import DatabaseError as SADatabaseError
 
     ours = {t.name for t in tables} | {"alembic_version"}
-    with target._raw_engine().connect() as conn:
+    try:
+        conn = target._raw_engine().connect()
         present = set(inspect(conn).get_table_names())
+    except SADatabaseError as exc:
+        raise Conflict(
+            f"the target is not an empty database: {str(exc.orig).splitlines()[0]}", subject="copy-target"
+        ) from None
+    with conn:
         foreign = sorted(present - ours)
         if foreign:
             raise Conflict(

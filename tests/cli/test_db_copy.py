@@ -87,6 +87,10 @@ def test_a_non_empty_target_is_refused(shop: Cli, tmp_path: Path) -> None:
     raw.execute("CREATE TABLE notes (x)")
     raw.close()
     assert "it has table notes" in shop("db", "copy", "--to", str(other)).stderr
+    text = tmp_path / "notes.csv"
+    text.write_text("name\nAnn\n" * 500, encoding="utf-8")
+    assert "the target is not an empty database: file is not a database" in shop("db", "copy", "--to", str(text)).stderr
+    assert text.read_text(encoding="utf-8").startswith("name\nAnn")
 
 
 def test_an_empty_crmcli_schema_is_a_valid_target(shop: Cli, tmp_path: Path) -> None:
