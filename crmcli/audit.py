@@ -40,7 +40,7 @@ def os_user() -> str:
 
 def watch(session: Session, command: str) -> None:
     """Record this write session's changes as one audit entry when it commits."""
-    session.info[KEY] = {"command": command, "records": [], "customers": set(), "notes": {}, "count": 0}
+    session.info[KEY] = {"command": command, "records": [], "index": {}, "customers": set(), "notes": {}, "count": 0}
     event.listen(session, "after_flush", _collect)
     event.listen(session, "before_commit", _write)
     event.listen(session, "after_rollback", _forget)
@@ -50,7 +50,7 @@ def _forget(session: Session) -> None:
     """A rolled-back change (a dry run, a refusal) did not happen: nothing of it is recorded."""
     trail = session.info.get(KEY)
     if trail is not None:
-        trail.update(records=[], customers=set(), notes={}, count=0)
+        trail.update(records=[], index={}, customers=set(), notes={}, count=0)
 
 
 def note(session: Session, **facts: Any) -> None:
@@ -105,10 +105,18 @@ def _collect(session: Session, _context: Any) -> None:
                         fields[attr.key] = _plain(attr.key, value)
             if op == "update" and not fields:
                 continue
+            key = (obj.__tablename__, getattr(obj, "id", None), op)
+            earlier = trail["index"].get(key)
+            if earlier is not None:  # the same record changed again in a later flush: one record
+                for name, change in fields.items():
+                    before = earlier.setdefault("fields", {}).get(name)
+                    earlier["fields"][name] = [before[0], change[1]] if op == "update" and before else change
+                continue
             trail["count"] += 1
             if len(trail["records"]) < MAX_RECORDS:
-                record = {"table": obj.__tablename__, "id": getattr(obj, "id", None), "op": op}
-                trail["records"].append({**record, "fields": fields} if fields else record)
+                record = {"table": key[0], "id": key[1], "op": op, **({"fields": fields} if fields else {})}
+                trail["records"].append(record)
+                trail["index"][key] = record
             for attr in ("customer_id", "referrer_id", "referred_id"):
                 if getattr(obj, attr, None) is not None:
                     trail["customers"].add(getattr(obj, attr))
@@ -117,7 +125,7 @@ def _collect(session: Session, _context: Any) -> None:
 
 
 def _write(session: Session) -> None:
-    if KEY not in session.info:
+    if KEY not in session.info or session.in_nested_transaction():  # a savepoint is not the commit
         return
     session.flush()  # the last changes reach _collect first
     trail = session.info.pop(KEY)

@@ -99,6 +99,10 @@ class Clv(_Strict):
         return self
 
 
+class Backups(_Strict):
+    keep: Annotated[int, Field(ge=1)] = 3  # automatic backups kept next to a SQLite database
+
+
 def _default_tiers() -> list[Tier]:
     return [
         Tier(name="bronze", min_spend=Decimal(0)),
@@ -121,6 +125,8 @@ class Config(_Strict):
     sla: Sla = Sla()
     payment: Payment = Payment()
     clv: Clv = Clv()
+    lock_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    backups: Backups = Backups()
 
     @field_validator("timezone")
     @classmethod
@@ -221,7 +227,7 @@ def database_target(flag: str | None, config: Config) -> str:
         return chosen
     default = user_data_path()
     try:
-        default.parent.mkdir(parents=True, exist_ok=True)
+        default.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the data folder {default.parent}: {exc.strerror}") from None
     return str(default)

@@ -2,7 +2,9 @@
 
 Nothing here runs at import time. SQLite gets WAL, foreign keys and a busy
 timeout on every connection; write sessions begin with ``BEGIN IMMEDIATE`` so a
-second writer waits for the first instead of failing half-way.
+second writer waits for the first instead of failing half-way, and says so
+(``on_wait``) when the wait lasts. A new SQLite file is created owner-only, and
+SQLite gives its ``-wal`` and ``-shm`` the same permissions.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import ast
 import os
 import sqlite3
-import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +25,10 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlmodel import Session
 
-BUSY_TIMEOUT_MS = 15_000
+BUSY_TIMEOUT_MS = 15_000  # backups and checks; commands use the config's lock_timeout_seconds
+DEFAULT_LOCK_TIMEOUT = 60.0
+WAIT_NOTICE_AFTER = 1.0  # seconds waiting for the write lock before on_wait is called
+DEFAULT_BACKUPS_KEPT = 3
 WRITE_OPTION = "crmcli_write"
 
 
@@ -38,6 +43,14 @@ def migrations_dir() -> Path:
 
 def head_revision() -> str:
     """The newest migration, read from the files without importing Alembic."""
+    return _revisions()[1]
+
+
+def known_revisions() -> set[str]:
+    return _revisions()[0]
+
+
+def _revisions() -> tuple[set[str], str]:
     versions = migrations_dir() / "versions"
     revisions: set[str] = set()
     parents: set[str | None] = set()
@@ -54,7 +67,17 @@ def head_revision() -> str:
     heads = revisions - parents
     if len(heads) != 1:
         raise DatabaseError(f"the migrations have {len(heads)} heads; expected one")
-    return heads.pop()
+    return revisions, heads.pop()
+
+
+def check_known(revision: str | None) -> None:
+    """Refuse a database a newer crmcli has written: its schema is not this one's to touch."""
+    if revision is not None and revision not in known_revisions():
+        raise DatabaseError(
+            f"this database was written by a newer crmcli (revision {revision}); upgrade crmcli",
+            subject="newer-database",
+            key=revision,
+        )
 
 
 def to_url(target: str) -> tuple[str, Path | None]:
@@ -73,15 +96,16 @@ def to_url(target: str) -> tuple[str, Path | None]:
     return f"sqlite:///{path}", path
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
+def _sqlite_pragmas(engine: Engine, lock_timeout: float, on_wait: Callable[[], None] | None) -> None:
     from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite's own BEGIN is deferred).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA synchronous = NORMAL")
@@ -89,19 +113,72 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        write = connection.get_execution_options().get(WRITE_OPTION, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        if not connection.get_execution_options().get(WRITE_OPTION, False):
+            connection.exec_driver_sql("BEGIN")
+            return
+        # SQLite waits for the write lock inside BEGIN IMMEDIATE (the GIL released), so a timer
+        # thread can tell the user that this process is waiting, not hanging.
+        timer = threading.Timer(WAIT_NOTICE_AFTER, on_wait) if on_wait is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except OperationalError as exc:
+            if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+                raise LockTimeout(lock_timeout) from None
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+
+class LockTimeout(DatabaseError):
+    """Another process held the write lock for longer than the configured wait."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"another process kept the database locked for writing beyond the {seconds:g} s limit "
+            "(lock_timeout_seconds)",
+            subject="lock",
+            key=seconds,
+        )
+
+
+def create_private(path: Path) -> None:
+    """Create an empty database file owner-only (an empty file is a valid SQLite database).
+
+    SQLite creates ``-wal``, ``-shm`` and ``-journal`` with the database file's permissions,
+    so they are owner-only too whatever the umask.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.fchmod(fd, 0o600)
+    os.close(fd)
 
 
 class Database:
     """A lazily opened database: engine, schema check, session scopes."""
 
-    def __init__(self, target: str, *, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        migrate: bool = True,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        on_wait: Callable[[], None] | None = None,
+        backups_kept: int = DEFAULT_BACKUPS_KEPT,
+    ) -> None:
         self.url, self.path = to_url(target)
         self._engine: Engine | None = None
         self._migrate = migrate
         self._checked = False  # schema brought up to date (once per process)
         self.audit_command: str | None = None  # set by the CLI: write sessions are then audited
+        self.lock_timeout = lock_timeout
+        self.on_wait = on_wait
+        self.backups_kept = backups_kept
 
     @property
     def is_sqlite(self) -> bool:
@@ -121,12 +198,12 @@ class Database:
 
         try:
             if self.is_sqlite:
+                if self.path is not None:
+                    create_private(self.path)
                 # Few cached statements: imports run IN-lists of thousands of values, each a distinct
                 # statement that would otherwise stay prepared (megabytes each) until 128 pile up.
-                engine = create_engine(
-                    self.url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "cached_statements": 16}
-                )
-                _sqlite_pragmas(engine)
+                engine = create_engine(self.url, connect_args={"timeout": self.lock_timeout, "cached_statements": 16})
+                _sqlite_pragmas(engine, self.lock_timeout, self.on_wait)
             else:
                 engine = create_engine(self.url, pool_pre_ping=True)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
@@ -222,12 +299,15 @@ class Database:
         head = head_revision()
         engine = self._raw_engine()
         try:
-            if only_if_needed and self._fast_revision(engine) == head:
+            fast = self._fast_revision(engine)
+            if only_if_needed and fast == head:
                 return head, head
+            check_known(fast)
             with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
                 before = self.current_revision(conn)
                 if before == head:
                     return before, head
+                check_known(before)
                 if before is not None and self.path is not None:
                     self.backup_before_upgrade(before)
                 self._run_alembic(conn)
@@ -257,10 +337,17 @@ class Database:
         command.upgrade(cfg, "head")
 
     def backup_before_upgrade(self, revision: str) -> Path:
+        """One backup per upgrade attempt: a failed upgrade retried by every later command
+        reuses the backup it already took (same revision, same size) instead of piling up copies."""
         assert self.path is not None
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        target = self.path.with_name(f"{self.path.name}.{revision}.{stamp}.bak")
-        return backup_sqlite(self.path, target)
+        existing = reusable_backup(self.path, revision)
+        if existing is not None:
+            return existing
+        return automatic_backup(self.path, revision, keep=self.backups_kept)
+
+    def revision_for_backup(self) -> str:
+        """The revision a backup taken now is of (for its name)."""
+        return self.current_revision() or "empty"
 
     def close(self) -> None:
         if self._engine is not None:
@@ -268,17 +355,21 @@ class Database:
             self._engine = None
 
 
-def backup_sqlite(source: Path, target: Path) -> Path:
-    """A consistent copy through SQLite's online backup API, written atomically, mode 0600."""
-    target = target.expanduser().resolve()
-    if not target.parent.exists():
-        raise DatabaseError(f"cannot write backup: the folder {target.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    os.chmod(tmp_name, 0o600)
-    try:
+def backup_sqlite(source: Path, target: Any) -> Path:
+    """A consistent copy through SQLite's online backup API, written safely and owner-only.
+
+    ``target`` is a path or a :class:`crmcli.io.writer.Target` (which says whether an existing
+    file may be replaced and which files never may); the database itself is always refused.
+    """
+    from crmcli.io.writer import Target, atomic_path, protected_database_files, remove_stale_temps
+
+    chosen = target if isinstance(target, Target) else Target(Path(target))
+    chosen = Target(chosen.path, force=chosen.force, protected=(*chosen.protected, *protected_database_files(source)))
+    final = chosen.check()
+    remove_stale_temps(final.parent)
+    with atomic_path(chosen) as tmp:
         src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
-        dst = sqlite3.connect(tmp_name)
+        dst = sqlite3.connect(tmp)
         try:
             with dst:
                 src.backup(dst)
@@ -286,24 +377,77 @@ def backup_sqlite(source: Path, target: Path) -> Path:
         finally:
             dst.close()
             src.close()
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    return final
+
+
+def backup_name(database: Path, revision: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return database.with_name(f"{database.name}.{revision}.{stamp}.bak")
+
+
+def automatic_backups(database: Path) -> list[Path]:
+    """The backups crmcli named itself for this database, oldest first."""
+    found = [p for p in database.parent.glob(f"{database.name}.*.bak") if p.is_file()]
+    return sorted(found, key=lambda p: (p.name.rsplit(".", 2)[-2], p.name))
+
+
+def automatic_backup(database: Path, revision: str, *, keep: int = DEFAULT_BACKUPS_KEPT) -> Path:
+    """A backup next to the database, named by revision and time; the oldest beyond ``keep`` are removed."""
+    target = backup_sqlite(database, backup_name(database, revision))
+    for old in automatic_backups(database)[:-keep] if keep > 0 else []:
+        if old != target:
+            old.unlink(missing_ok=True)
     return target
 
 
-def integrity_check(db: Database) -> list[str]:
-    """Problems found by the database's own checker; empty means healthy."""
-    from sqlalchemy import text
+def reusable_backup(database: Path, revision: str) -> Path | None:
+    """The newest automatic backup of ``revision`` holding as many pages as the database now.
 
-    with db.engine.connect() as conn:
-        if db.is_sqlite:
-            rows = [r[0] for r in conn.execute(text("PRAGMA integrity_check"))]
-            problems = [] if rows == ["ok"] else rows
-            problems += [
-                f"foreign key: {r[0]} row {r[1]} -> {r[2]}" for r in conn.execute(text("PRAGMA foreign_key_check"))
-            ]
-            return problems
-        conn.execute(text("SELECT 1"))
-        return []
+    While a database is stuck before an upgrade nothing can write to it (every command
+    upgrades first), so such a backup is still a copy of it.
+    """
+    for backup in reversed(automatic_backups(database)):
+        if backup.name.startswith(f"{database.name}.{revision}.") and backup.stat().st_size == _data_size(database):
+            return backup
+    return None
+
+
+def _data_size(database: Path) -> int:
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        (size,) = conn.execute("PRAGMA page_size").fetchone()
+    finally:
+        conn.close()
+    return int(pages) * int(size)
+
+
+def latest_backup(database: Path | None) -> Path | None:
+    if database is None:
+        return None
+    backups = automatic_backups(database)
+    return backups[-1] if backups else None
+
+
+def integrity_check(db: Database) -> list[str]:
+    """Problems found by the database's own checker; empty means healthy.
+
+    The file is checked as it is, without upgrading it first, and a file too damaged to be
+    read at all is a problem found, not a crash.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.exc import DatabaseError as SADatabaseError
+
+    try:
+        with db._raw_engine().connect() as conn:
+            if db.is_sqlite:
+                rows = [r[0] for r in conn.execute(text("PRAGMA integrity_check"))]
+                problems = [] if rows == ["ok"] else rows
+                problems += [
+                    f"foreign key: {r[0]} row {r[1]} -> {r[2]}" for r in conn.execute(text("PRAGMA foreign_key_check"))
+                ]
+                return problems
+            conn.execute(text("SELECT 1"))
+            return []
+    except SADatabaseError as exc:
+        return [str(exc.orig).splitlines()[0]]

@@ -93,3 +93,15 @@ def test_cli_reports_bad_config_in_one_line(tmp_path: Path, cli) -> None:  # typ
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [f"Error: {file}: unknown key 'colour'"]
     assert "Traceback" not in result.stderr
+
+
+def test_lock_timeout_and_backups_keys() -> None:
+    from crmcli.config import parse_config
+
+    config = parse_config({"lock_timeout_seconds": 120, "backups": {"keep": 5}})
+    assert (config.lock_timeout_seconds, config.backups.keep) == (120, 5)
+    assert (Config().lock_timeout_seconds, Config().backups.keep) == (60, 3)
+    with pytest.raises(ConfigError, match="lock_timeout_seconds"):
+        parse_config({"lock_timeout_seconds": 0})
+    with pytest.raises(ConfigError, match="backups.keep"):
+        parse_config({"backups": {"keep": 0}})

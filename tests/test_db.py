@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from sqlmodel import SQLModel
 
 from crmcli.db import Database, backup_sqlite, head_revision, migrations_dir
 from crmcli.errors import DatabaseError
+from tests.conftest import Cli
 
 
 def test_head_revision_read_without_alembic_matches_alembic() -> None:
@@ -58,22 +62,126 @@ def test_not_a_database_file(tmp_path: Path) -> None:
         Database(str(bogus)).engine  # noqa: B018
 
 
-def test_upgrade_backs_up_an_existing_database_first(db_path: Path) -> None:
-    db = Database(str(db_path))
-    db.engine  # noqa: B018
-    with db.engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = 'older'"))
-    db.close()
-    # Pretend the file is at an older revision that the scripts know nothing of: the
-    # backup must be taken before alembic is asked to move it.
-    fresh = Database(str(db_path))
-    with pytest.raises(Exception):  # noqa: B017 - alembic cannot locate 'older'
-        fresh.upgrade()
-    backups = list(db_path.parent.glob("crm.db.older.*.bak"))
-    assert len(backups) == 1
-    copy = sqlite3.connect(backups[0])
-    assert copy.execute("SELECT version_num FROM alembic_version").fetchone() == ("older",)
+def _database_at(db_path: Path, revision: str) -> None:
+    """A real database at an older revision, holding one customer."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    engine = Database(str(db_path))._raw_engine()
+    with engine.begin() as conn:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(migrations_dir()))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+        conn.execute(
+            text(
+                "INSERT INTO customer (name, stage, referral_code, created_at, updated_at) "
+                "VALUES ('Ann', 'lead', 'AAAAAAAA', '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')"
+            )
+        )
+    engine.dispose()
+
+
+def _failing_migration(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(self: Database, connection: object) -> None:
+        raise RuntimeError("migration failed half-way")
+
+    monkeypatch.setattr(Database, "_run_alembic", fail)
+
+
+def test_upgrade_backs_up_an_existing_database_first(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _database_at(db_path, "0001")
+    _failing_migration(monkeypatch)
+    with pytest.raises(RuntimeError):
+        Database(str(db_path)).upgrade()
+    (backup,) = db_path.parent.glob("crm.db.0001.*.bak")
+    copy = sqlite3.connect(backup)
+    assert copy.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
     copy.close()
+
+
+def test_a_failing_upgrade_retried_by_every_command_backs_up_once(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: each command retried the upgrade and wrote another full-size backup."""
+    _database_at(db_path, "0001")
+    _failing_migration(monkeypatch)
+    for _ in range(5):
+        db = Database(str(db_path))
+        with pytest.raises(RuntimeError):
+            db.engine  # noqa: B018
+        db.close()
+    assert len(list(db_path.parent.glob("crm.db.0001.*.bak"))) == 1
+
+
+def test_a_changed_database_gets_a_new_backup(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _database_at(db_path, "0001")
+    _failing_migration(monkeypatch)
+    with pytest.raises(RuntimeError):
+        Database(str(db_path)).upgrade()
+    raw = sqlite3.connect(db_path)
+    raw.execute("CREATE TABLE grown (x)")
+    raw.executemany("INSERT INTO grown VALUES (?)", [("x" * 1000,)] * 200)
+    raw.commit()
+    raw.close()
+    with pytest.raises(RuntimeError):
+        Database(str(db_path)).upgrade()
+    assert len(list(db_path.parent.glob("crm.db.0001.*.bak"))) == 2
+
+
+def test_a_database_from_a_newer_crmcli_is_refused_without_a_backup(db_path: Path) -> None:
+    db = Database(str(db_path))
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    db.close()
+    for _ in range(2):
+        with pytest.raises(DatabaseError, match=r"written by a newer crmcli \(revision 0099\); upgrade crmcli"):
+            Database(str(db_path)).engine  # noqa: B018
+    assert list(db_path.parent.glob("*.bak")) == []
+
+
+def test_a_newer_database_is_a_one_line_error_for_every_command(cli, db_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli.ok("db", "upgrade")
+    raw = sqlite3.connect(db_path)
+    raw.execute("UPDATE alembic_version SET version_num = '9999'")
+    raw.commit()
+    raw.close()
+    for args in (("customer", "list"), ("db", "upgrade")):
+        result = cli(*args)
+        assert result.exit_code == 1
+        assert result.stderr == "Error: this database was written by a newer crmcli (revision 9999); upgrade crmcli\n"
+    assert cli.ok("db", "current", "-f", "json").json()["revision"] == "9999"
+    assert list(db_path.parent.glob("*.bak")) == []
+
+
+def test_automatic_backups_are_pruned_to_the_configured_number(cli, db_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli.ok("customer", "add", "Ann")
+    made = [Path(cli.ok("db", "backup").stdout.strip()) for _ in range(5)]
+    kept = sorted(db_path.parent.glob("crm.db.*.bak"))
+    assert kept == sorted(made[-3:])
+    config = tmp_path / "config.yaml"
+    config.write_text("backups: {keep: 1}\n")
+    only = Path(Cli(db_path, config)("db", "backup").stdout.strip())
+    assert list(db_path.parent.glob("crm.db.*.bak")) == [only]
+
+
+def test_a_named_backup_is_never_pruned(cli, db_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli.ok("db", "backup", str(tmp_path / "mine.db"))
+    for _ in range(4):
+        cli.ok("db", "backup")
+    assert (tmp_path / "mine.db").exists()
+
+
+def test_a_temp_file_left_by_an_interrupted_backup_is_removed(cli, db_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli.ok("db", "upgrade")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = db_path.parent / f".crm.db.0003.20260101T000000Z.bak.{dead.stdout.strip()}.0a0b0c0d.crmcli-tmp"
+    left.write_bytes(b"half a backup")
+    live = db_path.parent / f".crm.db.0003.20260101T000000Z.bak.{os.getppid()}.0a0b0c0d.crmcli-tmp"
+    live.write_bytes(b"another process is writing this one")
+    cli.ok("db", "backup")
+    assert not left.exists()
+    assert live.exists()
 
 
 def test_new_database_is_not_backed_up(db_path: Path) -> None:
@@ -156,3 +264,29 @@ def test_upgrading_a_real_older_database_keeps_its_data_and_a_backup(db_path: Pa
     assert copy.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
     copy.close()
     db.close()
+
+
+def test_db_check_on_a_damaged_file_names_the_backup_to_restore(cli, db_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for n in range(300):
+        cli.ok("customer", "add", f"Customer {n}", "--email", f"c{n}@example.com")
+    backup = Path(cli.ok("db", "backup").stdout.strip())
+    raw = sqlite3.connect(db_path)
+    raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    raw.close()
+    data = bytearray(db_path.read_bytes())
+    page = 4096
+    data[3 * page : 6 * page] = b"\xff" * (3 * page)  # wreck a few pages in the middle
+    db_path.write_bytes(bytes(data))
+    result = cli("db", "check")
+    assert result.exit_code == 1
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("Error: ") and "integrity problem(s) found" in last
+    assert f"restore the last backup: cp {backup} {db_path}" in last
+
+
+def test_db_check_on_a_file_that_is_not_a_database(cli, db_path: Path) -> None:  # type: ignore[no-untyped-def]
+    db_path.write_bytes(b"not a database at all" * 500)
+    result = cli("db", "check")
+    assert result.exit_code == 1
+    assert "file is not a database" in result.stderr
+    assert "restore your last backup" in result.stderr

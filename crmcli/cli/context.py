@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from crmcli.config import Config
     from crmcli.db import Database
+    from crmcli.io.writer import Target
     from crmcli.models import Customer
 
 
@@ -57,7 +58,14 @@ class Runtime:
             from crmcli.config import database_target
             from crmcli.db import Database
 
-            self._db = Database(database_target(self.db_target, self.config), migrate=migrate)
+            config = self.config
+            self._db = Database(
+                database_target(self.db_target, config),
+                migrate=migrate,
+                lock_timeout=config.lock_timeout_seconds,
+                on_wait=say_waiting,
+                backups_kept=config.backups.keep,
+            )
             self._db.audit_command = self.command_line
         return self._db
 
@@ -104,6 +112,17 @@ class Runtime:
 
         return find_customer(session, text, self.config.default_phone_region)
 
+    def target(self, path: Path | None, *, force: bool = False, reading: Path | None = None) -> Target | None:
+        """A file a command writes: never the database (nor its -wal/-shm) nor the file it reads."""
+        if path is None:
+            return None
+        from crmcli.io.writer import Target, protected_database_files
+
+        protected = protected_database_files(self.db.path)
+        if reading is not None and str(reading) != "-":
+            protected += (reading,)
+        return Target(path, force=force, protected=protected)
+
     def progress(self, path: Path) -> FileProgress | None:
         """A progress bar over a file's bytes, on a terminal only (never in a pipe or cron)."""
         import sys
@@ -116,6 +135,20 @@ class Runtime:
             return None
         self._progress = FileProgress(total, f"Reading {path.name}")
         return self._progress
+
+    def count_progress(self, label: str) -> Callable[[int, int], None] | None:
+        """A progress bar over a count known as work starts, on a terminal only."""
+        import sys
+
+        if not is_interactive(sys.stderr):
+            return None
+
+        def update(done: int, total: int) -> None:
+            if self._progress is None:
+                self._progress = FileProgress(total, label)
+            self._progress(done)
+
+        return update
 
     def close(self) -> None:
         if self._progress is not None:
@@ -170,6 +203,14 @@ def runtime(ctx: typer.Context) -> Runtime:
         if root.obj._db is not None:
             root.obj._db.audit_command = root.obj.command_line
     return root.obj
+
+
+def say_waiting() -> None:
+    """Called (from a timer thread) when a write has waited a second for another process's lock."""
+    import sys
+
+    sys.stderr.write("waiting for another crmcli to finish writing…\n")
+    sys.stderr.flush()
 
 
 def is_interactive(stream: Any = None) -> bool:

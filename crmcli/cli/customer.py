@@ -16,6 +16,7 @@ from crmcli.cli.options import (
     EncodingOpt,
     ExportFormat,
     ExportFormatOpt,
+    ForceOpt,
     FormatOpt,
     LimitOpt,
     MapOpt,
@@ -334,6 +335,7 @@ def import_(
     mapping: MapOpt = None,
     dry_run: DryRunOpt = False,
     skip_invalid: SkipInvalidOpt = None,
+    force: ForceOpt = False,
     on_duplicate: Annotated[
         DuplicateMode,
         typer.Option(help="What to do with a row whose email, phone or ref exists.", case_sensitive=False),
@@ -358,7 +360,7 @@ def import_(
         path=file,
         options=options,
         dry_run=dry_run,
-        reject_file=skip_invalid,
+        reject_file=rt.target(skip_invalid, force=force, reading=file),
         on_duplicate=on_duplicate,
         progress=rt.progress(file),
         warn=lambda text: rt.output().message(f"Warning: {text}"),
@@ -373,6 +375,7 @@ def export(
     out_file: OutOpt = None,
     fmt: ExportFormatOpt = ExportFormat("csv"),
     no_bom: NoBomOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Export customers as CSV (UTF-8 with BOM, for Excel) or JSON; it imports back unchanged.
 
@@ -381,6 +384,6 @@ def export(
     from crmcli.io.customers import export_customers
 
     rt = runtime(ctx)
-    count = export_customers(db=rt.db, path=out_file, fmt=fmt, bom=not no_bom)
+    count = export_customers(db=rt.db, path=rt.target(out_file, force=force), fmt=fmt, bom=not no_bom)
     if out_file is not None:
         rt.output().message(f"Exported {count} customers to {out_file}")

@@ -1,18 +1,18 @@
-"""crmcli db ...: schema upgrades, backups and integrity checks."""
+"""crmcli db ...: schema upgrades, backups, integrity checks and copies to another database."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import FormatOpt
+from crmcli.cli.options import ForceOpt, FormatOpt
 from crmcli.errors import CrmError, Invalid
 from crmcli.render import Format
 
-app = typer.Typer(help="Database: upgrade, current revision, backup, integrity check.", no_args_is_help=True)
+app = typer.Typer(help="Database: upgrade, current revision, backup, integrity check, copy.", no_args_is_help=True)
 
 
 @app.command("upgrade")
@@ -52,40 +52,90 @@ def current(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
 @app.command("backup")
 def backup(
     ctx: typer.Context,
-    path: Annotated[Path | None, typer.Argument(help="Backup file (default: next to the database, dated).")] = None,
+    path: Annotated[
+        Path | None, typer.Argument(help="Backup file (default: next to the database, named by revision and time).")
+    ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Write a consistent copy of the SQLite database, even while others write to it.
 
+    Without PATH the copy goes next to the database and only the newest few such
+    backups are kept (config backups.keep); a PATH you name is yours to keep.
+
     Example: crmcli db backup ~/backups/crm-$(date +%F).db
     """
-    from datetime import UTC, datetime
-
-    from crmcli.db import backup_sqlite
+    from crmcli.db import automatic_backup, backup_sqlite
 
     rt = runtime(ctx)
     db = rt.db
     if db.path is None:
         raise Invalid("db backup copies SQLite files; back up PostgreSQL with pg_dump")
+    db.engine  # noqa: B018 - opens (and creates or upgrades) the database first
     if path is None:
-        path = db.path.with_name(f"{db.path.stem}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.db")
-    target = backup_sqlite(db.path, path)
+        target = automatic_backup(db.path, db.revision_for_backup(), keep=db.backups_kept)
+    else:
+        target = backup_sqlite(db.path, rt.target(path, force=force))
     rt.output().message(f"Backed up {db.path} to {target}")
     typer.echo(str(target))
 
 
 @app.command("check")
 def check(ctx: typer.Context) -> None:
-    """Check the database's integrity; exit 1 when it finds a problem.
+    """Check the database's integrity; exit 1 when it finds a problem, naming the backup to restore.
 
     Example: crmcli db check
     """
-    from crmcli.db import integrity_check
+    from crmcli.db import integrity_check, latest_backup
 
     rt = runtime(ctx)
-    problems = integrity_check(rt.db)
+    db = rt.database(migrate=False)
+    problems = integrity_check(db)
     out = rt.output()
     for problem in problems:
         out.message(problem)
     if problems:
-        raise CrmError(f"{len(problems)} integrity problem(s) found", hint="restore from a backup")
+        last = latest_backup(db.path)
+        hint = (
+            f"stop every crmcli job, then restore the last backup: cp {last} {db.path} and remove {db.path}-wal "
+            f"and {db.path}-shm; check it with 'crmcli db check'"
+            if last is not None
+            else "restore your last backup (for PostgreSQL, from pg_dump)"
+        )
+        raise CrmError(f"{len(problems)} integrity problem(s) found", hint=hint)
     out.message("ok")
+
+
+@app.command("copy")
+def copy(
+    ctx: typer.Context,
+    to: Annotated[
+        str, typer.Option("--to", help="The empty database to copy into: a path or URL.", show_default=False)
+    ],
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Copy every table into an empty database (SQLite <-> PostgreSQL), verified by counts and money sums.
+
+    The target's schema is created by the migrations; a target that holds data is refused.
+
+    Example: crmcli --db shop.db db copy --to postgresql+psycopg://shop@db.local/crm
+    """
+    from crmcli.copying import copy_database
+    from crmcli.db import Database
+
+    rt = runtime(ctx)
+    config = rt.config
+    target = Database(to, lock_timeout=config.lock_timeout_seconds, backups_kept=config.backups.keep)
+    try:
+        tables = copy_database(source=rt.db, target=target, progress=rt.count_progress("Copying rows"))
+    finally:
+        target.close()
+    tables_out: list[dict[str, Any]] = [
+        {"table": t.table, "rows": t.rows, "sums_minor_units": t.sums if fmt == Format.json else _pairs(t.sums)}
+        for t in tables
+    ]
+    record = {"to": to, "rows": sum(t.rows for t in tables), "verified": True, "tables": tables_out}
+    rt.output(fmt).record(record, title="Copied; counts and money sums verified", csv_rows="tables")
+
+
+def _pairs(sums: dict[str, int]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in sums.items()) or "-"

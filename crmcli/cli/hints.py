@@ -12,7 +12,7 @@ from typing import Any
 
 from typer.core import TyperArgument, TyperOption
 
-from crmcli.errors import Conflict, CrmError, DatabaseError, ImportFailed, MissingExtra, NotFound
+from crmcli.errors import Conflict, CrmError, DatabaseError, ImportFailed, Invalid, MissingExtra, NotFound
 
 # Ordered: the first entry whose error class and subject match gives the hint
 # (a subject of None matches any); ``{key}`` is the record the error is about.
@@ -30,6 +30,13 @@ NEXT_STEPS: list[tuple[type[CrmError], str | None, str]] = [
     (DatabaseError, "folder", "create it, or pass --db with another path"),
     (MissingExtra, "analytics", "pip install 'crmcli[analytics]'"),
     (MissingExtra, "excel", "pip install 'crmcli[excel]'"),
+    (DatabaseError, "lock", "try again when it is done, or raise lock_timeout_seconds in the config file"),
+    (Conflict, "copy-target", "copy into a new, empty database"),
+    (Invalid, "copy-target", "copy into a new, empty database"),
+    (Conflict, "existing-file", "pass --force to replace it"),
+    (Conflict, "protected-file", "write to another file"),
+    (Invalid, "target-folder", "give a file name inside that folder"),
+    (Invalid, "missing-folder", "create the folder first"),
 ]
 
 

@@ -81,3 +81,4 @@ SkipInvalidOpt = Annotated[
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")]
 ExportFormatOpt = Annotated[ExportFormat, typer.Option("--format", "-f", help="File format.", case_sensitive=False)]
 NoBomOpt = Annotated[bool, typer.Option("--no-bom", help="CSV without the UTF-8 byte-order mark Excel needs.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output file if it exists (never the database).")]

@@ -17,6 +17,7 @@ from crmcli.cli.options import (
     EncodingOpt,
     ExportFormat,
     ExportFormatOpt,
+    ForceOpt,
     FormatOpt,
     LimitOpt,
     MapOpt,
@@ -180,6 +181,7 @@ def import_(
     decimal_comma: DecimalCommaOpt = False,
     dry_run: DryRunOpt = False,
     skip_invalid: SkipInvalidOpt = None,
+    force: ForceOpt = False,
     on_duplicate: Annotated[
         DuplicateMode, typer.Option(help="What to do with a row whose ref exists.", case_sensitive=False)
     ] = DuplicateMode("error"),
@@ -203,7 +205,7 @@ def import_(
         path=file,
         options=options,
         dry_run=dry_run,
-        reject_file=skip_invalid,
+        reject_file=rt.target(skip_invalid, force=force, reading=file),
         on_duplicate=on_duplicate,
         progress=rt.progress(file),
     )
@@ -216,6 +218,7 @@ def export(
     out_file: OutOpt = None,
     fmt: ExportFormatOpt = ExportFormat("csv"),
     no_bom: NoBomOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Export purchases as CSV or JSON, in the columns 'purchase import' reads.
 
@@ -224,6 +227,6 @@ def export(
     from crmcli.io.purchases import export_purchases
 
     rt = runtime(ctx)
-    count = export_purchases(db=rt.db, config=rt.config, path=out_file, fmt=fmt, bom=not no_bom)
+    count = export_purchases(db=rt.db, config=rt.config, path=rt.target(out_file, force=force), fmt=fmt, bom=not no_bom)
     if out_file is not None:
         rt.output().message(f"Exported {count} purchases to {out_file}")

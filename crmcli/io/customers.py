@@ -19,7 +19,7 @@ from crmcli.db import Database
 from crmcli.errors import Invalid
 from crmcli.io.importing import ImportRun, check_options, run_import
 from crmcli.io.reader import CsvOptions, TableSource, open_source
-from crmcli.io.writer import output_stream, write_csv, write_json
+from crmcli.io.writer import Target, output_stream, write_csv, write_json
 from crmcli.models import Customer, CustomerTag, Referral, StageChange, UTCDateTime, table_of
 from crmcli.services.codes import referral_code, unused_codes
 from crmcli.services.customers import CustomerInput, clean_fields, clean_tags
@@ -154,7 +154,7 @@ def import_customers(
     path: Path,
     options: CsvOptions,
     dry_run: bool = False,
-    reject_file: Path | None = None,
+    reject_file: Path | Target | None = None,
     on_duplicate: str = "error",
     progress: Callable[[int], None] | None = None,
     now: datetime | None = None,
@@ -640,7 +640,7 @@ def export_rows(conn: Any) -> Iterator[tuple[Any, ...]]:
         yield tuple(row)
 
 
-def export_customers(*, db: Database, path: Path | None, fmt: str = "csv", bom: bool = True) -> int:
+def export_customers(*, db: Database, path: Path | Target | None, fmt: str = "csv", bom: bool = True) -> int:
     if fmt not in EXPORT_FORMATS:
         raise Invalid(f"export format must be csv or json, not {fmt!r}")
     encoding = "utf-8-sig" if fmt == "csv" and bom else "utf-8"

@@ -16,7 +16,7 @@ from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import CrmError, ImportFailed, Invalid
 from crmcli.io.reader import TableSource
-from crmcli.io.writer import neutralise, output_stream
+from crmcli.io.writer import Target, neutralise, output_stream
 
 Item = TypeVar("Item")
 
@@ -49,11 +49,13 @@ class ImportRun:
         }
 
 
-def check_options(on_duplicate: str, reject_file: Path | None) -> None:
+def check_options(on_duplicate: str, reject_file: Path | Target | None) -> None:
+    """Refuse bad options before anything is read or written, the rejected-rows file included."""
     if on_duplicate not in DUPLICATE_MODES:
         raise Invalid(f"unknown duplicate mode {on_duplicate!r}: use one of {', '.join(DUPLICATE_MODES)}")
-    if reject_file is not None and not reject_file.expanduser().parent.exists():
-        raise Invalid(f"cannot write rejected rows to {reject_file}: the folder does not exist")
+    target = Target.of(reject_file)
+    if target is not None:
+        target.check()
 
 
 def run_import(
@@ -66,7 +68,7 @@ def run_import(
     finish: Callable[[Session], None] | None = None,
     batch_size: int,
     dry_run: bool,
-    reject_file: Path | None,
+    reject_file: Path | Target | None,
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Stream the file through ``validate`` and ``write_batch`` in one write transaction.
@@ -105,7 +107,7 @@ def run_import(
         write_rejects(reject_file, source.fields, run.rejected)
 
 
-def write_rejects(path: Path, fields: Sequence[str], rejected: list[tuple[int, dict[str, str], str]]) -> None:
+def write_rejects(path: Path | Target, fields: Sequence[str], rejected: list[tuple[int, dict[str, str], str]]) -> None:
     """The rejected rows as CSV, with their line number and reason first.
 
     Cells are guarded against formula injection as exports are (the import removes the

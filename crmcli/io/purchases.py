@@ -17,7 +17,7 @@ from crmcli.db import Database
 from crmcli.errors import CrmError, Invalid
 from crmcli.io.importing import ImportRun, check_options, run_import
 from crmcli.io.reader import CsvOptions, open_source
-from crmcli.io.writer import output_stream, write_csv, write_json
+from crmcli.io.writer import Target, output_stream, write_csv, write_json
 from crmcli.models import Customer, Purchase, UTCDateTime, table_of
 from crmcli.values import check_happened, money, parse_money, parse_when, utcnow
 
@@ -135,7 +135,7 @@ def import_purchases(
     path: Path,
     options: CsvOptions,
     dry_run: bool = False,
-    reject_file: Path | None = None,
+    reject_file: Path | Target | None = None,
     on_duplicate: str = "error",
     progress: Any = None,
     now: datetime | None = None,
@@ -317,7 +317,9 @@ def _update_payment(session: Session, purchase_id: int, row: Row, run: PurchaseR
     run.updated += 1
 
 
-def export_purchases(*, db: Database, config: Config, path: Path | None, fmt: str = "csv", bom: bool = True) -> int:
+def export_purchases(
+    *, db: Database, config: Config, path: Path | Target | None, fmt: str = "csv", bom: bool = True
+) -> int:
     """Purchases in import-column order, refunded ones with their refund time; the customer is
     named by ref, else email, else id, in the explicit form (``ref:12``) so that no
     import reads a numeric ref as another customer's id."""

@@ -1,4 +1,10 @@
-"""Streaming CSV and JSON writers, with the spreadsheet formula-injection guard."""
+"""Files crmcli writes: one safe way to write them, and the CSV and JSON writers.
+
+Every file (exports, rejected rows, backups) goes through :func:`atomic_path`: it is
+written under a temporary name in the target's folder, owner-only (0600), and renamed
+over the target only when complete. An existing target is refused unless ``force``;
+the database, its ``-wal``/``-shm`` and the input being read are refused always.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,120 @@ import csv
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from crmcli.errors import Invalid
+from crmcli.errors import Conflict, Invalid
 from crmcli.io.reader import FORMULA_START
+
+TEMP_SUFFIX = ".crmcli-tmp"
+SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A file to write: where, whether an existing file may be replaced, and what never may."""
+
+    path: Path
+    force: bool = False
+    protected: tuple[Path, ...] = ()
+
+    @classmethod
+    def of(cls, value: Path | Target | None) -> Target | None:
+        return value if isinstance(value, Target) or value is None else cls(Path(value))
+
+    def check(self) -> Path:
+        """The target's path, once it is known safe to write; raises otherwise."""
+        target = self.path.expanduser()
+        if target.is_dir():
+            raise Invalid(f"cannot write {target}: {target} is a folder", subject="target-folder", key=target)
+        if not target.parent.exists():
+            raise Invalid(f"cannot write {target}: the folder {target.parent} does not exist", subject="missing-folder")
+        for kept in self.protected:
+            if _same_file(target, kept):
+                raise Conflict(
+                    f"refusing to write {target}: it is {_describe(kept)}", subject="protected-file", key=kept
+                )
+        if target.exists() and not self.force:
+            raise Conflict(f"{target} already exists", subject="existing-file", key=target, fields=("force",))
+        return target
+
+
+def protected_database_files(database: Path | None) -> tuple[Path, ...]:
+    """A SQLite database and the files SQLite keeps beside it."""
+    if database is None:
+        return ()
+    return tuple(database.with_name(database.name + suffix) for suffix in SQLITE_COMPANIONS)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.resolve() == b.expanduser().resolve():
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _describe(kept: Path) -> str:
+    for suffix in ("-wal", "-shm", "-journal"):
+        if kept.name.endswith(suffix):
+            return f"a file of the database ({kept.name})"
+    if kept.suffix in (".db", ".sqlite", ".sqlite3"):
+        return f"the database ({kept})"
+    return f"the database or the file being read ({kept})"
+
+
+@contextmanager
+def atomic_path(target: Path | Target) -> Iterator[Path]:
+    """A temporary owner-only file beside the target, renamed over it when the block succeeds.
+
+    Whatever goes wrong (an error, Ctrl-C), the temporary file is removed; one left by a
+    killed process is removed by :func:`remove_stale_temps`.
+    """
+    final = (target if isinstance(target, Target) else Target(target)).check()
+    tmp = _temp_name(final)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o600)
+        yield tmp
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _temp_name(final: Path) -> Path:
+    return final.with_name(f".{final.name}.{os.getpid()}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove temporary files that crmcli processes no longer running left in ``folder``."""
+    removed = []
+    for tmp in folder.glob(f".*{TEMP_SUFFIX}"):
+        try:
+            pid = int(tmp.name.removesuffix(TEMP_SUFFIX).split(".")[-2])
+        except (ValueError, IndexError):
+            continue
+        if pid != os.getpid() and not _running(pid):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def neutralise(value: str) -> str:
@@ -24,25 +136,14 @@ def neutralise(value: str) -> str:
 
 
 @contextmanager
-def output_stream(path: Path | None, *, encoding: str) -> Iterator[IO[str]]:
-    """stdout (never with a BOM), or a file written to a temp name and renamed when complete."""
-    if path is None:
+def output_stream(target: Path | Target | None, *, encoding: str) -> Iterator[IO[str]]:
+    """stdout (never with a BOM), or a file written safely (see :func:`atomic_path`)."""
+    chosen = Target.of(target)
+    if chosen is None:
         yield sys.stdout
         return
-    target = path.expanduser()
-    if not target.parent.exists():
-        raise Invalid(f"cannot write {target}: the folder {target.parent} does not exist")
-    if target.is_dir():
-        raise Invalid(f"cannot write {target}: it is a folder")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
-            yield handle
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(chosen) as tmp, open(tmp, "w", encoding=encoding, newline="") as handle:
+        yield handle
 
 
 def write_csv(handle: IO[str], columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:

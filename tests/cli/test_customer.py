@@ -194,7 +194,7 @@ def test_duplicates_and_merge_move_everything(cli: Cli, db_path: Path) -> None:
     conn.execute("UPDATE referral SET referred_id = ? WHERE referrer_id = ?", (drop, other))
     conn.commit()
     conn.close()
-    result = cli.ok("customer", "merge", str(keep), str(drop), "-f", "json").json()
+    result = cli.ok("customer", "merge", str(keep), str(drop), "--yes", "-f", "json").json()
     assert result["kept"] == keep and result["dropped"] == drop
     profile = cli.ok("customer", "show", str(keep), "-f", "json").json()
     assert profile["phone"] == "+15555550100" and profile["city"] == "Lakeside"
@@ -209,14 +209,14 @@ def test_duplicates_and_merge_move_everything(cli: Cli, db_path: Path) -> None:
 
 def test_merge_with_itself_is_refused(cli: Cli) -> None:
     cid = add(cli, "Ann")
-    result = cli("customer", "merge", str(cid), str(cid))
+    result = cli("customer", "merge", str(cid), str(cid), "--yes")
     assert result.exit_code == 1 and "with itself" in result.stderr
 
 
 def test_merge_drops_a_referral_between_the_two(cli: Cli) -> None:
     a = add(cli, "A")
     b = cli.new_id("customer", "add", "B", "--referred-by", str(a))
-    cli.ok("customer", "merge", str(a), str(b))
+    cli.ok("customer", "merge", str(a), str(b), "--yes")
     profile = cli.ok("customer", "show", str(a), "-f", "json").json()
     assert profile["referred"] == [] and profile["referred_by"] is None
 

@@ -162,7 +162,7 @@ def test_skip_invalid_imports_good_rows_and_keeps_the_bad(cli: Cli, tmp_path: Pa
     assert text[0] == "line,error," + HEADER
     assert text[1].startswith("3,bad email 'nope'") and text[1].endswith(",Bad,nope,,,,,,,,,")
     bad = cli("customer", "import", str(file), "--skip-invalid", str(tmp_path / "no" / "r.csv"))
-    assert bad.exit_code == 1 and "folder does not exist" in bad.stderr
+    assert bad.exit_code == 1 and f"the folder {tmp_path / 'no'} does not exist" in bad.stderr
 
 
 def test_on_duplicate_modes(cli: Cli, tmp_path: Path) -> None:

@@ -417,7 +417,7 @@ def test_skip_invalid_into_a_missing_folder(cli: Cli, tmp_path: Path) -> None:
     path = write(tmp_path, "name\nAnn\n")
     target = tmp_path / "no" / "rejects.csv"
     assert refused(cli, path, "--skip-invalid", str(target)) == [
-        f"Error: cannot write rejected rows to {target}: the folder does not exist"
+        f"Error: cannot write {target}: the folder {target.parent} does not exist (create the folder first)"
     ]
     assert customers(cli) == []
 
@@ -693,9 +693,9 @@ def test_export_csv_has_a_bom_and_the_import_header(cli: Cli, tmp_path: Path) ->
     assert cli.ok("customer", "export", "--out", str(out)).stderr == f"Exported 0 customers to {out}\n"
     assert out.read_bytes() == b"\xef\xbb\xbf" + HEADER.encode() + b"\r\n"
     cli.ok("customer", "add", "Ann", "--email", "ann@example.com", "--tag", "vip", "--tag", "local")
-    cli.ok("customer", "export", "--out", str(out))
+    cli.ok("customer", "export", "--out", str(out), "--force")
     assert out.read_bytes() == b"\xef\xbb\xbf" + (HEADER + "\r\nAnn,ann@example.com,,,,,lead,local;vip,,,\r\n").encode()
-    assert cli.ok("customer", "export", "--out", str(out), "--no-bom").stdout == ""
+    assert cli.ok("customer", "export", "--out", str(out), "--no-bom", "--force").stdout == ""
     assert out.read_bytes().startswith(HEADER.encode())
     # to stdout, a pipe: no BOM (the test runner shows \r\n as \n)
     assert cli.ok("customer", "export").stdout.startswith(HEADER + "\n")
@@ -752,13 +752,15 @@ def test_export_neutralises_formula_cells(cli: Cli, tmp_path: Path, start: str) 
 def test_export_into_a_missing_folder(cli: Cli, tmp_path: Path) -> None:
     target = tmp_path / "nope" / "x.csv"
     assert refused_export(cli, "--out", str(target)) == [
-        f"Error: cannot write {target}: the folder {target.parent} does not exist"
+        f"Error: cannot write {target}: the folder {target.parent} does not exist (create the folder first)"
     ]
     assert not target.parent.exists()
 
 
 def test_export_onto_a_folder(cli: Cli, tmp_path: Path) -> None:
-    assert refused_export(cli, "--out", str(tmp_path)) == [f"Error: cannot write {tmp_path}: it is a folder"]
+    assert refused_export(cli, "--out", str(tmp_path)) == [
+        f"Error: cannot write {tmp_path}: {tmp_path} is a folder (give a file name inside that folder)"
+    ]
     assert [p.name for p in tmp_path.parent.iterdir() if p.name.startswith(f".{tmp_path.name}.")] == []
 
 

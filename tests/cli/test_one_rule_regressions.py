@@ -73,7 +73,7 @@ def test_accrual_after_a_merge(cli: Cli, db_path: Path) -> None:
     with sqlite3.connect(db_path) as conn:  # both joined four months ago
         conn.execute("UPDATE customer SET created_at = datetime('now', '-4 months', '-1 day')")
     assert cli.ok("points", "accrue", "-f", "json").json()["points"] == 8
-    cli.ok("customer", "merge", "1", "2")
+    cli.ok("customer", "merge", "1", "2", "--yes")
     again = cli.ok("points", "accrue", "-f", "json").json()
     assert again["points"] == 0
     assert balance(cli, "1") == 8  # the kept customer's 4 months and the merged customer's 4
@@ -85,7 +85,7 @@ def test_a_merge_that_would_close_a_circle_is_refused(cli: Cli) -> None:
         cli.ok("customer", "add", name)
     cli.ok("referral", "add", "1", "2")  # D brought X
     cli.ok("referral", "add", "2", "3")  # X brought K
-    refused = cli("customer", "merge", "3", "1")
+    refused = cli("customer", "merge", "3", "1", "--yes")
     assert refused.exit_code == 1
     assert "customer 1 brought customer 3 through customer 2" in refused.stderr
     assert [r["referrer_id"] for r in cli.ok("referral", "list", "-f", "json").json()] == [1, 2]

@@ -80,7 +80,10 @@ def test_customers_referrals_and_exports_agree(pg: Cli, cli: Cli, tmp_path: Path
         c = target.new_id("customer", "add", "Cy", "--referred-by", str(b))
         assert "cannot close a circle" in target("referral", "add", str(c), str(a)).stderr
         target.ok("interaction", "log", str(a), "--kind", "call", "--at", "2026-03-01", "--follow-up", "2026-03-04")
-        target.ok("customer", "merge", str(a), str(c))
+        # C came through B, whom A brought: merged, A would be its own referrer
+        assert "their own referrer" in target("customer", "merge", str(a), str(c), "--yes").stderr
+        d = target.new_id("customer", "add", "Dee", "--phone", "+44 20 7946 0019")
+        target.ok("customer", "merge", str(a), str(d), "--yes")
     assert pg.ok("customer", "export").stdout == cli.ok("customer", "export").stdout
     assert pg.ok("referral", "tree", "1", "-f", "json").json() == cli.ok("referral", "tree", "1", "-f", "json").json()
     due_pg = pg.ok("followup", "due", "--as-of", "2026-03-05", "-f", "json").json()
