@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from crmcli.db import Database
 
@@ -47,8 +49,15 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
     def make_pg(folder: Path, name: str) -> tuple[str, Any]:
         db_name = f"{template}_{next(count)}"
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {db_name} TEMPLATE {template}"))
+        for attempt in range(20):  # the template is briefly "being accessed" while a connection closes
+            try:
+                with admin.connect() as conn:
+                    conn.execute(text(f"CREATE DATABASE {db_name} TEMPLATE {template}"))
+                break
+            except OperationalError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.1)
         target = url.set(database=db_name).render_as_string(hide_password=False)
 
         def drop() -> None:
