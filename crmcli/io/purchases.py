@@ -82,6 +82,11 @@ def _when(
 def _customer_cell(raw: dict[str, str]) -> str:
     """The customer as one identifier: the ``customer`` cell, or an unambiguous column as its
     explicit form (``customer_ref`` 12 is ``ref:12``)."""
+    text = raw.get("customer")
+    if text is not None and CUSTOMER_COLUMNS.keys().isdisjoint(raw):  # the usual file: one customer column
+        if text := text.strip():
+            return text
+        raise Invalid("no customer given")
     given = [(c, text) for c in ("customer", *CUSTOMER_COLUMNS) if (text := (raw.get(c) or "").strip())]
     if not given:
         raise Invalid("no customer given")

@@ -258,16 +258,19 @@ def list_customers(
         )
     if search:
         pattern = f"%{search.strip().lower()}%"
-        query = query.where(
-            or_(
-                func.lower(col(Customer.name)).like(pattern),
-                col(Customer.email).like(pattern),
-                func.lower(col(Customer.company)).like(pattern),
-                func.lower(col(Customer.city)).like(pattern),
-                col(Customer.phone).like(pattern),
-                col(Customer.ref).like(pattern),
-            )
-        )
+        matches = [
+            func.lower(col(Customer.name)).like(pattern),
+            col(Customer.email).like(pattern),
+            func.lower(col(Customer.company)).like(pattern),
+            func.lower(col(Customer.city)).like(pattern),
+            col(Customer.phone).like(pattern),
+            col(Customer.ref).like(pattern),
+        ]
+        # A phone as typed ("138 0013 8000", "(212) 555-0100") finds the stored number by its digits.
+        digits = "".join(ch for ch in search if ch.isascii() and ch.isdigit())
+        if len(digits) >= 4 and not any(ch.isalpha() for ch in search):
+            matches.append(col(Customer.phone).like(f"%{digits}%"))
+        query = query.where(or_(*matches))
     if customer_ids is not None:
         query = query.where(col(Customer.id).in_(customer_ids))
     order = getattr(Customer, key)

@@ -120,6 +120,10 @@ def resolve(session: Session | Any, texts: Iterable[str], region: str | None = N
                     by_key[key] = row
     result: dict[str, Match] = {}
     for text, keys in wanted.items():
+        if len(keys) == 1:  # a till's ref, an email, an explicit form: one key, one answer
+            row = by_key.get(keys[0])
+            result[text] = Match(text.strip(), [] if row is None else [(keys[0][0], row)])
+            continue
         found: dict[int, tuple[str, Any]] = {}
         for key in keys:
             row = by_key.get(key)

@@ -132,3 +132,10 @@ def test_a_recent_buyer_is_not_quiet(cli: Cli, db_path: Path) -> None:
     cli.ok("purchase", "add", "1", "10", "--at", "-5d")
     due = cli.ok("followup", "due", "-f", "json").json()
     assert [row["customer_id"] for row in due if row["reason"] == "no contact"] == [2]
+
+
+def test_a_phone_as_typed_finds_its_customer(cli: Cli) -> None:
+    cli.ok("customer", "add", "Li", "--phone", "138 0013 8000")
+    for typed in ("138 0013 8000", "138-0013-8000", "13800138000"):
+        assert [c["name"] for c in cli.ok("customer", "list", "--search", typed, "-f", "json").json()] == ["Li"]
+        assert cli.ok("customer", "show", typed, "-f", "json").json()["name"] == "Li"

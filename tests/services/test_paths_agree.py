@@ -35,7 +35,7 @@ from crmcli.services.merge import merge_customers
 from crmcli.services.purchases import PurchaseInput, add_purchase, pay_purchase, refund_purchase
 
 START = datetime(2026, 1, 1, 9, tzinfo=UTC)  # every customer joins then
-END = START + timedelta(days=150)  # everything is loaded and accrued as of then
+END = START + timedelta(days=200)  # after every event: everything is loaded and accrued as of then
 EXAMPLES = int(os.environ.get("CRMCLI_DIFFERENTIAL_EXAMPLES", "200"))
 
 
