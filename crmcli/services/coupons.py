@@ -43,17 +43,6 @@ class CouponTerms:
         return self
 
 
-def parse_percent(text: str) -> int:
-    try:
-        value = Decimal(text.strip().rstrip("%"))
-    except ArithmeticError:
-        raise Invalid(f"bad percent {text!r}: use a number such as 15 or 12.5", fields=("percent",)) from None
-    bp = value * 100
-    if bp != bp.to_integral_value():
-        raise Invalid(f"bad percent {text!r}: at most two decimal places", fields=("percent",))
-    return int(bp)
-
-
 def normalise_code(code: str) -> str:
     return code.strip().upper()
 

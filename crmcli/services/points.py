@@ -301,12 +301,18 @@ def late_purchases(config: Config, now: datetime) -> ColumnElement[bool]:
     )
 
 
-def settle_points(session: Session, config: Config, customer_ids: Iterable[int], *, now: datetime | None = None) -> int:
+def settle_points(
+    session: Session, config: Config, customer_ids: Iterable[int], *, now: datetime | None = None, strict: bool = True
+) -> int:
     """Bring the derived removals of these customers in line with their timeline as of ``now``.
 
     For each customer with a late sale, a refund, or a removal already recorded, the
-    facts are replayed and the removals rewritten. Raises :class:`Invalid` when a spend
-    can no longer be covered. Returns how many customers were replayed.
+    facts are replayed and the removals rewritten. A write (``strict``) that leaves a
+    spend uncovered raises :class:`Invalid`. Reads and the daily accrual pass
+    ``strict=False``: a customer whose recorded history cannot be replayed without a
+    shortfall (a ledger written by an older version, whose resets were dated at the
+    payment) keeps its entries as they are, so one such customer never stops a
+    ``customer show`` or the cron job. Returns how many customers were replayed.
     """
     now = now or utcnow()
     e = table_of(PointsEntry)
@@ -330,10 +336,12 @@ def settle_points(session: Session, config: Config, customer_ids: Iterable[int],
             )
         ):
             facts[cid].append(Fact(at, delta, kind, pid))
-        session.execute(delete(e).where(e.c.customer_id.in_(involved), _removal_rows(e)))
         rows: list[dict[str, Any]] = []
+        settled: list[int] = []
         for cid in involved:
             outcome = replay(facts[cid], removals.get(cid, []))
+            if outcome.short is not None and not strict:
+                continue
             if outcome.short is not None:
                 spend, held = outcome.short
                 raise Invalid(
@@ -351,8 +359,10 @@ def settle_points(session: Session, config: Config, customer_ids: Iterable[int],
                 }
                 for removal, amount in outcome.removals
             ]
+            settled.append(cid)
+        session.execute(delete(e).where(e.c.customer_id.in_(settled), _removal_rows(e)))
         _append(session, rows)
-        replayed += len(involved)
+        replayed += len(settled)
     return replayed
 
 
@@ -417,7 +427,8 @@ def accrue_tenure(*, session: Session, config: Config, as_of: datetime | None = 
     resets due by then are applied first.
     """
     as_of = as_of or utcnow()
-    settle_points(session, config, customers_with_late_purchases(session, config, as_of), now=as_of)
+    late = customers_with_late_purchases(session, config, as_of)
+    settle_points(session, config, late, now=as_of, strict=False)
     per_month = config.points.per_month_of_tenure
     if per_month == 0:
         return {"customers": 0, "points": 0}
@@ -462,5 +473,5 @@ def accrue_tenure(*, session: Session, config: Config, as_of: datetime | None = 
         if rows:
             session.execute(insert(entries), rows)
             # A month completed before a reset already recorded belongs to what it reset.
-            settle_points(session, config, {row["customer_id"] for row in rows}, now=as_of)
+            settle_points(session, config, {row["customer_id"] for row in rows}, now=as_of, strict=False)
     return {"customers": customers, "points": points}

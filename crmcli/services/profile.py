@@ -39,7 +39,7 @@ def customer_profile(*, session: Session, customer: Customer, config: Config, ti
     """Everything known about one customer, as plain data (late-payment resets due by now
     are recorded first, as for every read of points)."""
     assert customer.id is not None
-    settle_points(session, config, [customer.id])
+    settle_points(session, config, [customer.id], strict=False)
     digits = config.currency.minor_digits
     cid = customer.id
     totals = customer_totals(session, cid)
@@ -121,7 +121,7 @@ def points_summary(
     *, session: Session, config: Config, customer_id: int, limit: int | None = 20, now: datetime | None = None
 ) -> dict[str, Any]:
     """Balance, tier and latest entries, after the resets due by ``now`` are recorded."""
-    settle_points(session, config, [customer_id], now=now)
+    settle_points(session, config, [customer_id], now=now, strict=False)
     return {
         "customer_id": customer_id,
         "balance": balance(session, customer_id),

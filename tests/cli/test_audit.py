@@ -103,3 +103,14 @@ def test_erase_names_the_backups_that_still_hold_the_customer(cli: Cli, db_path:
     backup = Path(cli.ok("db", "backup").stdout.strip())
     result = cli.ok("customer", "erase", "1", "--yes")
     assert f"the backup {backup} still holds this customer's data" in result.stderr
+
+
+def test_audit_list_refuses_bad_filters_with_one_line(cli: Cli) -> None:
+    cli.ok("customer", "add", "Ann")
+    unknown = cli("audit", "list", "--customer", "nobody@example.com")
+    assert unknown.exit_code == 1 and unknown.stderr.startswith("Error: no customer 'nobody@example.com'")
+    bad_date = cli("audit", "list", "--since", "yesterday-ish")
+    assert bad_date.exit_code == 1 and bad_date.stderr.startswith("Error: ") and "\n" == bad_date.stderr[-1]
+    assert bad_date.stderr.count("\n") == 1
+    assert cli.usage_error("audit", "list", "--limit", "0")
+    assert cli.ok("audit", "list", "--command", "no-such-command", "-f", "json").json() == []

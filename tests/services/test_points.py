@@ -160,3 +160,31 @@ def test_month_end_on_a_short_month() -> None:
     assert ledger.month_end(joined, 1, Config()) == datetime(2026, 2, 28, 10, tzinfo=UTC)
     assert ledger.full_months(joined, datetime(2026, 2, 28, 9, tzinfo=UTC), Config()) == 0
     assert ledger.full_months(joined, datetime(2026, 3, 31, 10, tzinfo=UTC), Config()) == 2
+
+
+def test_a_ledger_an_older_version_wrote_never_stops_a_read_or_the_daily_job(shop: Database) -> None:
+    """Older versions dated the late-payment reset at the payment, so a spend between the due
+    date and the payment was allowed; replayed today it would be uncovered. Reads and the
+    accrual leave such a customer's entries as they are instead of failing."""
+    from sqlalchemy import insert
+
+    from crmcli.models import PointsEntry, table_of
+
+    buy(shop, 10_000, day(0), due_at=day(3), paid_at=day(20))  # 10 points, paid late
+    with shop.session(write=True) as s:
+        s.execute(
+            insert(table_of(PointsEntry)),
+            [
+                {"customer_id": 1, "delta": -4, "kind": "redeem", "at": day(10), "reason": "old"},
+                {"customer_id": 1, "delta": -6, "kind": "reset", "at": day(20), "reason": "old reset"},
+            ],
+        )
+        s.execute(table_of(PointsEntry).delete().where(table_of(PointsEntry).c.at == day(3)))
+    with shop.session(write=True) as s:
+        summary = points_summary(session=s, config=Config(), customer_id=1, now=day(40))
+        ledger.accrue_tenure(session=s, config=Config(), as_of=day(40))
+    assert summary["balance"] == 0
+    assert balance(shop, day(15)) == 6 and balance(shop, day(21)) == 0  # as the older version left it
+    with pytest.raises(Invalid, match="fewer than the 4 spent then"):
+        with shop.session(write=True) as s:
+            ledger.settle_points(s, Config(), [1], now=day(40))  # a write still refuses to build on it
