@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import CouponStatus, FormatOpt, LimitOpt, Stage, WhenHelp, whole
+from crmcli.cli.options import CouponStatus, FormatOpt, LimitOpt, Stage, WhenHelp, listing, whole
 from crmcli.render import Column, Format
 
 app = typer.Typer(
@@ -15,17 +15,18 @@ app = typer.Typer(
 )
 
 COLUMNS = [
-    Column("code"),
-    Column("customer_id", "cust", numeric=True),
+    Column("code", whole=True),
+    Column("customer_id", "cust", numeric=True, drop=4),
     Column("customer"),
     Column("percent", "%", numeric=True),
     Column("amount", numeric=True),
-    Column("min_spend", "min spend", numeric=True),
+    Column("min_spend", "min spend", numeric=True, drop=2),
     Column("expires_at", "expires"),
-    Column("uses", numeric=True),
-    Column("max_uses", "max", numeric=True),
-    Column("campaign"),
+    Column("uses", numeric=True, drop=1),
+    Column("max_uses", "max", numeric=True, drop=1),
+    Column("campaign", drop=3),
     Column("status"),
+    Column("issued_at", "issued", drop=3),
 ]
 CodeArg = Annotated[str, typer.Argument(help="Coupon code (case does not matter).")]
 
@@ -115,6 +116,7 @@ def redeem(
 
 
 @app.command("list")
+@listing(default_sort="-issued_at")
 def list_(
     ctx: typer.Context,
     status: Annotated[
@@ -125,7 +127,7 @@ def list_(
     limit: LimitOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """List coupons.
+    """List coupons, newest first.
 
     Example: crmcli coupon list --status active --campaign winback
     """
@@ -169,6 +171,7 @@ def void(ctx: typer.Context, code: CodeArg) -> None:
 
 
 @app.command("stats")
+@listing()
 def stats(
     ctx: typer.Context,
     campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,

@@ -130,7 +130,7 @@ def copy(
     finally:
         target.close()
     tables_out: list[dict[str, Any]] = [
-        {"table": t.table, "rows": t.rows, "sums_minor_units": t.sums if fmt == Format.json else _pairs(t.sums)}
+        {"table": t.table, "rows": t.rows, "sums_minor_units": t.sums if Format(fmt).structured else _pairs(t.sums)}
         for t in tables
     ]
     record = {"to": to, "rows": sum(t.rows for t in tables), "verified": True, "tables": tables_out}

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import FormatOpt, LimitOpt, WhenHelp, whole
+from crmcli.cli.options import FormatOpt, LimitOpt, WhenHelp, listing, whole
 from crmcli.render import Column, Format
 
 app = typer.Typer(
@@ -85,6 +85,7 @@ def overview(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.tab
 
 
 @app.command("pareto")
+@listing()
 def pareto(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table) -> None:
     """The 80/20 split: the top 20% of customers' share of revenue, how many make 80%,
     and how many referrals come from the top 20% and from the other 80%.
@@ -97,6 +98,7 @@ def pareto(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table
 
 
 @app.command("rfm")
+@listing()
 def rfm(
     ctx: typer.Context,
     customers: Annotated[bool, typer.Option("--customers", help="List each customer's r, f, m and segment.")] = False,
@@ -120,6 +122,7 @@ def rfm(
 
 
 @app.command("value")
+@listing()
 def value(
     ctx: typer.Context,
     customers: Annotated[bool, typer.Option("--customers", help="List each customer's two values and group.")] = False,
@@ -156,6 +159,7 @@ def value(
 
 
 @app.command("funnel")
+@listing()
 def funnel(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table) -> None:
     """Customers who reached each stage, conversion between stages, median days between them.
 
@@ -169,6 +173,7 @@ def funnel(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table
 
 
 @app.command("referrals")
+@listing()
 def referrals(
     ctx: typer.Context,
     top: Annotated[int, typer.Option(help="How many top referrers to list.", parser=whole())] = 10,
@@ -188,6 +193,7 @@ def referrals(
 
 
 @app.command("payment")
+@listing()
 def payment(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table) -> None:
     """Big/small customers x good/poor payers, with the terms each cell deserves.
 
@@ -199,6 +205,7 @@ def payment(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.tabl
 
 
 @app.command("satisfaction")
+@listing()
 def satisfaction(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table) -> None:
     """Rating distribution: the share of 5s (loyal) against 3-4 (likely to leave) and 1-2.
 
@@ -222,6 +229,7 @@ def satisfaction(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format
 
 
 @app.command("sla")
+@listing()
 def sla(
     ctx: typer.Context,
     check: Annotated[bool, typer.Option("--check", help="Exit 3 when an open complaint is past its deadline.")] = False,
@@ -241,6 +249,7 @@ def sla(
 
 
 @app.command("clv")
+@listing()
 def clv(
     ctx: typer.Context,
     calibration_end: Annotated[
@@ -300,6 +309,7 @@ class Metric(StrEnum):
 
 
 @app.command("cohorts")
+@listing()
 def cohorts(
     ctx: typer.Context,
     period: Annotated[Period, typer.Option(help="Group first purchases by month or quarter.")] = Period.month,
@@ -319,7 +329,7 @@ def cohorts(
 
     result = _run(ctx, as_of, build, period=period.value)
     out = runtime(ctx).output(fmt)
-    if fmt is Format.json:
+    if Format(fmt).structured:
         out.record(result)
         return
     rows = triangle(result, metric.value)
