@@ -316,9 +316,7 @@ class Output:
             grid.add_row(key.replace("_", " "), Text(self._shown(value, money_unit=True)))
         for key, value in record.items():
             if isinstance(value, dict):
-                pairs = ", ".join(
-                    f"{k.replace('_', ' ')}: {self._shown(v, money_unit=True)}" for k, v in value.items()
-                )
+                pairs = ", ".join(f"{k.replace('_', ' ')}: {self._shown(v, money_unit=True)}" for k, v in value.items())
                 grid.add_row(key.replace("_", " "), Text(pairs))
         parts.append(grid)
         for key, value in record.items():

@@ -7,10 +7,16 @@ from typing import Annotated
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import FormatOpt, LimitOpt, WhenHelp, listing
+from crmcli.cli.options import FormatOpt, LimitOpt, WhenHelp, complete_customer, listing
 from crmcli.render import Column, Format
 
-app = typer.Typer(help="The audit log: every change, when, by whom and which command.", no_args_is_help=True)
+app = typer.Typer(
+    help=(
+        "The audit log: every change, when, by whom and which command.\n\n"
+        "Example: crmcli audit list --since -7d --fields at,command"
+    ),
+    no_args_is_help=True,
+)
 COLUMNS = [
     Column("id", numeric=True),
     Column("at", time=True),
@@ -24,7 +30,9 @@ COLUMNS = [
 @listing(default_sort="-at")
 def list_(
     ctx: typer.Context,
-    customer: Annotated[str | None, typer.Option(help="Only changes that touched this customer.")] = None,
+    customer: Annotated[
+        str | None, typer.Option(help="Only changes that touched this customer.", autocompletion=complete_customer)
+    ] = None,
     since: Annotated[str | None, typer.Option(help=f"Only changes from: {WhenHelp}.")] = None,
     command: Annotated[str | None, typer.Option(help="Only commands containing this text, e.g. 'merge'.")] = None,
     limit: LimitOpt = 50,

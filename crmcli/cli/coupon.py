@@ -7,11 +7,27 @@ from typing import Annotated
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import CouponStatus, FormatOpt, LimitOpt, Stage, WhenHelp, listing, whole
+from crmcli.cli.options import (
+    SEGMENT_HELP,
+    CouponStatus,
+    CustomerOpt,
+    FormatOpt,
+    LimitOpt,
+    Stage,
+    WhenHelp,
+    complete_customer,
+    complete_segment,
+    listing,
+    whole,
+)
 from crmcli.render import Column, Format
 
 app = typer.Typer(
-    help="Coupons: issue to a customer, a segment, a stage or everyone; redeem; void.", no_args_is_help=True
+    help=(
+        "Coupons: issue to a customer, a segment, a stage or everyone; redeem; void.\n\n"
+        'Example: crmcli coupon issue --segment "At Risk" --percent 15 --expires +30d'
+    ),
+    no_args_is_help=True,
 )
 
 COLUMNS = [
@@ -34,10 +50,12 @@ CodeArg = Annotated[str, typer.Argument(help="Coupon code (case does not matter)
 @app.command("issue")
 def issue(
     ctx: typer.Context,
-    customer: Annotated[str | None, typer.Option(help="One customer (id, email or ref).")] = None,
+    customer: Annotated[
+        str | None, typer.Option(help="One customer (id, email or ref).", autocompletion=complete_customer)
+    ] = None,
     segment: Annotated[
         str | None,
-        typer.Option(help="Every customer in this RFM segment or churn band (see 'report rfm', 'report clv')."),
+        typer.Option(help=f"Every customer in this segment: {SEGMENT_HELP}.", autocompletion=complete_segment),
     ] = None,
     stage: Annotated[Stage | None, typer.Option(help="Every customer in this stage.", case_sensitive=False)] = None,
     everyone: Annotated[bool, typer.Option("--all", help="Every customer.")] = False,
@@ -122,7 +140,7 @@ def list_(
     status: Annotated[
         CouponStatus | None, typer.Option(help="Only coupons in this state.", case_sensitive=False)
     ] = None,
-    customer: Annotated[str | None, typer.Option(help="Only this customer's coupons.")] = None,
+    customer: CustomerOpt = None,
     campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
     limit: LimitOpt = None,
     fmt: FormatOpt = Format.table,

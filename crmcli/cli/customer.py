@@ -23,6 +23,7 @@ from crmcli.cli.options import (
     NoBomOpt,
     OutOpt,
     QuietOpt,
+    SegmentOpt,
     SheetOpt,
     SkipInvalidOpt,
     SortOpt,
@@ -32,7 +33,13 @@ from crmcli.cli.options import (
 from crmcli.errors import Invalid
 from crmcli.render import Column, Format
 
-app = typer.Typer(help="Customers: add, find, edit, merge, erase, import and export.", no_args_is_help=True)
+app = typer.Typer(
+    help=(
+        "Customers: add, find, edit, merge, erase, import and export.\n\n"
+        "Example: crmcli customer list --stage customer --sort -created_at --limit 20"
+    ),
+    no_args_is_help=True,
+)
 
 LIST_COLUMNS = [
     Column("id", numeric=True),
@@ -110,9 +117,7 @@ def list_(
     stage: Annotated[Stage | None, typer.Option(help="Only this stage.", case_sensitive=False)] = None,
     tag: Annotated[str | None, typer.Option(help="Only customers with this tag.")] = None,
     search: Annotated[str | None, typer.Option(help="Text in name, email, phone, company, city or ref.")] = None,
-    segment: Annotated[
-        str | None, typer.Option(help="Only this RFM segment or churn band, e.g. 'At Risk', 'High Churn Risk'.")
-    ] = None,
+    segment: SegmentOpt = None,
     sort: SortOpt = None,
     limit: LimitOpt = None,
     fmt: FormatOpt = Format.table,

@@ -12,7 +12,13 @@ from crmcli.cli.options import ForceOpt, FormatOpt
 from crmcli.errors import CrmError, Invalid
 from crmcli.render import Format
 
-app = typer.Typer(help="Database: upgrade, current revision, backup, integrity check, copy.", no_args_is_help=True)
+app = typer.Typer(
+    help=(
+        "Database: upgrade, current revision, backup, integrity check, copy.\n\n"
+        "Example: crmcli db backup ~/backups/crm.db"
+    ),
+    no_args_is_help=True,
+)
 
 
 @app.command("upgrade")

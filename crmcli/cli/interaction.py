@@ -9,6 +9,7 @@ import typer
 from crmcli.cli.context import runtime
 from crmcli.cli.options import (
     CustomerArg,
+    CustomerOpt,
     FormatOpt,
     InteractionKind,
     LimitOpt,
@@ -20,9 +21,19 @@ from crmcli.cli.options import (
 from crmcli.render import Column, Format
 
 app = typer.Typer(
-    help="Interactions: log calls, visits, complaints and surveys; answer complaints.", no_args_is_help=True
+    help=(
+        "Interactions: log calls, visits, complaints and surveys; answer complaints.\n\n"
+        'Example: crmcli interaction log ann@example.com --kind call --summary "asked about sizes"'
+    ),
+    no_args_is_help=True,
 )
-followup_app = typer.Typer(help="Follow-ups: who needs a call today.", no_args_is_help=True)
+followup_app = typer.Typer(
+    help=(
+        "Follow-ups: who needs a call today.\n\n"
+        "Example: crmcli followup due --format csv --fields customer,reason,due_at"
+    ),
+    no_args_is_help=True,
+)
 
 LIST_COLUMNS = [
     Column("id", numeric=True),
@@ -89,7 +100,7 @@ def log(
 @listing(default_sort="-at")
 def list_(
     ctx: typer.Context,
-    customer: Annotated[str | None, typer.Option(help="Only this customer (id, email or ref).")] = None,
+    customer: CustomerOpt = None,
     kind: Annotated[InteractionKind | None, typer.Option(help="Only this kind.", case_sensitive=False)] = None,
     since: Annotated[str | None, typer.Option(help=f"Only from this time: {WhenHelp}.")] = None,
     open_: Annotated[bool, typer.Option("--open", help="Only unresolved complaints and pending follow-ups.")] = False,

@@ -55,9 +55,54 @@ ReferralStatus = StrEnum("ReferralStatus", {v: v for v in choices.REFERRAL_STATU
 DuplicateMode = StrEnum("DuplicateMode", {v: v for v in choices.DUPLICATE_MODES})  # type: ignore[misc]
 ExportFormat = StrEnum("ExportFormat", {v: v for v in choices.EXPORT_FORMATS})  # type: ignore[misc]
 
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)]
+COMPLETION_LIMIT = 20  # customers offered at once by shell completion
+
+
+def complete_customer(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of a customer: emails and refs from the database, by prefix."""
+    try:
+        from crmcli.config import database_target, load_config
+        from crmcli.db import Database
+        from crmcli.services.identify import customer_completions
+
+        root = ctx.find_root()
+        config = load_config(root.params.get("config"))
+        target = database_target(root.params.get("db"), config)
+        if "://" not in target and not Path(target).expanduser().exists():
+            return []  # completing never creates a database
+        db = Database(target, migrate=False)
+        try:
+            with db.session() as session:
+                return customer_completions(session, incomplete, COMPLETION_LIMIT)
+        finally:
+            db.close()
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+
+
+def complete_segment(incomplete: str) -> list[str]:
+    wanted = incomplete.lower()
+    return [name for name in choices.SEGMENTS if name.lower().startswith(wanted)]
+
+
+SEGMENT_HELP = "; ".join(choices.SEGMENTS)
+FormatOpt = Annotated[
+    Format,
+    typer.Option("--format", "-f", help="Output format (ndjson: one JSON object per line).", case_sensitive=False),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the new id.")]
-CustomerArg = Annotated[str, typer.Argument(help="Customer id, email or external ref.", show_default=False)]
+CustomerArg = Annotated[
+    str,
+    typer.Argument(help="Customer id, email or external ref.", show_default=False, autocompletion=complete_customer),
+]
+CustomerOpt = Annotated[
+    str | None,
+    typer.Option("--customer", help="Only this customer (id, email or ref).", autocompletion=complete_customer),
+]
+SegmentOpt = Annotated[
+    str | None,
+    typer.Option("--segment", help=f"Only this segment: {SEGMENT_HELP}.", autocompletion=complete_segment),
+]
 LimitOpt = Annotated[int | None, typer.Option("--limit", "-n", help="Show at most N rows.", parser=whole())]
 WhenHelp = "YYYY-MM-DD, 2026/10/1 14:30, ISO timestamp, today, yesterday, +30d or -7d"
 
@@ -91,8 +136,9 @@ SortOpt = Annotated[
 OffsetOpt = Annotated[int, typer.Option("--offset", help="Skip the first N rows.", parser=whole(0), show_default=False)]
 FieldsOpt = Annotated[
     str | None,
-    typer.Option("--fields", help="Only these fields, in this order: a,b,c (JSON keeps only those keys).",
-                 show_default=False),
+    typer.Option(
+        "--fields", help="Only these fields, in this order: a,b,c (JSON keeps only those keys).", show_default=False
+    ),
 ]
 NoPagerOpt = Annotated[bool, typer.Option("--no-pager", help="Never page a long table on a terminal.")]
 SHAPING = ("sort", "offset", "fields", "no_pager")

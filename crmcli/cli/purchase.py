@@ -10,6 +10,7 @@ import typer
 from crmcli.cli.context import runtime
 from crmcli.cli.options import (
     CustomerArg,
+    CustomerOpt,
     DecimalCommaOpt,
     DelimiterOpt,
     DryRunOpt,
@@ -33,7 +34,13 @@ from crmcli.cli.options import (
 )
 from crmcli.render import Column, Format
 
-app = typer.Typer(help="Purchases: record sales with coupons and points, payments, refunds.", no_args_is_help=True)
+app = typer.Typer(
+    help=(
+        "Purchases: record sales with coupons and points, payments, refunds.\n\n"
+        "Example: crmcli purchase add ann@example.com 59.90 --coupon 7KQ2M-XH4PA"
+    ),
+    no_args_is_help=True,
+)
 
 LIST_COLUMNS = [
     Column("id", numeric=True),
@@ -144,7 +151,7 @@ def refund(ctx: typer.Context, purchase_id: IdArg, fmt: FormatOpt = Format.table
 @listing(default_sort="-at")
 def list_(
     ctx: typer.Context,
-    customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,
+    customer: CustomerOpt = None,
     since: Annotated[str | None, typer.Option(help=f"From: {WhenHelp}.")] = None,
     until: Annotated[str | None, typer.Option(help=f"Up to the end of: {WhenHelp}.")] = None,
     unpaid: Annotated[bool, typer.Option("--unpaid", help="Only unpaid, unrefunded purchases.")] = False,

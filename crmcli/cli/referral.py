@@ -11,7 +11,12 @@ from crmcli.cli.context import runtime
 from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, QuietOpt, ReferralStatus, id_argument, listing
 from crmcli.render import Column, Format
 
-app = typer.Typer(help="Referrals: who brought whom; verify and reward both sides.", no_args_is_help=True)
+app = typer.Typer(
+    help=(
+        "Referrals: who brought whom; verify and reward both sides.\n\nExample: crmcli referral list --status pending"
+    ),
+    no_args_is_help=True,
+)
 COLUMNS = [
     Column("id", numeric=True),
     Column("referrer_id", "referrer id", numeric=True, drop=3),

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from crmcli.choices import CLV_SEGMENTS, RFM_SEGMENTS
 from crmcli.cli.context import runtime
-from crmcli.cli.options import FormatOpt, LimitOpt, WhenHelp, listing, whole
+from crmcli.cli.options import ForceOpt, FormatOpt, LimitOpt, WhenHelp, complete_segment, listing, whole
 from crmcli.render import Column, Format
 
 app = typer.Typer(
-    help="Reports: 80/20, RFM segments, value, predicted value, cohorts, funnel, referrals, payment, satisfaction, SLA."
+    help=(
+        "Reports: 80/20, RFM segments, value, predicted value, cohorts, funnel, referrals, payment, satisfaction, SLA."
+        "\n\nExample: crmcli report --html month.html --as-of 2026-06-30"
+    )
 )
 AsOf = Annotated[str | None, typer.Option("--as-of", help=f"As at the end of: {WhenHelp}. Default now.")]
 
@@ -71,12 +76,35 @@ def _run(ctx: typer.Context, as_of: str | None, build: Callable[..., Any], **kw:
 
 
 @app.callback(invoke_without_command=True)
-def overview(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table) -> None:
+def overview(
+    ctx: typer.Context,
+    as_of: AsOf = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write one printable page (dashboard, Pareto, RFM, value, cohorts, payment, satisfaction, SLA).",
+            show_default=False,
+        ),
+    ] = None,
+    force: ForceOpt = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
     """One screen of headline figures; the subcommands give each report in full.
+    With --html, a self-contained page to print or send (no network needed to view it).
 
-    Example: crmcli report --as-of 2026-06-30
+    Example: crmcli report --as-of 2026-06-30 --html june.html
     """
     if ctx.invoked_subcommand is not None:
+        return
+    if html is not None:
+        from crmcli.reports.html import collect, render_page, write_report
+
+        rt = runtime(ctx)
+        target = rt.target(html, force=force)
+        assert target is not None
+        write_report(target, render_page(_run(ctx, as_of, collect)))
+        rt.output().message(f"Wrote the report to {html}")
         return
     from crmcli.reports.dashboard import dashboard
 
@@ -102,7 +130,12 @@ def pareto(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table
 def rfm(
     ctx: typer.Context,
     customers: Annotated[bool, typer.Option("--customers", help="List each customer's r, f, m and segment.")] = False,
-    segment: Annotated[str | None, typer.Option(help="With --customers: only this segment.")] = None,
+    segment: Annotated[
+        str | None,
+        typer.Option(
+            help=f"With --customers: only this segment: {', '.join(RFM_SEGMENTS)}.", autocompletion=complete_segment
+        ),
+    ] = None,
     limit: LimitOpt = None,
     as_of: AsOf = None,
     fmt: FormatOpt = Format.table,
@@ -262,7 +295,10 @@ def clv(
     customers: Annotated[bool, typer.Option("--customers", help="List each customer's figures.")] = False,
     segment: Annotated[
         str | None,
-        typer.Option(help="List only 'Low/Medium/High Churn Risk' or 'Valuable but Slipping' (implies --customers)."),
+        typer.Option(
+            help=f"List only this band: {', '.join(CLV_SEGMENTS)} (implies --customers).",
+            autocompletion=complete_segment,
+        ),
     ] = None,
     limit: LimitOpt = None,
     as_of: AsOf = None,
