@@ -366,7 +366,7 @@ def cohorts(
     result = _run(ctx, as_of, build, period=period.value)
     out = runtime(ctx).output(fmt)
     if Format(fmt).structured:
-        out.record(result)
+        out.record(result, csv_rows="cohorts")
         return
     rows = triangle(result, metric.value)
     later = [Column(key, numeric=True, heat=True) for key in (rows[0] if rows else {}) if key.startswith("+")]
