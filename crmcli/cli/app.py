@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from crmcli import __version__
 from crmcli.cli.context import Runtime, runtime
@@ -64,6 +64,16 @@ def _display_type(self: TyperOption, ctx: Any) -> str | None:
 
 
 TyperOption.display_type_rich = _display_type  # type: ignore[method-assign]
+_typer_argument_type = TyperArgument.display_type_rich
+
+
+def _argument_type(self: TyperArgument, ctx: Any) -> str | None:
+    """An argument's name says what it is; only a fixed set of choices is worth showing."""
+    shown = _typer_argument_type(self, ctx)
+    return shown if shown and "|" in shown else None
+
+
+TyperArgument.display_type_rich = _argument_type  # type: ignore[method-assign,assignment]
 
 
 class CrmGroup(TyperGroup):
