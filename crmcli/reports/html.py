@@ -259,10 +259,17 @@ def _segments(data: ReportSet) -> str:
         y = 4 + (5 - f1) * cell
         w, h = (r1 - r0 + 1) * cell, (f1 - f0 + 1) * cell
         colour = SEGMENT_COLOURS.get(s["segment"], "#ddd")
+        # a name on one line where the cell is wide, a word a line where it is one cell wide
+        words = [s["segment"]] if w > cell else s["segment"].split()
+        top = y + h / 2 - 6 * len(words)
+        name = "".join(
+            f'<text x="{x + w / 2}" y="{top + 11 * i + 8}" text-anchor="middle">{escape(word)}</text>'
+            for i, word in enumerate(words)
+        )
         shapes.append(
             f'<g class="segment"><rect x="{x}" y="{y}" width="{w}" height="{h}" fill="{colour}" stroke="#fff" '
-            f'stroke-width="2"/><text x="{x + w / 2}" y="{y + h / 2 - 2}" text-anchor="middle">{escape(s["segment"])}'
-            f'</text><text x="{x + w / 2}" y="{y + h / 2 + 10}" text-anchor="middle">{s["customers"]}</text></g>'
+            f'stroke-width="2"/>{name}<text x="{x + w / 2}" y="{top + 11 * len(words) + 10}" text-anchor="middle" '
+            f'style="font-weight:bold">{s["customers"]}</text></g>'
         )
     axes = "".join(
         f'<text x="{pad + (i - 0.5) * cell}" y="{size + 10}" text-anchor="middle">R{i}</text>'
