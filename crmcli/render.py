@@ -98,7 +98,7 @@ class Shape:
         chosen = list(rows)
         if self.sort:
             key = self.sort.removeprefix("-")
-            _check_field(key, known, what="sort field")
+            _check_field(key, known, what="sort field", given="sort")
             chosen = sort_rows(chosen, key, descending=self.sort.startswith("-"))
         end = None if self.limit is None else self.offset + self.limit
         chosen = chosen[self.offset : end]
@@ -106,14 +106,14 @@ class Shape:
             return chosen, list(columns)
         by_key = {c.key: c for c in columns}
         for name in self.fields:
-            _check_field(name, known, what="field")
+            _check_field(name, known, what="field", given="fields")
         picked = [by_key.get(name, Column(name)) for name in self.fields]
         return [{name: row.get(name) for name in self.fields} for row in chosen], picked
 
 
-def _check_field(name: str, known: Sequence[str], *, what: str) -> None:
+def _check_field(name: str, known: Sequence[str], *, what: str, given: str) -> None:
     if name not in known:
-        raise Invalid(f"unknown {what} {name!r}: choose from {', '.join(known)}")
+        raise Invalid(f"unknown {what} {name!r}: choose from {', '.join(known)}", fields=(given,))
 
 
 def sort_rows(rows: Sequence[Record], key: str, *, descending: bool = False) -> list[Record]:
@@ -142,7 +142,7 @@ def parse_fields(text: str | None) -> tuple[str, ...] | None:
         return None
     names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
     if not names:
-        raise Invalid("no field named: give one or more field names separated by commas")
+        raise Invalid("no field named: give one or more field names separated by commas", fields=("fields",))
     return names
 
 
