@@ -400,9 +400,11 @@ class Output:
         )
         kept = [(i, entry) for i, entry in enumerate(laid) if widths[i] is not None]
         for i, (column, is_bar, _, _) in kept:
+            values = [r.get(column.key) for r in rows if r.get(column.key) is not None]
+            numeric = column.numeric or bool(values) and all(_is_number(v) for v in values)
             table.add_column(
                 "" if is_bar else column.title,
-                justify="right" if column.numeric and not is_bar else "left",
+                justify="right" if numeric and not is_bar else "left",
                 width=widths[i],
                 no_wrap=True,
                 overflow="ellipsis",
@@ -496,6 +498,10 @@ def fit_columns(laid: Sequence[tuple[Column, bool, Sequence[str], bool]], width:
             sizes[i] += 1
             spare -= 1
     return [sizes.get(i) for i in range(len(laid))]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
 
 
 def _too_long(text: str) -> bool:
