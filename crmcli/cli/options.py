@@ -193,7 +193,10 @@ def listing(default_sort: str | None = None) -> Callable[[Callable[..., Any]], C
             if has_limit:
                 # the service's own order and limit serve when no other order is asked for
                 kwargs["limit"] = None if sort or limit is None else limit + offset
-            return command(*args, **kwargs)
+            try:
+                return command(*args, **kwargs)
+            finally:  # the shaping belongs to this command only, not to one run after it
+                rt.shape, rt.paged = None, True
 
         run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
         run.__annotations__ = {**{p.name: p.annotation for p in params}, "return": signature.return_annotation}
