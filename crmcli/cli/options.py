@@ -131,13 +131,21 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output file
 # Listings and report row sets share how a script shapes them (see ``listing``).
 SortOpt = Annotated[
     str | None,
-    typer.Option("--sort", help="Sort by this field (any listed column); -FIELD for descending.", show_default=False),
+    typer.Option(
+        "--sort",
+        help="Sort by this field (any listed column); -FIELD for descending.",
+        show_default=False,
+        metavar="FIELD",
+    ),
 ]
 OffsetOpt = Annotated[int, typer.Option("--offset", help="Skip the first N rows.", parser=whole(0), show_default=False)]
 FieldsOpt = Annotated[
     str | None,
     typer.Option(
-        "--fields", help="Only these fields, in this order: a,b,c (JSON keeps only those keys).", show_default=False
+        "--fields",
+        metavar="A,B,C",
+        help="Only these fields, in this order: a,b,c (JSON keeps only those keys).",
+        show_default=False,
     ),
 ]
 NoPagerOpt = Annotated[bool, typer.Option("--no-pager", help="Never page a long table on a terminal.")]
