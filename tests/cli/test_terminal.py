@@ -411,3 +411,9 @@ def test_shape_applies_sort_then_slice_then_fields() -> None:
     rows = [{"id": 1, "v": 3}, {"id": 2, "v": None}, {"id": 3, "v": 1}]
     got, columns = Shape(fields=("v",), sort="-v", offset=0, limit=2).apply(rows, [Column("id"), Column("v")])
     assert got == [{"v": 3}, {"v": 1}] and [c.key for c in columns] == ["v"]
+
+
+def test_fields_on_an_empty_row_set_without_columns_give_nothing(tmp_path: Path) -> None:
+    out = io.StringIO()
+    Output(format=Format.json, stdout=out, shape=Shape(fields=("id",))).record({"overdue": []}, csv_rows="overdue")
+    assert json.loads(out.getvalue()) == []
