@@ -14,3 +14,19 @@ REFERRAL_STATUSES = ("pending", "verified", "rejected")
 # What an import does with a row that matches an existing record.
 DUPLICATE_MODES = ("skip", "update", "error")
 EXPORT_FORMATS = ("csv", "json")
+# Segments a --segment option takes: the RFM segments (crmcli/reports/rfm.py names each
+# cell) and the churn bands of the predicted value (crmcli/reports/prediction.py).
+RFM_SEGMENTS = (
+    "Champions",
+    "Loyal",
+    "Potential Loyalists",
+    "New Customers",
+    "Promising",
+    "Need Attention",
+    "About to Sleep",
+    "Can't Lose Them",
+    "At Risk",
+    "Hibernating",
+)
+CLV_SEGMENTS = ("Low Churn Risk", "Medium Churn Risk", "High Churn Risk", "Valuable but Slipping")
+SEGMENTS = (*RFM_SEGMENTS, *CLV_SEGMENTS)

@@ -1,24 +1,32 @@
-"""The one renderer: records and reports to a Rich table, JSON or CSV.
+"""The one renderer: records and reports to a Rich table, JSON, NDJSON, CSV or TSV.
 
 Data goes to stdout; messages and warnings go to stderr. Values are turned into
 their wire form in one place: money as decimal strings, times as ISO 8601 with
-the business time zone's offset.
+the business time zone's offset. Tables are for people: dates as dates in the
+business time zone, long text cut with an ellipsis, and the least important
+columns left out when the terminal is narrow; every other format keeps every value.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
+from crmcli.errors import Invalid
+
 BAR_WIDTH = 30
+TEXT_MIN_WIDTH = 8  # a text column is cut no narrower than this before a column is dropped instead
+BAR_MIN_WIDTH = 6
+GAP = 2  # spaces between table columns
 
 
 def bar(value: float, peak: float, width: int = BAR_WIDTH) -> str:
@@ -42,7 +50,14 @@ def shade(value: float, peak: float) -> str:
 class Format(StrEnum):
     table = "table"
     json = "json"
+    ndjson = "ndjson"
     csv = "csv"
+    tsv = "tsv"
+
+    @property
+    def structured(self) -> bool:
+        """JSON or NDJSON: nested values kept as they are."""
+        return self in (Format.json, Format.ndjson)
 
 
 Record = Mapping[str, Any]
@@ -55,10 +70,80 @@ class Column:
     numeric: bool = False
     bar: bool = False  # in tables, draw a bar proportional to the column's largest value
     heat: bool = False  # in tables, shade the cell by its value against the largest of all heat cells
+    time: bool = False  # in tables, a timestamp shows its time of day too (else the date only)
+    drop: int = 0  # when a table is too wide, columns with the highest drop go first (0: last of all)
+    whole: bool = False  # never cut with an ellipsis (a code someone types back)
 
     @property
     def title(self) -> str:
         return self.header or self.key.replace("_", " ")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a script asked of a row set: which fields in which order, the order of the rows,
+    and which slice of them."""
+
+    fields: tuple[str, ...] | None = None
+    sort: str | None = None
+    offset: int = 0
+    limit: int | None = None
+
+    @property
+    def reorders(self) -> bool:
+        return bool(self.sort or self.offset or self.limit is not None)
+
+    def apply(self, rows: Sequence[Record], columns: Sequence[Column]) -> tuple[list[Record], list[Column]]:
+        known = list(dict.fromkeys([*(c.key for c in columns), *(rows[0].keys() if rows else ())]))
+        chosen = list(rows)
+        if self.sort:
+            key = self.sort.removeprefix("-")
+            _check_field(key, known, what="sort field", given="sort")
+            chosen = sort_rows(chosen, key, descending=self.sort.startswith("-"))
+        end = None if self.limit is None else self.offset + self.limit
+        chosen = chosen[self.offset : end]
+        if self.fields is None:
+            return chosen, list(columns)
+        by_key = {c.key: c for c in columns}
+        for name in self.fields:
+            _check_field(name, known, what="field", given="fields")
+        picked = [by_key.get(name, Column(name)) for name in self.fields]
+        return [{name: row.get(name) for name in self.fields} for row in chosen], picked
+
+
+def _check_field(name: str, known: Sequence[str], *, what: str, given: str) -> None:
+    if known and name not in known:  # no rows and no declared columns: nothing to check against
+        raise Invalid(f"unknown {what} {name!r}: choose from {', '.join(known)}", fields=(given,))
+
+
+def sort_rows(rows: Sequence[Record], key: str, *, descending: bool = False) -> list[Record]:
+    """Rows by one field; empty values last either way, ties kept in their order."""
+    present = [r for r in rows if r.get(key) is not None]
+    empty = [r for r in rows if r.get(key) is None]
+
+    def sort_key(row: Record) -> Any:
+        value = row[key]
+        if isinstance(value, str):
+            return value.casefold()
+        if isinstance(value, list | tuple):
+            return [str(v).casefold() for v in value]
+        return value
+
+    try:
+        present.sort(key=sort_key, reverse=descending)
+    except TypeError:  # mixed kinds of value: sort by their text
+        present.sort(key=lambda row: str(row[key]).casefold(), reverse=descending)
+    return present + empty
+
+
+def parse_fields(text: str | None) -> tuple[str, ...] | None:
+    """``a,b,c`` -> ("a", "b", "c"); None when no fields were asked for."""
+    if text is None:
+        return None
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise Invalid("no field named: give one or more field names separated by commas", fields=("fields",))
+    return names
 
 
 @dataclass
@@ -69,6 +154,11 @@ class Output:
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     stdout: IO[str] | None = None
     stderr: IO[str] | None = None
+    shape: Shape | None = None
+    currency: str | None = None  # named under tables and beside money in records
+    color: bool = True
+    pager: bool = True  # a long table on a terminal goes through the pager
+    width: int | None = None  # the table width; default the terminal's (COLUMNS)
 
     @property
     def out(self) -> IO[str]:
@@ -103,6 +193,17 @@ class Output:
             return list_separator.join(str(v) for v in value)
         return str(value)
 
+    def _shown(self, value: Any, column: Column | None = None, *, money_unit: bool = False) -> str:
+        # a record's lines have room for the time of day; a table column shows it where it says so
+        """A value as a person reads it in a table: a date (and a time where it matters) in
+        the business time zone, money with its currency where no caption names it."""
+        if isinstance(value, datetime):
+            local = value.astimezone(self.tz)
+            return local.strftime("%Y-%m-%d %H:%M" if column is None or column.time else "%Y-%m-%d")
+        if isinstance(value, Decimal) and money_unit and self.currency:
+            return f"{value} {self.currency}"
+        return self._cell(value)
+
     # --- sinks ---------------------------------------------------------------
 
     def message(self, text: str) -> None:
@@ -122,19 +223,47 @@ class Output:
         rows = list(rows)
         if columns is None:
             columns = [Column(k) for k in rows[0]] if rows else []
+        if self.shape is not None:
+            rows, columns = self.shape.apply(rows, columns)
+            if self.shape.fields is not None:
+                rows = [dict(row) for row in rows]
         if self.format is Format.json:
             json.dump(self.wire(rows), self.out, ensure_ascii=False, indent=2)
             self.out.write("\n")
-        elif self.format is Format.csv:
-            writer = csv.writer(self.out, lineterminator="\n")
-            writer.writerow([c.key for c in columns])
+        elif self.format is Format.ndjson:
             for row in rows:
-                # lists as "a;b", the way imports read tags
-                writer.writerow([self._cell(row.get(c.key), list_separator=";") for c in columns])
+                self.out.write(json.dumps(self.wire(row), ensure_ascii=False) + "\n")
+        elif self.format in (Format.csv, Format.tsv):
+            self._delimited(rows, columns)
         elif not rows:
             self.message(empty)
         else:
             self._print(self._table(rows, columns, title))
+
+    def _delimited(self, rows: Sequence[Record], columns: Sequence[Column]) -> None:
+        """CSV or TSV, with cells a spreadsheet would run as a formula neutralised."""
+        from crmcli.io.writer import neutralise
+
+        tsv = self.format is Format.tsv
+
+        def cell(value: Any) -> str:
+            # lists as "a;b", the way imports read tags
+            text = self._cell(value, list_separator=";")
+            if isinstance(value, str | list):  # text typed by someone; numbers and times are ours
+                text = neutralise(text)
+            if tsv:  # one line per row, tabs only between cells
+                text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+            return text
+
+        if tsv:
+            self.out.write("\t".join(c.key for c in columns) + "\n")
+            for row in rows:
+                self.out.write("\t".join(cell(row.get(c.key)) for c in columns) + "\n")
+            return
+        writer = csv.writer(self.out, lineterminator="\n")
+        writer.writerow([c.key for c in columns])
+        for row in rows:
+            writer.writerow([cell(row.get(c.key)) for c in columns])
 
     def record(
         self,
@@ -146,45 +275,64 @@ class Output:
     ) -> None:
         """One object: a JSON object; in CSV the ``csv_rows`` list, else one row of the
         scalar fields; in a table, the scalars then each list as its own table (with
-        the columns in ``tables`` where given)."""
+        the columns in ``tables`` where given).
+
+        Asked for fields, a record with a row set gives those rows (in every format),
+        and one without gives those of its fields; a sort or a slice applies to the row set.
+        """
         tables = tables or {}
-        if self.format is Format.json:
-            json.dump(self.wire(record), self.out, ensure_ascii=False, indent=2)
+        if self.shape is not None:
+            if self.shape.fields is not None:
+                if csv_rows is not None:
+                    self.rows(record[csv_rows], tables.get(csv_rows))
+                else:
+                    self.rows([record], [Column(k) for k in record])
+                return
+            if csv_rows is not None and self.shape.reorders:
+                shaped, _ = self.shape.apply(record[csv_rows], tables.get(csv_rows) or [])
+                record = {**record, csv_rows: shaped}
+        plain = replace(self, shape=None)
+        if self.format.structured:
+            indent = None if self.format is Format.ndjson else 2
+            json.dump(self.wire(record), self.out, ensure_ascii=False, indent=indent)
             self.out.write("\n")
             return
         scalars = {k: v for k, v in record.items() if not isinstance(v, list | dict)}
-        if self.format is Format.csv:
+        if self.format in (Format.csv, Format.tsv):
             if csv_rows is not None:
-                self.rows(record[csv_rows], tables.get(csv_rows))
+                plain.rows(record[csv_rows], tables.get(csv_rows))
             else:
-                self.rows([scalars], [Column(k) for k in scalars])
+                plain.rows([scalars], [Column(k) for k in scalars])
             return
+        from rich.console import Group
         from rich.table import Table
         from rich.text import Text
 
+        parts: list[Any] = []
         grid = Table(title=title, show_header=False, box=None, title_justify="left")
-        grid.add_column(style="bold")
+        grid.add_column(style="bold", no_wrap=True)
         grid.add_column()
         for key, value in scalars.items():
-            grid.add_row(key.replace("_", " "), Text(self._cell(value)))
+            grid.add_row(key.replace("_", " "), Text(self._shown(value, money_unit=True)))
         for key, value in record.items():
             if isinstance(value, dict):
-                pairs = ", ".join(f"{k.replace('_', ' ')}: {self._cell(v)}" for k, v in value.items())
+                pairs = ", ".join(f"{k.replace('_', ' ')}: {self._shown(v, money_unit=True)}" for k, v in value.items())
                 grid.add_row(key.replace("_", " "), Text(pairs))
-        self._print(grid)
+        parts.append(grid)
         for key, value in record.items():
             if isinstance(value, list) and value and isinstance(value[0], Mapping):
                 columns = tables.get(key) or [Column(k) for k in value[0]]
-                self._print(self._table(value, columns, key.replace("_", " ")))
+                parts.append(self._table(value, columns, key.replace("_", " ")))
             elif isinstance(value, list):
-                self._print(Text.assemble((key.replace("_", " "), "bold"), f": {self._cell(value) or '-'}"))
+                parts.append(Text.assemble((key.replace("_", " "), "bold"), f": {self._cell(value) or '-'}"))
+        self._print(Group(*parts))
 
     def tree(self, root: Record, *, children: str, label: Callable[[Record], str]) -> None:
         """A nested record: a Rich tree, nested JSON, or CSV rows with depth and parent."""
-        if self.format is Format.json:
+        if self.format.structured:
             self.record(root)
             return
-        if self.format is Format.csv:
+        if self.format in (Format.csv, Format.tsv):
             rows: list[dict[str, Any]] = []
 
             def flatten(node: Record, depth: int, parent: Any) -> None:
@@ -208,34 +356,176 @@ class Output:
 
     # --- tables ---------------------------------------------------------------
 
+    def _table_width(self) -> int:
+        if self.width is not None:
+            return self.width
+        import shutil
+
+        # Off a terminal (a pipe, cron mail) assume a wide page unless COLUMNS says otherwise.
+        fallback = 80 if self.out.isatty() else 160
+        return shutil.get_terminal_size((fallback, 24)).columns
+
     def _table(self, rows: Sequence[Record], columns: Sequence[Column], title: str | None) -> Any:
+        from rich import box
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=title, title_justify="left", header_style="bold")
-        for column in columns:
-            # fold, never truncate: a cell cut to "…" would lose data a user came for
-            table.add_column(column.title, justify="right" if column.numeric else "left", overflow="fold")
-            if column.bar:
-                table.add_column("", no_wrap=True, style="cyan")
         peaks = {c.key: max((float(r.get(c.key) or 0) for r in rows), default=0.0) for c in columns if c.bar}
         hottest = max((float(r.get(c.key) or 0) for r in rows for c in columns if c.heat), default=0.0)
-        for row in rows:
+        money = any(isinstance(r.get(c.key), Decimal) for r in rows for c in columns)
+        # one entry per table column: (column, is the bar beside it, the cells, may they be cut)
+        laid: list[tuple[Column, bool, list[str], bool]] = []
+        for column in columns:
+            text = not column.whole and any(isinstance(r.get(column.key), str | list) for r in rows)
+            laid.append((column, False, [self._shown(r.get(column.key), column) for r in rows], text))
+            if column.bar:
+                bars = [bar(float(r.get(column.key) or 0), peaks[column.key]) for r in rows]
+                laid.append((column, True, bars, True))
+        widths = fit_columns(laid, self._table_width())
+        for i, (column, is_bar, _, cut) in enumerate(laid):
+            if is_bar and widths[i] is not None:  # a bar drawn to the room it was given, not cut
+                bars = [bar(float(r.get(column.key) or 0), peaks[column.key], widths[i] or 1) for r in rows]
+                laid[i] = (column, True, bars, cut)
+        caption = f"amounts in {self.currency}" if money and self.currency else None
+        table = Table(
+            title=title,
+            title_justify="left",
+            header_style="bold",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            padding=(0, GAP - 1, 0, 0),  # with the box's one-space rule between columns: GAP
+            caption=caption,
+            caption_justify="left",
+        )
+        kept = [(i, entry) for i, entry in enumerate(laid) if widths[i] is not None]
+        for i, (column, is_bar, _, _) in kept:
+            values = [r.get(column.key) for r in rows if r.get(column.key) is not None]
+            numeric = column.numeric or bool(values) and all(_is_number(v) for v in values)
+            table.add_column(
+                "" if is_bar else column.title,
+                justify="right" if numeric and not is_bar else "left",
+                width=widths[i],
+                no_wrap=True,
+                overflow="ellipsis",
+                style="cyan" if is_bar else None,
+            )
+        for n, row in enumerate(rows):
             cells: list[Any] = []
-            for column in columns:
+            for _, (column, is_bar, shown, _) in kept:
                 value = row.get(column.key)
-                style = shade(float(value or 0), hottest) if column.heat and value is not None else ""
-                cells.append(Text(self._cell(value), style=style))
-                if column.bar:
-                    cells.append(Text(bar(float(row.get(column.key) or 0), peaks[column.key])))
+                heat = column.heat and not is_bar and value is not None
+                cells.append(Text(shown[n], style=shade(float(value or 0), hottest) if heat else ""))
             table.add_row(*cells)
         return table
 
     def _print(self, renderable: Any) -> None:
-        import shutil
+        from io import StringIO
 
         from rich.console import Console
 
-        # Off a terminal (a pipe, cron mail) Rich would assume 80 columns; use COLUMNS or a wide page.
-        width = None if self.out.isatty() else shutil.get_terminal_size((160, 24)).columns
-        Console(file=self.out, highlight=False, soft_wrap=False, width=width).print(renderable)
+        terminal = self.out.isatty()
+        color = terminal and self.color and not os.environ.get("NO_COLOR")
+        buffer = StringIO()
+        Console(
+            file=buffer,
+            highlight=False,
+            soft_wrap=False,
+            width=self._table_width(),
+            force_terminal=color,
+            no_color=not color,
+            color_system="auto" if color else None,
+        ).print(renderable)
+        text = buffer.getvalue()
+        if terminal and self.pager and self.format is Format.table and _too_long(text):
+            page(text)
+        else:
+            self.out.write(text)
+
+
+def fit_columns(laid: Sequence[tuple[Column, bool, Sequence[str], bool]], width: int) -> list[int | None]:
+    """The width of each table column so the table fits ``width`` characters without
+    wrapping any value: numbers, dates and codes keep their width, text and bars are cut
+    (down to a floor), and when even that does not fit, the columns with the highest
+    ``drop`` (the rightmost first among equals) are left out. None marks a dropped column."""
+    from rich.cells import cell_len
+
+    natural: list[int] = []
+    floor: list[int] = []
+    for column, is_bar, cells, cut in laid:
+        header = 0 if is_bar else cell_len(column.title)
+        longest = max((cell_len(c) for c in cells), default=0)
+        natural.append(max(header, longest, 1))
+        least = BAR_MIN_WIDTH if is_bar else max(TEXT_MIN_WIDTH, min(header, 12))
+        floor.append(min(natural[-1], least) if cut else natural[-1])
+    alive = list(range(len(laid)))
+
+    def needed(indexes: Sequence[int]) -> int:
+        return sum(floor[i] for i in indexes) + GAP * max(0, len(indexes) - 1)
+
+    def whole_width(indexes: Sequence[int]) -> int:
+        return sum(natural[i] for i in indexes) + GAP * max(0, len(indexes) - 1)
+
+    def leave_out(i: int) -> None:
+        alive.remove(i)
+        if not laid[i][1] and i + 1 < len(laid) and laid[i + 1][1] and i + 1 in alive:
+            alive.remove(i + 1)  # a bar goes with its numbers
+
+    # the order to drop in: highest drop first, then from the right
+    order = sorted(alive, key=lambda i: (laid[i][0].drop, i), reverse=True)
+    # first the optional columns (drop > 0), until the rest fits uncut ...
+    for i in order:
+        if whole_width(alive) <= width:
+            break
+        if laid[i][0].drop > 0 and not laid[i][1] and i in alive:
+            leave_out(i)
+    # ... then, if even cut text does not fit, any column, from the right
+    for i in order:
+        if needed(alive) <= width or len(alive) == 1:
+            break
+        if i in alive and not laid[i][1]:
+            leave_out(i)
+    sizes = {i: floor[i] for i in alive}
+    spare = width - needed(alive)
+    # share what is left among the cut columns, a character at a time, shortest need first
+    while spare > 0:
+        wanting = [i for i in alive if sizes[i] < natural[i]]
+        if not wanting:
+            break
+        for i in sorted(wanting, key=lambda i: natural[i] - sizes[i]):
+            if spare <= 0:
+                break
+            sizes[i] += 1
+            spare -= 1
+    return [sizes.get(i) for i in range(len(laid))]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _too_long(text: str) -> bool:
+    import shutil
+
+    return text.count("\n") > shutil.get_terminal_size((80, 24)).lines - 1
+
+
+def page(text: str) -> None:
+    """Show text through the user's pager (CRMCLI_PAGER, then PAGER, else less), as pydoc does."""
+    import subprocess
+
+    command = os.environ.get("CRMCLI_PAGER") or os.environ.get("PAGER") or "less -FRX"
+    try:
+        pager = subprocess.Popen(command, shell=True, stdin=subprocess.PIPE, encoding="utf-8", errors="replace")
+    except OSError:
+        sys.stdout.write(text)
+        return
+    assert pager.stdin is not None
+    try:
+        pager.stdin.write(text)
+        pager.stdin.close()
+    except BrokenPipeError:  # the reader quit the pager early
+        pass
+    except KeyboardInterrupt:
+        pass
+    pager.wait()

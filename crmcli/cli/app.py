@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from crmcli import __version__
 from crmcli.cli.context import Runtime, runtime
@@ -49,6 +49,33 @@ def _translate(exc: Exception) -> CrmError | None:
     return None
 
 
+_typer_display_type = TyperOption.display_type_rich
+
+
+def _display_type(self: TyperOption, ctx: Any) -> str | None:
+    """What --help shows after an option: nothing for a flag (Typer shows <bool>), the
+    choices for a fixed set, and a name for a value rather than <str> or <int>."""
+    if self.is_flag:
+        return None
+    shown = _typer_display_type(self, ctx)
+    if shown in ("<str>", "<int>", "<float>", "<Path>", "<path>", "<file>"):
+        return "N" if shown == "<int>" else "FILE" if "ath" in shown or "file" in shown else (self.name or "").upper()
+    return shown
+
+
+TyperOption.display_type_rich = _display_type  # type: ignore[method-assign]
+_typer_argument_type = TyperArgument.display_type_rich
+
+
+def _argument_type(self: TyperArgument, ctx: Any) -> str | None:
+    """An argument's name says what it is; only a fixed set of choices is worth showing."""
+    shown = _typer_argument_type(self, ctx)
+    return shown if shown and "|" in shown else None
+
+
+TyperArgument.display_type_rich = _argument_type  # type: ignore[method-assign,assignment]
+
+
 class CrmGroup(TyperGroup):
     """Turns domain errors into ``Error: ...`` on stderr with exit 1, once, for every command."""
 
@@ -66,10 +93,9 @@ class CrmGroup(TyperGroup):
         except (typer.TyperException, typer.Exit, typer.Abort):
             raise
         except BrokenPipeError:
-            # The reader went away (`crmcli ... | head`): stop quietly, as other Unix tools do.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            raise typer.Exit(1) from None
+            # The reader went away (`crmcli ... | head`): stop quietly with success, as other Unix tools do.
+            _silence_stdout()
+            raise typer.Exit(0) from None
         except CrmError as exc:
             if _debug(ctx):
                 raise
@@ -91,6 +117,15 @@ class CrmGroup(TyperGroup):
             obj = getattr(ctx, "obj", None)
             if isinstance(obj, Runtime):
                 obj.close()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush cannot fail on a closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file (a test runner's buffer)
+        pass
 
 
 def _report(exc: CrmError, ctx: Any) -> None:
@@ -157,6 +192,7 @@ def root(
             show_default=False,
         ),
     ] = None,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colours (as does the NO_COLOR variable).")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     version: Annotated[
         bool,
@@ -173,6 +209,7 @@ def root(
     state.number_format = number_format.value if number_format else None
     state.date_order = date_order.value if date_order else None
     state.debug = debug or state.debug
+    state.color = not no_color
 
 
 def _register() -> None:
@@ -195,4 +232,15 @@ _register()
 
 
 def main() -> None:
-    sys.exit(app(prog_name="crmcli"))
+    code: Any = 0
+    try:
+        app(prog_name="crmcli")
+    except SystemExit as done:
+        code = done.code
+    except BrokenPipeError:
+        _silence_stdout()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader of a pipe left before the last line was flushed
+        _silence_stdout()
+    sys.exit(code)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from crmcli.render import Format, Output
+from crmcli.render import Format, Output, Shape
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -32,6 +32,9 @@ class Runtime:
     command_line: str = "crmcli"  # the same, as the audit log records it
     number_format: str | None = None  # --number-format / --decimal-comma over the config's number_format
     date_order: str | None = None  # --date-order over the config's date_order
+    shape: Shape | None = None  # a listing's --sort, --offset, --limit and --fields
+    paged: bool = True  # --no-pager turns it off
+    color: bool = True  # --no-color (NO_COLOR is honoured as well)
     _config: Config | None = field(default=None, repr=False)
     _db: Database | None = field(default=None, repr=False)
     _progress: FileProgress | None = field(default=None, repr=False)
@@ -81,8 +84,15 @@ class Runtime:
     def output(self, fmt: Format | str = Format.table) -> Output:
         from zoneinfo import ZoneInfo
 
-        tz = ZoneInfo(self.config.timezone)
-        return Output(format=Format(fmt), tz=tz)
+        config = self.config
+        return Output(
+            format=Format(fmt),
+            tz=ZoneInfo(config.timezone),
+            shape=self.shape,
+            currency=config.currency.code,
+            color=self.color,
+            pager=self.paged,
+        )
 
     def when(self, text: str | None, *, end_of_day: bool = False, happened: str | None = None) -> datetime | None:
         """Parse a user's date or time in the business time zone.

@@ -7,25 +7,42 @@ from typing import Annotated
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import CouponStatus, FormatOpt, LimitOpt, Stage, WhenHelp, whole
+from crmcli.cli.options import (
+    SEGMENT_HELP,
+    CouponStatus,
+    CustomerOpt,
+    FormatOpt,
+    LimitOpt,
+    Stage,
+    WhenHelp,
+    complete_customer,
+    complete_segment,
+    listing,
+    whole,
+)
 from crmcli.render import Column, Format
 
 app = typer.Typer(
-    help="Coupons: issue to a customer, a segment, a stage or everyone; redeem; void.", no_args_is_help=True
+    help=(
+        "Coupons: issue to a customer, a segment, a stage or everyone; redeem; void.\n\n"
+        'Example: crmcli coupon issue --segment "At Risk" --percent 15 --expires +30d'
+    ),
+    no_args_is_help=True,
 )
 
 COLUMNS = [
-    Column("code"),
-    Column("customer_id", "cust", numeric=True),
+    Column("code", whole=True),
+    Column("customer_id", "cust", numeric=True, drop=4),
     Column("customer"),
     Column("percent", "%", numeric=True),
     Column("amount", numeric=True),
-    Column("min_spend", "min spend", numeric=True),
+    Column("min_spend", "min spend", numeric=True, drop=2),
     Column("expires_at", "expires"),
-    Column("uses", numeric=True),
-    Column("max_uses", "max", numeric=True),
-    Column("campaign"),
+    Column("uses", numeric=True, drop=1),
+    Column("max_uses", "max", numeric=True, drop=1),
+    Column("campaign", drop=3),
     Column("status"),
+    Column("issued_at", "issued", drop=3),
 ]
 CodeArg = Annotated[str, typer.Argument(help="Coupon code (case does not matter).")]
 
@@ -33,10 +50,12 @@ CodeArg = Annotated[str, typer.Argument(help="Coupon code (case does not matter)
 @app.command("issue")
 def issue(
     ctx: typer.Context,
-    customer: Annotated[str | None, typer.Option(help="One customer (id, email or ref).")] = None,
+    customer: Annotated[
+        str | None, typer.Option(help="One customer (id, email or ref).", autocompletion=complete_customer)
+    ] = None,
     segment: Annotated[
         str | None,
-        typer.Option(help="Every customer in this RFM segment or churn band (see 'report rfm', 'report clv')."),
+        typer.Option(help=f"Every customer in this segment: {SEGMENT_HELP}.", autocompletion=complete_segment),
     ] = None,
     stage: Annotated[Stage | None, typer.Option(help="Every customer in this stage.", case_sensitive=False)] = None,
     everyone: Annotated[bool, typer.Option("--all", help="Every customer.")] = False,
@@ -115,17 +134,18 @@ def redeem(
 
 
 @app.command("list")
+@listing(default_sort="-issued_at")
 def list_(
     ctx: typer.Context,
     status: Annotated[
         CouponStatus | None, typer.Option(help="Only coupons in this state.", case_sensitive=False)
     ] = None,
-    customer: Annotated[str | None, typer.Option(help="Only this customer's coupons.")] = None,
+    customer: CustomerOpt = None,
     campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
     limit: LimitOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """List coupons.
+    """List coupons, newest first.
 
     Example: crmcli coupon list --status active --campaign winback
     """
@@ -169,6 +189,7 @@ def void(ctx: typer.Context, code: CodeArg) -> None:
 
 
 @app.command("stats")
+@listing()
 def stats(
     ctx: typer.Context,
     campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,

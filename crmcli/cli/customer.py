@@ -23,24 +23,33 @@ from crmcli.cli.options import (
     NoBomOpt,
     OutOpt,
     QuietOpt,
+    SegmentOpt,
     SheetOpt,
     SkipInvalidOpt,
+    SortOpt,
     Stage,
+    listing,
 )
 from crmcli.errors import Invalid
 from crmcli.render import Column, Format
 
-app = typer.Typer(help="Customers: add, find, edit, merge, erase, import and export.", no_args_is_help=True)
+app = typer.Typer(
+    help=(
+        "Customers: add, find, edit, merge, erase, import and export.\n\n"
+        "Example: crmcli customer list --stage customer --sort -created_at --limit 20"
+    ),
+    no_args_is_help=True,
+)
 
 LIST_COLUMNS = [
     Column("id", numeric=True),
     Column("name"),
     Column("email"),
-    Column("phone"),
-    Column("company"),
-    Column("city"),
+    Column("phone", drop=1),
+    Column("company", drop=3),
+    Column("city", drop=2),
     Column("stage"),
-    Column("tags"),
+    Column("tags", drop=4),
 ]
 
 Name = Annotated[str | None, typer.Option(help="Full name.")]
@@ -102,17 +111,14 @@ def add(
 
 
 @app.command("list")
+@listing()
 def list_(
     ctx: typer.Context,
     stage: Annotated[Stage | None, typer.Option(help="Only this stage.", case_sensitive=False)] = None,
     tag: Annotated[str | None, typer.Option(help="Only customers with this tag.")] = None,
     search: Annotated[str | None, typer.Option(help="Text in name, email, phone, company, city or ref.")] = None,
-    segment: Annotated[
-        str | None, typer.Option(help="Only this RFM segment or churn band, e.g. 'At Risk', 'High Churn Risk'.")
-    ] = None,
-    sort: Annotated[
-        str, typer.Option(help="Sort field: id, name, email, city, stage, created_at; -field descending.")
-    ] = "id",
+    segment: SegmentOpt = None,
+    sort: SortOpt = None,
     limit: LimitOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -120,9 +126,14 @@ def list_(
 
     Example: crmcli customer list --segment "At Risk" --sort -created_at --limit 20
     """
-    from crmcli.services.customers import list_customers
+    from dataclasses import replace
+
+    from crmcli.services.customers import SORT_FIELDS, list_customers
 
     rt = runtime(ctx)
+    if sort is not None and sort.removeprefix("-") not in SORT_FIELDS:  # a field the query cannot order by
+        rt.shape = replace(rt.shape, sort=sort) if rt.shape else None
+        sort, limit = None, None
     with rt.session() as session:
         ids = None
         if segment is not None:
@@ -130,7 +141,7 @@ def list_(
 
             ids = customers_in_segment(session=session, config=rt.config, segment=segment)
         rows = list_customers(
-            session=session, stage=stage, tag=tag, search=search, customer_ids=ids, sort=sort, limit=limit
+            session=session, stage=stage, tag=tag, search=search, customer_ids=ids, sort=sort or "id", limit=limit
         )
     rt.output(fmt).rows(rows, LIST_COLUMNS, empty="No customers match.")
 
@@ -242,6 +253,7 @@ def stage(
 
 
 @app.command("duplicates")
+@listing()
 def duplicates(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     """List groups of customers that look like the same person (same name).
 

@@ -12,7 +12,13 @@ from crmcli.cli.options import ForceOpt, FormatOpt
 from crmcli.errors import CrmError, Invalid
 from crmcli.render import Format
 
-app = typer.Typer(help="Database: upgrade, current revision, backup, integrity check, copy.", no_args_is_help=True)
+app = typer.Typer(
+    help=(
+        "Database: upgrade, current revision, backup, integrity check, copy.\n\n"
+        "Example: crmcli db backup ~/backups/crm.db"
+    ),
+    no_args_is_help=True,
+)
 
 
 @app.command("upgrade")
@@ -130,7 +136,7 @@ def copy(
     finally:
         target.close()
     tables_out: list[dict[str, Any]] = [
-        {"table": t.table, "rows": t.rows, "sums_minor_units": t.sums if fmt == Format.json else _pairs(t.sums)}
+        {"table": t.table, "rows": t.rows, "sums_minor_units": t.sums if Format(fmt).structured else _pairs(t.sums)}
         for t in tables
     ]
     record = {"to": to, "rows": sum(t.rows for t in tables), "verified": True, "tables": tables_out}

@@ -7,33 +7,53 @@ from typing import Annotated
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import CustomerArg, FormatOpt, InteractionKind, LimitOpt, QuietOpt, WhenHelp, id_argument
+from crmcli.cli.options import (
+    CustomerArg,
+    CustomerOpt,
+    FormatOpt,
+    InteractionKind,
+    LimitOpt,
+    QuietOpt,
+    WhenHelp,
+    id_argument,
+    listing,
+)
 from crmcli.render import Column, Format
 
 app = typer.Typer(
-    help="Interactions: log calls, visits, complaints and surveys; answer complaints.", no_args_is_help=True
+    help=(
+        "Interactions: log calls, visits, complaints and surveys; answer complaints.\n\n"
+        'Example: crmcli interaction log ann@example.com --kind call --summary "asked about sizes"'
+    ),
+    no_args_is_help=True,
 )
-followup_app = typer.Typer(help="Follow-ups: who needs a call today.", no_args_is_help=True)
+followup_app = typer.Typer(
+    help=(
+        "Follow-ups: who needs a call today.\n\n"
+        "Example: crmcli followup due --format csv --fields customer,reason,due_at"
+    ),
+    no_args_is_help=True,
+)
 
 LIST_COLUMNS = [
     Column("id", numeric=True),
-    Column("at"),
-    Column("customer_id", "cust", numeric=True),
+    Column("at", time=True),
+    Column("customer_id", "cust", numeric=True, drop=4),
     Column("customer"),
     Column("kind"),
-    Column("rating", numeric=True),
+    Column("rating", numeric=True, drop=2),
     Column("summary"),
-    Column("follow_up_at", "follow-up"),
-    Column("responded_at", "responded"),
-    Column("resolved_at", "resolved"),
+    Column("follow_up_at", "follow-up", drop=1),
+    Column("responded_at", "responded", drop=3),
+    Column("resolved_at", "resolved", drop=3),
 ]
 DUE_COLUMNS = [
     Column("customer_id", "id", numeric=True),
     Column("customer"),
     Column("reason"),
     Column("due_at", "due"),
-    Column("last_contact", "last contact"),
-    Column("detail"),
+    Column("last_contact", "last contact", drop=1),
+    Column("detail", drop=2),
 ]
 IdArg = Annotated[int, id_argument("Interaction id (see 'crmcli interaction list').")]
 
@@ -77,16 +97,17 @@ def log(
 
 
 @app.command("list")
+@listing(default_sort="-at")
 def list_(
     ctx: typer.Context,
-    customer: Annotated[str | None, typer.Option(help="Only this customer (id, email or ref).")] = None,
+    customer: CustomerOpt = None,
     kind: Annotated[InteractionKind | None, typer.Option(help="Only this kind.", case_sensitive=False)] = None,
     since: Annotated[str | None, typer.Option(help=f"Only from this time: {WhenHelp}.")] = None,
     open_: Annotated[bool, typer.Option("--open", help="Only unresolved complaints and pending follow-ups.")] = False,
     limit: LimitOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """List interactions, oldest first.
+    """List interactions, newest first.
 
     Example: crmcli interaction list --kind complaint --open
     """
@@ -143,6 +164,7 @@ def resolve(
 
 
 @followup_app.command("due")
+@listing()
 def due(
     ctx: typer.Context,
     check: Annotated[bool, typer.Option("--check", help="Exit 3 when anything is due (for cron).")] = False,

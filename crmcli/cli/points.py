@@ -11,7 +11,11 @@ from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, WhenHelp, whole
 from crmcli.render import Format
 
 app = typer.Typer(
-    help="Loyalty points: balance and tier, adjust, redeem, monthly tenure accrual.", no_args_is_help=True
+    help=(
+        "Loyalty points: balance and tier, adjust, redeem, monthly tenure accrual.\n\n"
+        "Example: crmcli points show ann@example.com"
+    ),
+    no_args_is_help=True,
 )
 Points = Annotated[int, typer.Argument(help="Number of points (whole, positive).", parser=whole())]
 Reason = Annotated[str, typer.Option(help="Why (kept in the ledger).")]

@@ -10,6 +10,7 @@ import typer
 from crmcli.cli.context import runtime
 from crmcli.cli.options import (
     CustomerArg,
+    CustomerOpt,
     DecimalCommaOpt,
     DelimiterOpt,
     DryRunOpt,
@@ -28,26 +29,33 @@ from crmcli.cli.options import (
     SkipInvalidOpt,
     WhenHelp,
     id_argument,
+    listing,
     whole,
 )
 from crmcli.render import Column, Format
 
-app = typer.Typer(help="Purchases: record sales with coupons and points, payments, refunds.", no_args_is_help=True)
+app = typer.Typer(
+    help=(
+        "Purchases: record sales with coupons and points, payments, refunds.\n\n"
+        "Example: crmcli purchase add ann@example.com 59.90 --coupon 7KQ2M-XH4PA"
+    ),
+    no_args_is_help=True,
+)
 
 LIST_COLUMNS = [
     Column("id", numeric=True),
     Column("at"),
-    Column("customer_id", "cust", numeric=True),
+    Column("customer_id", "cust", numeric=True, drop=4),
     Column("customer"),
-    Column("amount", numeric=True),
-    Column("coupon_discount", "coupon", numeric=True),
-    Column("points_discount", "points", numeric=True),
+    Column("amount", numeric=True, drop=2),
+    Column("coupon_discount", "coupon", numeric=True, drop=3),
+    Column("points_discount", "points", numeric=True, drop=3),
     Column("net", numeric=True),
-    Column("due_at", "due"),
+    Column("due_at", "due", drop=1),
     Column("paid_at", "paid"),
-    Column("late"),
-    Column("refunded_at", "refunded"),
-    Column("ref"),
+    Column("late", drop=1),
+    Column("refunded_at", "refunded", drop=2),
+    Column("ref", drop=5),
 ]
 IdArg = Annotated[int, id_argument("Purchase id (see 'crmcli purchase list').")]
 
@@ -140,18 +148,19 @@ def refund(ctx: typer.Context, purchase_id: IdArg, fmt: FormatOpt = Format.table
 
 
 @app.command("list")
+@listing(default_sort="-at")
 def list_(
     ctx: typer.Context,
-    customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,
+    customer: CustomerOpt = None,
     since: Annotated[str | None, typer.Option(help=f"From: {WhenHelp}.")] = None,
     until: Annotated[str | None, typer.Option(help=f"Up to the end of: {WhenHelp}.")] = None,
     unpaid: Annotated[bool, typer.Option("--unpaid", help="Only unpaid, unrefunded purchases.")] = False,
     limit: LimitOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """List purchases, oldest first.
+    """List purchases, newest first.
 
-    Example: crmcli purchase list --unpaid --format csv
+    Example: crmcli purchase list --unpaid --sort -net --limit 20
     """
     from crmcli.services.purchases import list_purchases
 

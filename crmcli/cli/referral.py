@@ -8,20 +8,25 @@ from typing import Annotated, Any
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, QuietOpt, ReferralStatus, id_argument
+from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, QuietOpt, ReferralStatus, id_argument, listing
 from crmcli.render import Column, Format
 
-app = typer.Typer(help="Referrals: who brought whom; verify and reward both sides.", no_args_is_help=True)
+app = typer.Typer(
+    help=(
+        "Referrals: who brought whom; verify and reward both sides.\n\nExample: crmcli referral list --status pending"
+    ),
+    no_args_is_help=True,
+)
 COLUMNS = [
     Column("id", numeric=True),
-    Column("referrer_id", "referrer id", numeric=True),
+    Column("referrer_id", "referrer id", numeric=True, drop=3),
     Column("referrer"),
-    Column("referred_id", "referred id", numeric=True),
+    Column("referred_id", "referred id", numeric=True, drop=3),
     Column("referred"),
     Column("status"),
     Column("created_at", "recorded"),
-    Column("decided_at", "decided"),
-    Column("reason"),
+    Column("decided_at", "decided", drop=1),
+    Column("reason", drop=2),
 ]
 IdArg = Annotated[int, id_argument("Referral id (see 'crmcli referral list').")]
 
@@ -56,6 +61,7 @@ def add(
 
 
 @app.command("list")
+@listing()
 def list_(
     ctx: typer.Context,
     status: Annotated[

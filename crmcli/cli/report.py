@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from crmcli.choices import CLV_SEGMENTS, RFM_SEGMENTS
 from crmcli.cli.context import runtime
-from crmcli.cli.options import FormatOpt, LimitOpt, WhenHelp, whole
+from crmcli.cli.options import ForceOpt, FormatOpt, LimitOpt, WhenHelp, complete_segment, listing, whole
 from crmcli.render import Column, Format
 
 app = typer.Typer(
-    help="Reports: 80/20, RFM segments, value, predicted value, cohorts, funnel, referrals, payment, satisfaction, SLA."
+    help=(
+        "Reports: 80/20, RFM segments, value, predicted value, cohorts, funnel, referrals, payment, satisfaction, SLA."
+        "\n\nExample: crmcli report --html month.html --as-of 2026-06-30"
+    )
 )
 AsOf = Annotated[str | None, typer.Option("--as-of", help=f"As at the end of: {WhenHelp}. Default now.")]
 
@@ -71,12 +76,35 @@ def _run(ctx: typer.Context, as_of: str | None, build: Callable[..., Any], **kw:
 
 
 @app.callback(invoke_without_command=True)
-def overview(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table) -> None:
+def overview(
+    ctx: typer.Context,
+    as_of: AsOf = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write one printable page (dashboard, Pareto, RFM, value, cohorts, payment, satisfaction, SLA).",
+            show_default=False,
+        ),
+    ] = None,
+    force: ForceOpt = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
     """One screen of headline figures; the subcommands give each report in full.
+    With --html, a self-contained page to print or send (no network needed to view it).
 
-    Example: crmcli report --as-of 2026-06-30
+    Example: crmcli report --as-of 2026-06-30 --html june.html
     """
     if ctx.invoked_subcommand is not None:
+        return
+    if html is not None:
+        from crmcli.reports.html import collect, render_page, write_report
+
+        rt = runtime(ctx)
+        target = rt.target(html, force=force)
+        assert target is not None
+        write_report(target, render_page(_run(ctx, as_of, collect)))
+        rt.output().message(f"Wrote the report to {html}")
         return
     from crmcli.reports.dashboard import dashboard
 
@@ -85,6 +113,7 @@ def overview(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.tab
 
 
 @app.command("pareto")
+@listing()
 def pareto(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table) -> None:
     """The 80/20 split: the top 20% of customers' share of revenue, how many make 80%,
     and how many referrals come from the top 20% and from the other 80%.
@@ -97,10 +126,16 @@ def pareto(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table
 
 
 @app.command("rfm")
+@listing()
 def rfm(
     ctx: typer.Context,
     customers: Annotated[bool, typer.Option("--customers", help="List each customer's r, f, m and segment.")] = False,
-    segment: Annotated[str | None, typer.Option(help="With --customers: only this segment.")] = None,
+    segment: Annotated[
+        str | None,
+        typer.Option(
+            help=f"With --customers: only this segment: {', '.join(RFM_SEGMENTS)}.", autocompletion=complete_segment
+        ),
+    ] = None,
     limit: LimitOpt = None,
     as_of: AsOf = None,
     fmt: FormatOpt = Format.table,
@@ -120,6 +155,7 @@ def rfm(
 
 
 @app.command("value")
+@listing()
 def value(
     ctx: typer.Context,
     customers: Annotated[bool, typer.Option("--customers", help="List each customer's two values and group.")] = False,
@@ -156,6 +192,7 @@ def value(
 
 
 @app.command("funnel")
+@listing()
 def funnel(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table) -> None:
     """Customers who reached each stage, conversion between stages, median days between them.
 
@@ -169,6 +206,7 @@ def funnel(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table
 
 
 @app.command("referrals")
+@listing()
 def referrals(
     ctx: typer.Context,
     top: Annotated[int, typer.Option(help="How many top referrers to list.", parser=whole())] = 10,
@@ -188,6 +226,7 @@ def referrals(
 
 
 @app.command("payment")
+@listing()
 def payment(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table) -> None:
     """Big/small customers x good/poor payers, with the terms each cell deserves.
 
@@ -199,6 +238,7 @@ def payment(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.tabl
 
 
 @app.command("satisfaction")
+@listing()
 def satisfaction(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format.table) -> None:
     """Rating distribution: the share of 5s (loyal) against 3-4 (likely to leave) and 1-2.
 
@@ -222,6 +262,7 @@ def satisfaction(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format
 
 
 @app.command("sla")
+@listing()
 def sla(
     ctx: typer.Context,
     check: Annotated[bool, typer.Option("--check", help="Exit 3 when an open complaint is past its deadline.")] = False,
@@ -241,6 +282,7 @@ def sla(
 
 
 @app.command("clv")
+@listing()
 def clv(
     ctx: typer.Context,
     calibration_end: Annotated[
@@ -253,7 +295,10 @@ def clv(
     customers: Annotated[bool, typer.Option("--customers", help="List each customer's figures.")] = False,
     segment: Annotated[
         str | None,
-        typer.Option(help="List only 'Low/Medium/High Churn Risk' or 'Valuable but Slipping' (implies --customers)."),
+        typer.Option(
+            help=f"List only this band: {', '.join(CLV_SEGMENTS)} (implies --customers).",
+            autocompletion=complete_segment,
+        ),
     ] = None,
     limit: LimitOpt = None,
     as_of: AsOf = None,
@@ -300,6 +345,7 @@ class Metric(StrEnum):
 
 
 @app.command("cohorts")
+@listing()
 def cohorts(
     ctx: typer.Context,
     period: Annotated[Period, typer.Option(help="Group first purchases by month or quarter.")] = Period.month,
@@ -319,8 +365,8 @@ def cohorts(
 
     result = _run(ctx, as_of, build, period=period.value)
     out = runtime(ctx).output(fmt)
-    if fmt is Format.json:
-        out.record(result)
+    if Format(fmt).structured:
+        out.record(result, csv_rows="cohorts")
         return
     rows = triangle(result, metric.value)
     later = [Column(key, numeric=True, heat=True) for key in (rows[0] if rows else {}) if key.startswith("+")]

@@ -74,3 +74,18 @@ def pareto(*, session: Session, config: Config, as_of: datetime) -> dict[str, An
         "referrals_from_rest": int(from_rest),
         "referrals_from_non_buyers": int(all_referrals) - int(from_top) - int(from_rest),
     }
+
+
+def pareto_curve(*, session: Session, config: Config, as_of: datetime, points: int = 20) -> list[dict[str, Any]]:
+    """The Lorenz-style curve of the 80/20 split: about ``points`` samples of the share of
+    buyers (best first) against the share of revenue they bring, ending at (1, 1)."""
+    ranked = ranked_customers(as_of)
+    # the first rank of each of ``points`` equal slices, and the last rank
+    sampled = ((ranked.c.rn * points) % ranked.c.n < points) | (ranked.c.rn == ranked.c.n)
+    rows = session.execute(
+        select(ranked.c.rn, ranked.c.n, ranked.c.cumulative, ranked.c.total).where(sampled).order_by(ranked.c.rn)
+    ).all()
+    curve = [{"customer_share": 0.0, "revenue_share": 0.0}]
+    for rn, n, cumulative, total in rows:
+        curve.append({"customer_share": share(int(rn), int(n)), "revenue_share": share(int(cumulative), int(total))})
+    return curve

@@ -211,6 +211,7 @@ def coupon_row(coupon: Coupon, config: Config, customer: str | None = None) -> d
         "max_uses": coupon.max_uses,
         "campaign": coupon.campaign,
         "status": coupon_status(coupon),
+        "issued_at": coupon.created_at,
     }
 
 
@@ -234,7 +235,7 @@ def list_coupons(
         query = query.where(col(Coupon.customer_id) == customer.id)
     if campaign is not None:
         query = query.where(col(Coupon.campaign) == campaign)
-    query = query.order_by(col(Coupon.id))
+    query = query.order_by(col(Coupon.id).desc())  # newest first
     if limit:
         query = query.limit(limit)
     return [coupon_row(c, config, name) for c, name in session.execute(query)]

@@ -143,3 +143,16 @@ def find_customer(session: Session, text: str | int, region: str | None = None) 
     customer = session.get(Customer, match.customer.id)
     assert customer is not None
     return customer
+
+
+def customer_completions(session: Session, prefix: str, limit: int = 20) -> list[str]:
+    """Emails and refs of live customers that start with ``prefix``, for shell completion:
+    a range over each unique index, so it stays fast on a large database."""
+    t = table_of(Customer)
+    found: list[str] = []
+    for column, text in ((t.c.email, prefix.lower()), (t.c.ref, prefix)):
+        query = select(column).where(column.is_not(None), t.c.erased_at.is_(None))
+        if text:
+            query = query.where(column >= text, column < text + "\U0010ffff")
+        found += session.execute(query.order_by(column).limit(limit)).scalars()
+    return sorted(dict.fromkeys(found))[:limit]

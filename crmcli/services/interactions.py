@@ -154,7 +154,7 @@ def list_interactions(
             ((col(Interaction.kind) == "complaint") & col(Interaction.resolved_at).is_(None))
             | (col(Interaction.follow_up_at).is_not(None) & col(Interaction.follow_up_done_at).is_(None))
         )
-    query = query.order_by(col(Interaction.at), col(Interaction.id))
+    query = query.order_by(col(Interaction.at).desc(), col(Interaction.id).desc())  # newest first
     if limit:
         query = query.limit(limit)
     return [interaction_row(i, name) for i, name in session.execute(query)]

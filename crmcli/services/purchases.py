@@ -260,7 +260,7 @@ def list_purchases(
         query = query.where(col(Purchase.at) <= until)
     if unpaid:
         query = query.where(col(Purchase.paid_at).is_(None), col(Purchase.refunded_at).is_(None))
-    query = query.order_by(col(Purchase.at), col(Purchase.id))
+    query = query.order_by(col(Purchase.at).desc(), col(Purchase.id).desc())  # newest first
     if limit:
         query = query.limit(limit)
     return [purchase_row(p, config, name) for p, name in session.execute(query)]

@@ -28,7 +28,7 @@ def customers(cli: Cli) -> list[dict[str, Any]]:
 
 
 def purchases(cli: Cli) -> list[dict[str, Any]]:
-    return cli.ok("purchase", "list", "-f", "json").json()
+    return cli.ok("purchase", "list", "--sort", "id", "-f", "json").json()
 
 
 def count(cli: Cli, table: str) -> int:

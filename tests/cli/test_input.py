@@ -15,7 +15,7 @@ def ann(cli: Cli) -> int:
 
 
 def purchases(cli: Cli) -> list[dict]:
-    return cli.ok("purchase", "list", "-f", "json").json()
+    return cli.ok("purchase", "list", "--sort", "id", "-f", "json").json()
 
 
 # --- amounts ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ def test_log_and_list(cli: Cli, ann: int) -> None:
         "interaction", "log", "ann@example.com", "--kind", "call", "--summary", "hi", "--at", "2026-03-01T10:00"
     )
     cli.ok("interaction", "log", str(ann), "--kind", "SURVEY", "--rating", "5", "--at", "2026-03-02")
-    rows = cli.ok("interaction", "list", "-f", "json").json()
+    rows = cli.ok("interaction", "list", "--sort", "id", "-f", "json").json()
     assert [r["kind"] for r in rows] == ["call", "survey"]
     assert rows[0]["id"] == first and rows[0]["at"] == "2026-03-01T10:00:00+00:00"
     assert rows[1]["rating"] == 5

@@ -54,7 +54,7 @@ def test_the_same_text_names_the_same_customer_everywhere(cli: Cli, tmp_path: Pa
     assert cli.ok("customer", "show", "ref:1", "-f", "json").json()["name"] == "Bob"
     columns = "customer_id,customer_ref,amount\n1,,10\n,1,20\n"
     cli.ok("purchase", "import", str(write(tmp_path, "q.csv", columns)))
-    rows = cli.ok("purchase", "list", "-f", "json").json()
+    rows = cli.ok("purchase", "list", "--sort", "id", "-f", "json").json()
     assert sorted((r["customer_id"], r["amount"]) for r in rows) == [(1, "10.00"), (2, "20.00")]
 
 

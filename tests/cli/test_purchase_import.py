@@ -21,7 +21,7 @@ def write(tmp_path: Path, text: str, name: str = "p.csv", encoding: str = "utf-8
 
 
 def purchases(cli: Cli) -> list[dict]:
-    return cli.ok("purchase", "list", "-f", "json").json()
+    return cli.ok("purchase", "list", "--sort", "id", "-f", "json").json()
 
 
 def test_import_names_customers_by_id_email_or_ref(people: Cli, tmp_path: Path) -> None:
