@@ -98,12 +98,15 @@ def overview(
     if ctx.invoked_subcommand is not None:
         return
     if html is not None:
-        from crmcli.reports.html import collect, render_page, write_report
+        from crmcli.io.writer import atomic_path
+        from crmcli.reports.html import collect, render_page
 
         rt = runtime(ctx)
         target = rt.target(html, force=force)
         assert target is not None
-        write_report(target, render_page(_run(ctx, as_of, collect)))
+        page = render_page(_run(ctx, as_of, collect))
+        with atomic_path(target) as tmp:
+            tmp.write_text(page, encoding="utf-8")
         rt.output().message(f"Wrote the report to {html}")
         return
     from crmcli.reports.dashboard import dashboard

@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session
 
 from crmcli.config import Config
-from crmcli.io.writer import Target, atomic_path
 
 ACCENT = "#2b59c3"
 SEGMENT_COLOURS = {
@@ -78,12 +77,6 @@ def collect(*, session: Session, config: Config, as_of: datetime) -> ReportSet:
         satisfaction=satisfaction(**kw),
         sla=sla(**kw),
     )
-
-
-def write_report(target: Target, page: str) -> None:
-    """Write the page safely: a temporary file renamed over the target (never the database)."""
-    with atomic_path(target) as tmp:
-        tmp.write_text(page, encoding="utf-8")
 
 
 # --- the page -------------------------------------------------------------------
