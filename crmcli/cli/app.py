@@ -35,7 +35,7 @@ def _debug(ctx: Any) -> bool:
     return bool(os.environ.get("CRMCLI_DEBUG")) or (isinstance(obj, Runtime) and obj.debug)
 
 
-def _translate(exc: Exception) -> CrmError | None:
+def translate(exc: Exception) -> CrmError | None:
     """Known library failures as one-line errors; None for genuine bugs."""
     module = type(exc).__module__
     if module.startswith("sqlalchemy"):
@@ -76,7 +76,7 @@ class CrmGroup(TyperGroup):
             _report(exc, ctx)
             raise typer.Exit(exc.exit_code) from None
         except Exception as exc:
-            known = _translate(exc)
+            known = translate(exc)
             if known is None or _debug(ctx):
                 if not _debug(ctx):
                     typer.echo(
@@ -100,9 +100,14 @@ def _report(exc: CrmError, ctx: Any) -> None:
         if len(exc.problems) > MAX_PROBLEMS_SHOWN:
             typer.echo(f"... and {len(exc.problems) - MAX_PROBLEMS_SHOWN} more", err=True)
     obj = getattr(ctx, "obj", None)
-    hint = next_step(exc, obj.command if isinstance(obj, Runtime) else None)
+    typer.echo(f"Error: {error_text(exc, obj.command if isinstance(obj, Runtime) else None)}", err=True)
+
+
+def error_text(exc: CrmError, command: Any = None) -> str:
+    """An error as one line, with the next step to take when there is one."""
+    hint = next_step(exc, command)
     message = _short(exc.message)
-    typer.echo(f"Error: {message} ({hint})" if hint else f"Error: {message}", err=True)
+    return f"{message} ({hint})" if hint else message
 
 
 def _short(message: str) -> str:
@@ -176,7 +181,7 @@ def root(
 
 
 def _register() -> None:
-    from crmcli.cli import audit, coupon, customer, db, demo, interaction, points, purchase, referral, report
+    from crmcli.cli import audit, batch, coupon, customer, db, demo, interaction, points, purchase, referral, report
 
     app.add_typer(customer.app, name="customer")
     app.add_typer(interaction.app, name="interaction")
@@ -189,6 +194,7 @@ def _register() -> None:
     app.add_typer(db.app, name="db")
     app.add_typer(audit.app, name="audit")
     app.command("demo")(demo.demo)
+    app.command("batch")(batch.batch)
 
 
 _register()
