@@ -60,6 +60,27 @@ class CrmGroup(TyperGroup):
                 raise typer.BadParameter(f"argument {shown!r} is not valid UTF-8 text", ctx=ctx)
         return super().parse_args(ctx, args)
 
+    _listing = False  # while --help lists the commands: their names and help lines suffice
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *(name for name in COMMANDS if name not in self.commands)]
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name in COMMANDS and name not in self.commands:
+            if self._listing:
+                from typer.core import TyperCommand
+
+                return TyperCommand(name=name, help=COMMANDS[name][2])
+            self.commands[name] = load_command(name)
+        return super().get_command(ctx, name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -180,24 +201,61 @@ def root(
     state.debug = debug or state.debug
 
 
-def _register() -> None:
-    from crmcli.cli import audit, batch, coupon, customer, db, demo, interaction, points, purchase, referral, report
+# The commands after `crmcli`, in the order --help lists them: (module, attribute, the line
+# --help shows). Each is imported and built only when used, so `crmcli --help` and one
+# command start without building the other fifty; tests/cli/test_app.py checks that each
+# line is the command's own help.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": ("crmcli.cli.demo", "demo", "Fill a fresh database with realistic sample data and print the summary."),
+    "batch": (
+        "crmcli.cli.batch",
+        "batch",
+        "Run many commands in one process: one JSON command per line in, one JSON result per line out.",
+    ),
+    "customer": ("crmcli.cli.customer", "app", "Customers: add, find, edit, merge, erase, import and export."),
+    "interaction": (
+        "crmcli.cli.interaction",
+        "app",
+        "Interactions: log calls, visits, complaints and surveys; answer complaints.",
+    ),
+    "followup": ("crmcli.cli.interaction", "followup_app", "Follow-ups: who needs a call today."),
+    "purchase": ("crmcli.cli.purchase", "app", "Purchases: record sales with coupons and points, payments, refunds."),
+    "coupon": (
+        "crmcli.cli.coupon",
+        "app",
+        "Coupons: issue to a customer, a segment, a stage or everyone; redeem; void.",
+    ),
+    "points": ("crmcli.cli.points", "app", "Loyalty points: balance and tier, adjust, redeem, monthly tenure accrual."),
+    "referral": ("crmcli.cli.referral", "app", "Referrals: who brought whom; verify and reward both sides."),
+    "report": (
+        "crmcli.cli.report",
+        "app",
+        "Reports: 80/20, RFM segments, value, predicted value, cohorts, funnel, referrals, payment, satisfaction, SLA.",
+    ),
+    "db": ("crmcli.cli.db", "app", "Database: upgrade, current revision, backup, integrity check, copy."),
+    "audit": ("crmcli.cli.audit", "app", "The audit log: every change, when, by whom and which command."),
+}
 
-    app.add_typer(customer.app, name="customer")
-    app.add_typer(interaction.app, name="interaction")
-    app.add_typer(interaction.followup_app, name="followup")
-    app.add_typer(purchase.app, name="purchase")
-    app.add_typer(coupon.app, name="coupon")
-    app.add_typer(points.app, name="points")
-    app.add_typer(referral.app, name="referral")
-    app.add_typer(report.app, name="report")
-    app.add_typer(db.app, name="db")
-    app.add_typer(audit.app, name="audit")
-    app.command("demo")(demo.demo)
-    app.command("batch")(batch.batch)
 
+def load_command(name: str) -> Any:
+    """The click command or group for ``crmcli NAME``, built from its module."""
+    import importlib
 
-_register()
+    from typer.main import get_command_from_info, get_group
+    from typer.models import CommandInfo
+
+    module, attribute, _ = COMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        command: Any = get_group(target)
+    else:
+        command = get_command_from_info(
+            CommandInfo(name=name, callback=target),
+            pretty_exceptions_short=app.pretty_exceptions_short,
+            rich_markup_mode=app.rich_markup_mode,
+        )
+    command.name = name
+    return command
 
 
 def main() -> None:
