@@ -49,7 +49,46 @@ def translate(exc: Exception) -> CrmError | None:
     return None
 
 
-class CrmGroup(TyperGroup):
+class LazyGroup(TyperGroup):
+    """A group whose commands are built when used: "did you mean" looks at all their names."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        from difflib import get_close_matches
+
+        from typer._click.exceptions import UsageError
+
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:
+            if self.suggest_commands and args and "Did you mean" not in exc.message:
+                matches = get_close_matches(args[0], self.list_commands(ctx))
+                if matches:
+                    exc.message = f"{exc.message.rstrip('.')}. Did you mean {', '.join(repr(m) for m in matches)}?"
+            raise
+
+
+class NounGroup(LazyGroup):
+    """The commands of one noun (customer add, customer show, ...), each built from its
+    function when first used: running one does not build the other eleven."""
+
+    pending: dict[str, Any]  # name -> Typer's CommandInfo, in the order they were declared
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*self.commands, *(name for name in self.pending if name not in self.commands)]
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name not in self.commands and name in self.pending:
+            from typer.main import get_command_from_info
+
+            self.commands[name] = get_command_from_info(
+                self.pending[name],
+                pretty_exceptions_short=app.pretty_exceptions_short,
+                rich_markup_mode=app.rich_markup_mode,
+            )
+        return super().get_command(ctx, name)
+
+
+class CrmGroup(LazyGroup):
     """Turns domain errors into ``Error: ...`` on stderr with exit 1, once, for every command."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
@@ -241,13 +280,22 @@ def load_command(name: str) -> Any:
     """The click command or group for ``crmcli NAME``, built from its module."""
     import importlib
 
-    from typer.main import get_command_from_info, get_group
+    from typer.main import get_command_from_info, get_command_name, get_group
     from typer.models import CommandInfo
 
     module, attribute, _ = COMMANDS[name]
     target = getattr(importlib.import_module(module), attribute)
     if isinstance(target, typer.Typer):
-        command: Any = get_group(target)
+        # The group without its commands; NounGroup builds the one that runs.
+        registered, target.registered_commands = target.registered_commands, []
+        target.info.cls = NounGroup
+        try:
+            command: Any = get_group(target)
+        finally:
+            target.registered_commands = registered
+        command.pending = {
+            info.name or get_command_name(getattr(info.callback, "__name__", "")): info for info in registered
+        }
     else:
         command = get_command_from_info(
             CommandInfo(name=name, callback=target),
