@@ -49,6 +49,8 @@ class Outcome:
             shown["result"] = self.result
         else:
             shown.update(error=self.error, exit=self.exit)
+            if self.result is not None:
+                shown["result"] = self.result
         if self.problems:
             shown["problems"] = self.problems
         if self.messages:
@@ -209,8 +211,9 @@ class BatchRunner:
                 with command.make_context(command.name, list(argv), parent=parent) as ctx:
                     command.invoke(ctx)
         except typer.Exit as exc:
-            if exc.exit_code:
+            if exc.exit_code:  # a check that found something to act on (exit 3) still printed its rows
                 outcome = Outcome(number, ok=False, error=f"exit status {exc.exit_code}", exit=exc.exit_code)
+                outcome.result = _result(captured.getvalue())
         except typer.Abort:
             outcome = Outcome(number, ok=False, error="aborted", exit=1)
         except Exception as exc:

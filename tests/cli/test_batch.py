@@ -231,3 +231,11 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     assert json.loads(first)["ok"] is True
     assert err == b""  # no traceback, no "Exception ignored"
     assert proc.returncode == 1
+
+
+def test_a_check_that_finds_something_fails_with_its_rows(cli: Cli) -> None:
+    cli.ok("customer", "add", "Ann Lee")
+    _, out = run_batch(cli, cmd("followup due", as_of="+400d", check=True), cmd("followup due", check=False))
+    assert out[0]["ok"] is False and out[0]["exit"] == 3 and out[0]["error"] == "exit status 3"
+    assert [row["customer"] for row in out[0]["result"]] == ["Ann Lee"]
+    assert out[1]["ok"] is True
