@@ -22,7 +22,7 @@ import typer
 from typer.core import TyperArgument, TyperOption
 
 from crmcli.cli.context import Runtime, runtime
-from crmcli.errors import CrmError, ImportFailed
+from crmcli.errors import CrmError, ImportFailed, Invalid
 from crmcli.render import Format
 
 MAX_PROBLEMS = 50  # an import's rejected rows listed in one result
@@ -98,11 +98,14 @@ def batch(
     root = ctx.find_root()
     runner = BatchRunner(root_command=root.command, root_name=root.info_name or "crmcli", base=rt, atomic=atomic)
     out = sys.stdout
-    if file == "-":
-        failed = runner.run(sys.stdin, out)
-    else:
-        with Path(file).open(encoding="utf-8-sig") as handle:
-            failed = runner.run(handle, out)
+    try:
+        if file == "-":
+            failed = runner.run(sys.stdin, out)
+        else:
+            with Path(file).open(encoding="utf-8-sig") as handle:
+                failed = runner.run(handle, out)
+    except UnicodeDecodeError as exc:
+        raise Invalid(f"the commands are not UTF-8 text ({exc.reason} at byte {exc.start} of a block)") from None
     if failed:
         raise typer.Exit(1)
 
@@ -238,7 +241,7 @@ class BatchRunner:
 def parse_line(text: str, number: int) -> tuple[list[str], dict[str, Any]]:
     """A line's command words and arguments."""
     try:
-        data = json.loads(text)
+        data = json.loads(text.removeprefix("\ufeff") if number == 1 else text)
     except json.JSONDecodeError as exc:
         raise LineError(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(data, dict) or not isinstance(data.get("cmd"), str):

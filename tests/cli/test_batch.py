@@ -239,3 +239,13 @@ def test_a_check_that_finds_something_fails_with_its_rows(cli: Cli) -> None:
     assert out[0]["ok"] is False and out[0]["exit"] == 3 and out[0]["error"] == "exit status 3"
     assert [row["customer"] for row in out[0]["result"]] == ["Ann Lee"]
     assert out[1]["ok"] is True
+
+
+def test_a_byte_order_mark_is_skipped_and_bytes_that_are_not_utf8_are_one_error(shop: Cli, tmp_path: Path) -> None:
+    _, out = run_batch(shop, "\ufeff" + json.dumps(cmd("customer show", customer="1")))
+    assert out[0]["ok"] is True
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes(json.dumps(cmd("customer add", name="X")).encode() + b"\n" + b'{"cmd": "customer add \xe9"}\n')
+    result = shop("batch", str(bad))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: the commands are not UTF-8 text") and result.stderr.count("\n") == 1
