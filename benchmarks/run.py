@@ -80,7 +80,12 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=HERE / "data")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
+    parser.add_argument(
+        "--scripting", action="store_true", help="only start-up and batch mode, on a demo database (~2 min)"
+    )
     args = parser.parse_args()
+    if args.scripting:
+        return scripting_only(args.work, args.out)
     n = 20_000 if args.quick else args.customers
     data = args.data / str(n)
     if not (data / "purchases.csv").exists():
@@ -148,33 +153,7 @@ def main() -> int:
     rows.append(Row("customer export", n, ours_x, "csv.writer over a cursor", base_x, 2.0))
     ours_x_small = run(crmcli(small_db, config, "customer", "export", "--out", str(work / "export_small.csv")))
 
-    # --- start-up
-    app = work / "two_commands.py"
-    app.write_text(
-        "import typer\napp = typer.Typer()\n@app.command()\ndef hello(name: str) -> None:\n    print(name)\n"
-        "@app.command()\ndef bye(name: str) -> None:\n    print(name)\napp()\n"
-    )
-    rows.append(
-        Row(
-            "crmcli --help",
-            1,
-            best_of(7, [PY, "-m", "crmcli", "--help"]),
-            "2-command Typer app --help",
-            best_of(7, [PY, str(app), "--help"]),
-            1.5,
-        )
-    )
-    rows.append(
-        Row(
-            "crmcli customer show",
-            1,
-            best_of(7, crmcli(db, config, "customer", "show", str(n // 2))),
-            'python -c "import sqlmodel"',
-            best_of(7, [PY, "-c", "import sqlmodel"]),
-            1.3,
-        )
-    )
-
+    rows += scripting_rows(work, config, db, str(n // 2))
     memory = {
         "customer import peak MB": ours.peak_mb,
         "customer import peak MB at N/10": ours_small.peak_mb,
@@ -185,6 +164,88 @@ def main() -> int:
     }
     print_report(rows, memory, n, args.out)
     if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+BATCH_COMMANDS = 1_000
+
+
+def scripting_rows(work: Path, config: Path, db: Path, customer: str) -> list[Row]:
+    """Start-up against its baselines, and scripts: 1,000 `purchase add` in one `crmcli batch`
+    against one `crmcli purchase add` process (and against 1,000 of them)."""
+    app = work / "two_commands.py"
+    app.write_text(
+        "import typer\napp = typer.Typer()\n@app.command()\ndef hello(name: str) -> None:\n    print(name)\n"
+        "@app.command()\ndef bye(name: str) -> None:\n    print(name)\napp()\n"
+    )
+    rows = [
+        Row(
+            "crmcli --help",
+            1,
+            best_of(7, [PY, "-m", "crmcli", "--help"]),
+            "2-command Typer app --help",
+            best_of(7, [PY, str(app), "--help"]),
+            1.5,
+        ),
+        Row(
+            "crmcli customer show",
+            1,
+            best_of(7, crmcli(db, config, "customer", "show", customer)),
+            'python -c "import sqlmodel"',
+            best_of(7, [PY, "-c", "import sqlmodel"]),
+            1.3,
+        ),
+    ]
+    # the sales of a day, spread over the shop's first 200 customers (written last: nothing reads them after)
+    sales = db
+    commands = work / "sales.jsonl"
+    commands.write_text(
+        "".join(
+            json.dumps({"cmd": "purchase add", "args": {"customer": str(i % 200 + 1), "amount": f"{10 + i % 90}.90"}})
+            + "\n"
+            for i in range(BATCH_COMMANDS)
+        )
+    )
+    one = best_of(5, crmcli(sales, config, "purchase", "add", "1", "19.90"))
+    batch = run(crmcli(sales, config, "batch", str(commands)))
+    atomic = run(crmcli(sales, config, "batch", "--atomic", str(commands)))
+    processes = Measure(round(one.seconds * BATCH_COMMANDS, 3), one.peak_mb)
+    rows += [
+        Row(f"batch: {BATCH_COMMANDS:,} purchase add", BATCH_COMMANDS, batch, "one purchase add process", one, 5.0),
+        Row(
+            f"batch --atomic: {BATCH_COMMANDS:,} purchase add",
+            BATCH_COMMANDS,
+            atomic,
+            "one purchase add process",
+            one,
+            5.0,
+        ),
+        Row(
+            f"batch: {BATCH_COMMANDS:,} purchase add",
+            BATCH_COMMANDS,
+            batch,
+            f"{BATCH_COMMANDS:,} purchase add processes (one x {BATCH_COMMANDS:,})",
+            processes,
+            None,
+        ),
+    ]
+    return rows
+
+
+def scripting_only(work_dir: Path | None, out: Path) -> int:
+    """run.py --scripting: the start-up and batch rows alone, on a 200-customer demo database."""
+    work = Path(work_dir or tempfile.mkdtemp(prefix="crmcli-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "config.yaml"
+    config.write_text("default_phone_region: US\n")
+    db = work / "demo.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    subprocess.run(crmcli(db, config, "demo", "--customers", "200"), check=True, capture_output=True)
+    rows = scripting_rows(work, config, db, "100")
+    print_report(rows, {}, 200, out.with_name("scripting.json") if out.name == "latest.json" else out)
+    if work_dir is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

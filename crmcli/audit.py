@@ -40,10 +40,28 @@ def os_user() -> str:
 
 def watch(session: Session, command: str) -> None:
     """Record this write session's changes as one audit entry when it commits."""
-    session.info[KEY] = {"command": command, "records": [], "index": {}, "customers": set(), "notes": {}, "count": 0}
+    session.info[KEY] = _trail(command)
     event.listen(session, "after_flush", _collect)
     event.listen(session, "before_commit", _write)
     event.listen(session, "after_rollback", _forget)
+
+
+def _trail(command: str) -> dict[str, Any]:
+    return {"command": command, "records": [], "index": {}, "customers": set(), "notes": {}, "count": 0}
+
+
+def begin_entry(session: Session, command: str) -> None:
+    """Start the entry of the next command in a transaction several commands share (a batch
+    run all-or-nothing): each command gets its own entry, written by :func:`end_entry`."""
+    if not event.contains(session, "before_commit", _write):
+        watch(session, command)
+    else:
+        session.info[KEY] = _trail(command)
+
+
+def end_entry(session: Session) -> None:
+    """Write the current command's entry now, in the shared transaction, rather than at its commit."""
+    _write(session)
 
 
 def _forget(session: Session) -> None:

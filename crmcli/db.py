@@ -116,6 +116,8 @@ def _sqlite_pragmas(engine: Engine, lock_timeout: float, on_wait: Callable[[], N
         if not connection.get_execution_options().get(WRITE_OPTION, False):
             connection.exec_driver_sql("BEGIN")
             return
+        if _begin_without_waiting(connection.connection.driver_connection, lock_timeout):
+            return
         # SQLite waits for the write lock inside BEGIN IMMEDIATE (the GIL released), so a timer
         # thread can tell the user that this process is waiting, not hanging.
         timer = threading.Timer(WAIT_NOTICE_AFTER, on_wait) if on_wait is not None else None
@@ -131,6 +133,22 @@ def _sqlite_pragmas(engine: Engine, lock_timeout: float, on_wait: Callable[[], N
         finally:
             if timer is not None:
                 timer.cancel()
+
+
+def _begin_without_waiting(raw: sqlite3.Connection, lock_timeout: float) -> bool:
+    """Take the write lock if it is free, at once: no timer thread to start and stop when
+    nobody else is writing (most transactions; a batch runs a thousand of them). False when
+    another process holds it, and nothing has begun."""
+    raw.execute("PRAGMA busy_timeout = 0")
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        return True
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return False
+        raise
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
 
 
 class LockTimeout(DatabaseError):
@@ -179,6 +197,9 @@ class Database:
         self.lock_timeout = lock_timeout
         self.on_wait = on_wait
         self.backups_kept = backups_kept
+        self._shared: Session | None = None  # the session of an atomic() block, while one runs
+        self._shared_depth = 0
+        self._shared_transaction: Any = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -216,9 +237,15 @@ class Database:
 
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
-        """One transaction: committed on success, rolled back on any error."""
+        """One transaction: committed on success, rolled back on any error.
+
+        Inside :meth:`atomic` it is the atomic block's session instead, committed with it."""
         from sqlmodel import Session
 
+        if self._shared is not None:
+            with self._shared_scope(self._shared, write=write) as session:
+                yield session
+            return
         with Session(self.writer if write else self.engine, expire_on_commit=False) as session:
             if write and self.audit_command is not None:
                 from crmcli.audit import watch
@@ -230,6 +257,60 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def atomic(self) -> Iterator[Session]:
+        """One write transaction around many commands (a batch run all-or-nothing).
+
+        Every :meth:`session` opened inside is this one session, so each command sees what
+        the earlier ones wrote; each outermost write scope still records its own audit entry
+        (the command it ran); nothing is committed unless the whole block succeeds. A command
+        that rolled the transaction back itself (a dry run) makes the block fail: what came
+        before it is gone.
+        """
+        from sqlmodel import Session
+
+        with Session(self.writer, expire_on_commit=False) as session:
+            session.connection()  # BEGIN IMMEDIATE now: the write lock is held for the whole block
+            self._shared, self._shared_depth = session, 0
+            self._shared_transaction = session.get_transaction()
+            try:
+                yield session
+                if not self.atomic_intact():
+                    raise DatabaseError("a command rolled back the transaction the whole block shares")
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                self._shared = None
+
+    def atomic_intact(self) -> bool:
+        """Inside :meth:`atomic`: the block's transaction is still the one it began (no command
+        rolled it back)."""
+        return self._shared is not None and self._shared.get_transaction() is self._shared_transaction
+
+    @contextmanager
+    def _shared_scope(self, session: Session, *, write: bool) -> Iterator[Session]:
+        outermost = self._shared_depth == 0
+        audited = outermost and write and self.audit_command is not None
+        if audited:
+            from crmcli.audit import begin_entry
+
+            begin_entry(session, str(self.audit_command))
+        self._shared_depth += 1
+        try:
+            yield session
+            if audited:
+                from crmcli.audit import end_entry
+
+                end_entry(session)
+            if outermost:
+                # The next command reads afresh: rules update rows in SQL behind the ORM's back.
+                session.flush()
+                session.expunge_all()
+        finally:
+            self._shared_depth -= 1
 
     def checkpoint(self, *, attempts: int = 20) -> bool:
         """Move the WAL into the database file and empty it (SQLite; True elsewhere), so what

@@ -105,3 +105,16 @@ def test_lock_timeout_and_backups_keys() -> None:
         parse_config({"lock_timeout_seconds": 0})
     with pytest.raises(ConfigError, match="backups.keep"):
         parse_config({"backups": {"keep": 0}})
+
+
+def test_supported_regions_are_those_of_phonenumbers() -> None:
+    """The region check reads phonenumbers' metadata files instead of importing it: the same answer."""
+    import string
+
+    import phonenumbers
+
+    from crmcli.config import supported_region
+
+    codes = [a + b for a in string.ascii_uppercase for b in string.ascii_uppercase]
+    assert {c for c in codes if supported_region(c)} == set(phonenumbers.SUPPORTED_REGIONS)
+    assert not supported_region("001") and not supported_region("us") and not supported_region("")

@@ -35,7 +35,7 @@ def _debug(ctx: Any) -> bool:
     return bool(os.environ.get("CRMCLI_DEBUG")) or (isinstance(obj, Runtime) and obj.debug)
 
 
-def _translate(exc: Exception) -> CrmError | None:
+def translate(exc: Exception) -> CrmError | None:
     """Known library failures as one-line errors; None for genuine bugs."""
     module = type(exc).__module__
     if module.startswith("sqlalchemy"):
@@ -76,7 +76,46 @@ def _argument_type(self: TyperArgument, ctx: Any) -> str | None:
 TyperArgument.display_type_rich = _argument_type  # type: ignore[method-assign,assignment]
 
 
-class CrmGroup(TyperGroup):
+class LazyGroup(TyperGroup):
+    """A group whose commands are built when used: "did you mean" looks at all their names."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        from difflib import get_close_matches
+
+        from typer._click.exceptions import UsageError
+
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:
+            if self.suggest_commands and args and "Did you mean" not in exc.message:
+                matches = get_close_matches(args[0], self.list_commands(ctx))
+                if matches:
+                    exc.message = f"{exc.message.rstrip('.')}. Did you mean {', '.join(repr(m) for m in matches)}?"
+            raise
+
+
+class NounGroup(LazyGroup):
+    """The commands of one noun (customer add, customer show, ...), each built from its
+    function when first used: running one does not build the other eleven."""
+
+    pending: dict[str, Any]  # name -> Typer's CommandInfo, in the order they were declared
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*self.commands, *(name for name in self.pending if name not in self.commands)]
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name not in self.commands and name in self.pending:
+            from typer.main import get_command_from_info
+
+            self.commands[name] = get_command_from_info(
+                self.pending[name],
+                pretty_exceptions_short=app.pretty_exceptions_short,
+                rich_markup_mode=app.rich_markup_mode,
+            )
+        return super().get_command(ctx, name)
+
+
+class CrmGroup(LazyGroup):
     """Turns domain errors into ``Error: ...`` on stderr with exit 1, once, for every command."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
@@ -86,6 +125,27 @@ class CrmGroup(TyperGroup):
                 shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                 raise typer.BadParameter(f"argument {shown!r} is not valid UTF-8 text", ctx=ctx)
         return super().parse_args(ctx, args)
+
+    _listing = False  # while --help lists the commands: their names and help lines suffice
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *(name for name in COMMANDS if name not in self.commands)]
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name in COMMANDS and name not in self.commands:
+            if self._listing:
+                from typer.core import TyperCommand
+
+                return TyperCommand(name=name, help=COMMANDS[name][2])
+            self.commands[name] = load_command(name)
+        return super().get_command(ctx, name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -102,7 +162,7 @@ class CrmGroup(TyperGroup):
             _report(exc, ctx)
             raise typer.Exit(exc.exit_code) from None
         except Exception as exc:
-            known = _translate(exc)
+            known = translate(exc)
             if known is None or _debug(ctx):
                 if not _debug(ctx):
                     typer.echo(
@@ -135,9 +195,14 @@ def _report(exc: CrmError, ctx: Any) -> None:
         if len(exc.problems) > MAX_PROBLEMS_SHOWN:
             typer.echo(f"... and {len(exc.problems) - MAX_PROBLEMS_SHOWN} more", err=True)
     obj = getattr(ctx, "obj", None)
-    hint = next_step(exc, obj.command if isinstance(obj, Runtime) else None)
+    typer.echo(f"Error: {error_text(exc, obj.command if isinstance(obj, Runtime) else None)}", err=True)
+
+
+def error_text(exc: CrmError, command: Any = None) -> str:
+    """An error as one line, with the next step to take when there is one."""
+    hint = next_step(exc, command)
     message = _short(exc.message)
-    typer.echo(f"Error: {message} ({hint})" if hint else f"Error: {message}", err=True)
+    return f"{message} ({hint})" if hint else message
 
 
 def _short(message: str) -> str:
@@ -212,23 +277,70 @@ def root(
     state.color = not no_color
 
 
-def _register() -> None:
-    from crmcli.cli import audit, coupon, customer, db, demo, interaction, points, purchase, referral, report
+# The commands after `crmcli`, in the order --help lists them: (module, attribute, the line
+# --help shows). Each is imported and built only when used, so `crmcli --help` and one
+# command start without building the other fifty; tests/cli/test_app.py checks that each
+# line is the command's own help.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": ("crmcli.cli.demo", "demo", "Fill a fresh database with realistic sample data and print the summary."),
+    "batch": (
+        "crmcli.cli.batch",
+        "batch",
+        "Run many commands in one process: one JSON command per line in, one JSON result per line out.",
+    ),
+    "customer": ("crmcli.cli.customer", "app", "Customers: add, find, edit, merge, erase, import and export."),
+    "interaction": (
+        "crmcli.cli.interaction",
+        "app",
+        "Interactions: log calls, visits, complaints and surveys; answer complaints.",
+    ),
+    "followup": ("crmcli.cli.interaction", "followup_app", "Follow-ups: who needs a call today."),
+    "purchase": ("crmcli.cli.purchase", "app", "Purchases: record sales with coupons and points, payments, refunds."),
+    "coupon": (
+        "crmcli.cli.coupon",
+        "app",
+        "Coupons: issue to a customer, a segment, a stage or everyone; redeem; void.",
+    ),
+    "points": ("crmcli.cli.points", "app", "Loyalty points: balance and tier, adjust, redeem, monthly tenure accrual."),
+    "referral": ("crmcli.cli.referral", "app", "Referrals: who brought whom; verify and reward both sides."),
+    "report": (
+        "crmcli.cli.report",
+        "app",
+        "Reports: 80/20, RFM segments, value, predicted value, cohorts, funnel, referrals, payment, satisfaction, SLA.",
+    ),
+    "db": ("crmcli.cli.db", "app", "Database: upgrade, current revision, backup, integrity check, copy."),
+    "audit": ("crmcli.cli.audit", "app", "The audit log: every change, when, by whom and which command."),
+}
 
-    app.add_typer(customer.app, name="customer")
-    app.add_typer(interaction.app, name="interaction")
-    app.add_typer(interaction.followup_app, name="followup")
-    app.add_typer(purchase.app, name="purchase")
-    app.add_typer(coupon.app, name="coupon")
-    app.add_typer(points.app, name="points")
-    app.add_typer(referral.app, name="referral")
-    app.add_typer(report.app, name="report")
-    app.add_typer(db.app, name="db")
-    app.add_typer(audit.app, name="audit")
-    app.command("demo")(demo.demo)
 
+def load_command(name: str) -> Any:
+    """The click command or group for ``crmcli NAME``, built from its module."""
+    import importlib
 
-_register()
+    from typer.main import get_command_from_info, get_command_name, get_group
+    from typer.models import CommandInfo
+
+    module, attribute, _ = COMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        # The group without its commands; NounGroup builds the one that runs.
+        registered, target.registered_commands = target.registered_commands, []
+        target.info.cls = NounGroup
+        try:
+            command: Any = get_group(target)
+        finally:
+            target.registered_commands = registered
+        command.pending = {
+            info.name or get_command_name(getattr(info.callback, "__name__", "")): info for info in registered
+        }
+    else:
+        command = get_command_from_info(
+            CommandInfo(name=name, callback=target),
+            pretty_exceptions_short=app.pretty_exceptions_short,
+            rich_markup_mode=app.rich_markup_mode,
+        )
+    command.name = name
+    return command
 
 
 def main() -> None:

@@ -160,6 +160,19 @@ class Runtime:
 
         return update
 
+    def fork(self) -> Runtime:
+        """A fresh state for one command of a batch: the same config and open database (loaded
+        once), none of what an earlier command changed (its --decimal-comma, its name)."""
+        return Runtime(
+            db_target=self.db_target,
+            config_path=self.config_path,
+            debug=self.debug,
+            number_format=self.number_format,
+            date_order=self.date_order,
+            _config=self.config,
+            _db=self.db,
+        )
+
     def close(self) -> None:
         if self._progress is not None:
             self._progress.close()

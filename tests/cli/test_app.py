@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.main import get_command
@@ -30,11 +31,10 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def all_commands() -> list[list[str]]:
     paths: list[list[str]] = []
 
-    def walk(command: object, prefix: list[str]) -> None:
-        sub = getattr(command, "commands", None)
-        if sub:
-            for name, child in sub.items():
-                walk(child, [*prefix, name])
+    def walk(command: Any, prefix: list[str]) -> None:
+        if hasattr(command, "list_commands"):
+            for name in command.list_commands(None):
+                walk(command.get_command(None, name), [*prefix, name])
         else:
             paths.append(prefix)
 
@@ -52,6 +52,47 @@ def test_help_does_not_import_the_database_stack() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "LOADED []" in result.stdout, result.stdout[-500:]
+
+
+def loaded_by(*args: str) -> set[str]:
+    """The modules a run of ``crmcli ARGS`` imported."""
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['crmcli', *{list(args)!r}]\n"
+        "try:\n    runpy.run_module('crmcli', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print('LOADED', ' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    line = next(line for line in result.stderr.splitlines() if line.startswith("LOADED "))
+    return set(line.split()[1:])
+
+
+def test_a_read_loads_only_what_it_uses(tmp_path: Path) -> None:
+    db = str(tmp_path / "crm.db")
+    config = tmp_path / "config.yaml"
+    config.write_text("default_phone_region: US\n")  # checked without importing phonenumbers
+    assert run("--db", db, "customer", "add", "Ann", "--email", "ann@example.com").returncode == 0
+    loaded = loaded_by("--db", db, "--config", str(config), "customer", "show", "1")
+    assert "crmcli.services.profile" in loaded  # it did run
+    # the schema is current: no Alembic; nothing parses emails, phones, amounts or file encodings
+    unused = ("alembic", "email_validator", "phonenumbers", "babel", "charset_normalizer", "openpyxl", "numpy")
+    assert not {m for m in loaded if m.split(".")[0] in unused}
+    # only the command that runs is imported and built, not the other nouns
+    assert not {m for m in loaded if m.startswith("crmcli.cli.")} - {
+        "crmcli.cli.app",
+        "crmcli.cli.context",
+        "crmcli.cli.customer",
+        "crmcli.cli.hints",
+        "crmcli.cli.options",
+    }
+
+
+def test_help_lists_each_command_with_its_own_help() -> None:
+    from crmcli.cli.app import COMMANDS, load_command
+
+    for name, (_, _, line) in COMMANDS.items():
+        assert (load_command(name).help or "").splitlines()[0] == line, name
 
 
 def test_version() -> None:

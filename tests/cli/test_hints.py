@@ -14,7 +14,7 @@ from crmcli.errors import Conflict, CrmError, ImportFailed, Invalid, NotFound
 def command(*path: str) -> Any:
     found: Any = get_command(app)
     for name in path:
-        found = found.commands[name]
+        found = found.get_command(None, name)
     return found
 
 

@@ -143,3 +143,27 @@ def test_coupon_uses_are_capped_under_concurrency(pg: Cli) -> None:
     assert not [o for o in outcomes if o.startswith("CRASH")]
     shown = pg.ok("coupon", "show", code, "-f", "json").json()
     assert shown["uses"] == 5 and len(shown["purchases"]) == 5
+
+
+def test_batch_atomic_is_all_or_nothing(pg: Cli) -> None:
+    import json
+
+    pg.ok("customer", "add", "Ann Lee", "--email", "ann@example.com")
+    lines = [
+        {"cmd": "customer add", "args": {"name": "Cy", "email": "cy@example.com", "quiet": True}},
+        {"cmd": "purchase add", "args": {"customer": "cy@example.com", "amount": "5"}},
+        {"cmd": "purchase add", "args": {"customer": "nobody@example.com", "amount": "5"}},
+    ]
+    text_in = "".join(json.dumps(line) + "\n" for line in lines)
+    failed = pg("batch", "--atomic", input=text_in)
+    assert failed.exit_code == 1
+    assert [json.loads(r)["ok"] for r in failed.stdout.splitlines()] == [False, False, False]
+    assert pg.ok("purchase", "list", "-f", "json").json() == []
+    assert len(pg.ok("customer", "list", "-f", "json").json()) == 1
+    done = pg("batch", "--atomic", input="".join(json.dumps(line) + "\n" for line in lines[:2]))
+    assert done.exit_code == 0, done.stdout
+    assert [p["customer"] for p in pg.ok("purchase", "list", "-f", "json").json()] == ["Cy"]
+    assert [e["command"].split()[1:3] for e in pg.ok("audit", "list", "-f", "json").json()][:2] == [
+        ["purchase", "add"],
+        ["customer", "add"],
+    ]
