@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal, select, type_coerce, union_all, update
+from sqlalchemy import case, func, literal, or_, select, type_coerce, union_all, update
 from sqlmodel import Session, col
 
 from crmcli.choices import INTERACTION_KINDS as KINDS
 from crmcli.config import STAGES, Config
 from crmcli.errors import Conflict, Invalid, NotFound
 from crmcli.models import Customer, Interaction, Purchase, UTCDateTime
+from crmcli.services.history import stages_at
 from crmcli.values import utcnow
 
 
@@ -169,7 +170,9 @@ def followups_due(*, session: Session, config: Config, now: datetime | None = No
         .join(Customer, col(Customer.id) == col(Interaction.customer_id))
         .where(
             col(Interaction.follow_up_at) <= now,
-            col(Interaction.follow_up_done_at).is_(None),
+            col(Interaction.at) <= now,
+            # done later than ``now``: still open then
+            or_(col(Interaction.follow_up_done_at).is_(None), col(Interaction.follow_up_done_at) > now),
             col(Customer.erased_at).is_(None),
         )
         .order_by(col(Interaction.follow_up_at), col(Interaction.id))
@@ -188,10 +191,17 @@ def followups_due(*, session: Session, config: Config, now: datetime | None = No
         )
 
     # A purchase is contact too: a customer who bought last week is not "quiet".
+    # Only what had happened by ``now``: the stage then, the contacts until then.
+    moment = literal(now, UTCDateTime())
     contacts = union_all(
-        select(col(Interaction.customer_id).label("customer_id"), col(Interaction.at).label("at")),
-        select(col(Purchase.customer_id).label("customer_id"), col(Purchase.at).label("at")),
+        select(col(Interaction.customer_id).label("customer_id"), col(Interaction.at).label("at")).where(
+            col(Interaction.at) <= moment
+        ),
+        select(col(Purchase.customer_id).label("customer_id"), col(Purchase.at).label("at")).where(
+            col(Purchase.at) <= moment
+        ),
     ).subquery()
+    stages = stages_at(now)
     last_contact = (
         select(contacts.c.customer_id, func.max(contacts.c.at).label("last_at"))
         .group_by(contacts.c.customer_id)
@@ -201,14 +211,15 @@ def followups_due(*, session: Session, config: Config, now: datetime | None = No
     cadence = {stage: getattr(config.followup, stage) for stage in STAGES}
     threshold = case(
         *(
-            (col(Customer.stage) == stage, literal(now - timedelta(days=days), UTCDateTime()))
+            (stages.c.stage == stage, literal(now - timedelta(days=days), UTCDateTime()))
             for stage, days in cadence.items()
         )
     )
     quiet = session.execute(
-        select(col(Customer.id), col(Customer.name), col(Customer.stage), since.label("since"))
+        select(col(Customer.id), col(Customer.name), stages.c.stage, since.label("since"))
+        .join(stages, stages.c.customer_id == col(Customer.id))
         .outerjoin(last_contact, last_contact.c.customer_id == col(Customer.id))
-        .where(col(Customer.erased_at).is_(None), since < threshold)
+        .where(col(Customer.erased_at).is_(None), col(Customer.created_at) <= moment, since < threshold)
         .order_by(since, col(Customer.id))
     )
     for cid, name, stage, last in quiet:
