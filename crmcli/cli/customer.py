@@ -397,6 +397,8 @@ def export(
     from crmcli.io.customers import export_customers
 
     rt = runtime(ctx)
-    count = export_customers(db=rt.db, path=rt.target(out_file, force=force), fmt=fmt, bom=not no_bom)
+    count = export_customers(
+        db=rt.db, path=rt.target(out_file, force=force), fmt=fmt, bom=not no_bom, config=rt.config
+    )
     if out_file is not None:
         rt.output().message(f"Exported {count} customers to {out_file}")

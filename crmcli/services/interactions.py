@@ -118,6 +118,40 @@ def resolve(
     return complaint
 
 
+def close_followups(session: Session, customer_ids: list[int]) -> int:
+    """The rule of :func:`log_interaction` for a whole contact history at once: an open follow-up
+    is done when its customer's next contact (dated no earlier, recorded after it) happened."""
+    from sqlalchemy import and_, bindparam
+
+    from crmcli.models import table_of
+
+    i = table_of(Interaction)
+    later = i.alias("later")
+    closed = 0
+    for start in range(0, len(customer_ids), 900):
+        chunk = customer_ids[start : start + 900]
+        next_contact = (
+            select(func.min(later.c.at))
+            .where(
+                later.c.customer_id == i.c.customer_id,
+                or_(later.c.at > i.c.at, and_(later.c.at == i.c.at, later.c.id > i.c.id)),
+            )
+            .scalar_subquery()
+        )
+        found = session.execute(
+            select(i.c.id, next_contact).where(
+                i.c.customer_id.in_(chunk), i.c.follow_up_at.is_not(None), i.c.follow_up_done_at.is_(None)
+            )
+        ).all()
+        done = [{"iid": iid, "when": when} for iid, when in found if when is not None]
+        if done:
+            session.execute(
+                update(i).where(i.c.id == bindparam("iid")).values(follow_up_done_at=bindparam("when")), done
+            )
+            closed += len(done)
+    return closed
+
+
 def interaction_row(i: Interaction, name: str | None = None) -> dict[str, Any]:
     return {
         "id": i.id,
