@@ -38,7 +38,7 @@ def funnel(*, session: Session, config: Config, as_of: datetime) -> dict[str, An
     lost = session.execute(
         select(func.count())
         .select_from(stages.join(c, c.c.id == stages.c.customer_id))
-        .where(stages.c.stage == "lost", c.c.erased_at.is_(None))
+        .where(stages.c.stage == "lost", at_or_before(c.c.created_at, as_of))
     ).scalar_one()
     rows = []
     previous = None
