@@ -193,17 +193,19 @@ def void(ctx: typer.Context, code: CodeArg) -> None:
 def stats(
     ctx: typer.Context,
     campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help=f"As at the end of: {WhenHelp}. Default now.")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Per campaign: coupons issued, used, redemption rate, discount given, revenue they brought.
 
-    Example: crmcli coupon stats --campaign winback
+    Example: crmcli coupon stats --campaign winback --as-of 2026-06-30
     """
     from crmcli.services.coupons import coupon_stats
 
     rt = runtime(ctx)
     with rt.session() as session:
-        rows = coupon_stats(session=session, config=rt.config, campaign=campaign)
+        when = rt.when(as_of or "now", end_of_day=bool(as_of))
+        rows = coupon_stats(session=session, config=rt.config, campaign=campaign, as_of=when)
     columns = [
         Column("campaign"),
         Column("issued", numeric=True),

@@ -28,6 +28,7 @@ from crmcli.cli.options import (
     SkipInvalidOpt,
     SortOpt,
     Stage,
+    WhenHelp,
     listing,
 )
 from crmcli.errors import Invalid
@@ -76,12 +77,13 @@ def add(
     ref: Ref = None,
     referred_by: Annotated[str | None, typer.Option(help="Referrer: customer id, email, ref or referral code.")] = None,
     note: Note = None,
+    at: Annotated[str | None, typer.Option("--at", help=f"When the customer joined: {WhenHelp}. Default now.")] = None,
     fmt: FormatOpt = Format.table,
     quiet: QuietOpt = False,
 ) -> None:
-    """Add a customer.
+    """Add a customer (with --at, one who joined in the past: the stage history starts then).
 
-    Example: crmcli customer add "Ann Lee" --email ann@example.com --tag vip
+    Example: crmcli customer add "Ann Lee" --email ann@example.com --tag vip --at 2026-03-01
     """
     from crmcli.services.customers import CustomerInput, add_customer
     from crmcli.services.profile import customer_profile
@@ -100,7 +102,13 @@ def add(
         tags=tag or [],
     )
     with rt.session(write=True) as session:
-        customer = add_customer(session=session, data=data, config=rt.config, referred_by=referred_by)
+        customer = add_customer(
+            session=session,
+            data=data,
+            config=rt.config,
+            referred_by=referred_by,
+            at=rt.when(at, happened="--at"),
+        )
         profile = customer_profile(session=session, customer=customer, config=rt.config)
     out = rt.output(fmt)
     _warn_about_phone_region(rt, phone)
@@ -156,6 +164,9 @@ def show(
             "--predicted", help="Add predicted value, churn risk and next purchase (fits the model over all customers)."
         ),
     ] = False,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help=f"The profile as it stood at the end of: {WhenHelp}.")
+    ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Show a customer's lifetime profile: details, totals, points, referrals, timeline.
@@ -165,9 +176,11 @@ def show(
     from crmcli.services.profile import customer_profile
 
     rt = runtime(ctx)
-    with rt.session(write=True) as session:  # a late-payment reset that is due is recorded first
+    moment = rt.when(as_of, end_of_day=True)
+    # Today's read records a late-payment reset that is due first; a read of the past writes nothing.
+    with rt.session(write=moment is None) as session:
         found = rt.customer(session, customer)
-        profile = customer_profile(session=session, customer=found, config=rt.config)
+        profile = customer_profile(session=session, customer=found, config=rt.config, as_of=moment)
         if predicted:
             from crmcli.reports.prediction import customer_prediction
 
@@ -396,6 +409,8 @@ def export(
     from crmcli.io.customers import export_customers
 
     rt = runtime(ctx)
-    count = export_customers(db=rt.db, path=rt.target(out_file, force=force), fmt=fmt, bom=not no_bom)
+    count = export_customers(
+        db=rt.db, path=rt.target(out_file, force=force), fmt=fmt, bom=not no_bom, config=rt.config
+    )
     if out_file is not None:
         rt.output().message(f"Exported {count} customers to {out_file}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,10 +11,21 @@ from crmcli.cli.context import runtime
 from crmcli.cli.options import (
     CustomerArg,
     CustomerOpt,
+    DelimiterOpt,
+    DryRunOpt,
+    EncodingOpt,
+    ExportFormat,
+    ExportFormatOpt,
+    ForceOpt,
     FormatOpt,
     InteractionKind,
     LimitOpt,
+    MapOpt,
+    NoBomOpt,
+    OutOpt,
     QuietOpt,
+    SheetOpt,
+    SkipInvalidOpt,
     WhenHelp,
     id_argument,
     listing,
@@ -161,6 +173,66 @@ def resolve(
             resolve(session=session, interaction_id=interaction_id, summary=summary, at=rt.when(at, happened="--at"))
         )
     rt.output(fmt).record(row, title=f"Complaint {interaction_id}")
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV or .xlsx file with a header row; - for standard input.")],
+    encoding: EncodingOpt = None,
+    delimiter: DelimiterOpt = None,
+    sheet: SheetOpt = None,
+    mapping: MapOpt = None,
+    dry_run: DryRunOpt = False,
+    skip_invalid: SkipInvalidOpt = None,
+    force: ForceOpt = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Import a contact history from CSV or Excel: all or nothing unless --skip-invalid.
+
+    Columns: customer (id, email, ref, or id:/ref:/email:/phone:) and kind required; at, summary,
+    rating, follow_up_at, follow_up_done_at, responded_at, resolved_at, resolution. A contact
+    closes the customer's earlier open follow-ups, as 'interaction log' does.
+
+    Example: crmcli interaction import contacts.csv --map "Date=at"
+    """
+    from crmcli.io.interactions import import_interactions
+    from crmcli.io.reader import CsvOptions
+
+    rt = runtime(ctx)
+    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [], sheet=sheet)
+    summary = import_interactions(
+        db=rt.db,
+        config=rt.config,
+        path=file,
+        options=options,
+        dry_run=dry_run,
+        reject_file=rt.target(skip_invalid, force=force, reading=file),
+        progress=rt.progress(file),
+    )
+    rt.output(fmt).record(summary, title="Dry run: nothing written" if dry_run else "Imported")
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    out_file: OutOpt = None,
+    fmt: ExportFormatOpt = ExportFormat("csv"),
+    no_bom: NoBomOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Export interactions as CSV or JSON, in the columns 'interaction import' reads.
+
+    Example: crmcli interaction export --out contacts.csv
+    """
+    from crmcli.io.interactions import export_interactions
+
+    rt = runtime(ctx)
+    count = export_interactions(
+        db=rt.db, config=rt.config, path=rt.target(out_file, force=force), fmt=fmt, bom=not no_bom
+    )
+    if out_file is not None:
+        rt.output().message(f"Exported {count} interactions to {out_file}")
 
 
 @followup_app.command("due")

@@ -133,16 +133,23 @@ def pay(
 
 
 @app.command("refund")
-def refund(ctx: typer.Context, purchase_id: IdArg, fmt: FormatOpt = Format.table) -> None:
-    """Refund a purchase: it leaves revenue, and the points it earned are reversed.
+def refund(
+    ctx: typer.Context,
+    purchase_id: IdArg,
+    at: Annotated[str | None, typer.Option(help=f"When it was refunded: {WhenHelp}. Default now.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Refund a purchase: it leaves revenue from then on, and the points it earned are reversed.
 
-    Example: crmcli purchase refund 42
+    Example: crmcli purchase refund 42 --at 2026-03-05
     """
     from crmcli.services.purchases import purchase_row, refund_purchase
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
-        purchase, effects = refund_purchase(session=session, purchase_id=purchase_id, config=rt.config)
+        purchase, effects = refund_purchase(
+            session=session, purchase_id=purchase_id, config=rt.config, at=rt.when(at, happened="--at")
+        )
         row = {**purchase_row(purchase, rt.config), **effects}
     rt.output(fmt).record(row, title=f"Purchase {purchase_id} refunded")
 

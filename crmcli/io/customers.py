@@ -20,14 +20,28 @@ from crmcli.errors import Invalid
 from crmcli.io.importing import ImportRun, check_options, run_import
 from crmcli.io.reader import CsvOptions, TableSource, open_source
 from crmcli.io.writer import Target, output_stream, write_csv, write_json
-from crmcli.models import Customer, CustomerTag, Referral, StageChange, UTCDateTime, table_of
+from crmcli.models import Customer, CustomerTag, Referral, StageChange, table_of
 from crmcli.services.codes import referral_code, unused_codes
 from crmcli.services.customers import CustomerInput, clean_fields, clean_tags
 from crmcli.services.identify import identifier_keys
 from crmcli.services.referrals import same_person
 from crmcli.values import PHONE_REGION_HINT, phone_compared_by_digits, utcnow
 
-FIELDS = ("name", "email", "phone", "company", "city", "source", "stage", "tags", "ref", "referred_by", "note")
+FIELDS = (
+    "name",
+    "email",
+    "phone",
+    "company",
+    "city",
+    "source",
+    "stage",
+    "tags",
+    "ref",
+    "referred_by",
+    "note",
+    "created_at",
+    "stage_history",
+)
 KEYS = ("email", "phone", "ref")
 COLUMNS = (
     "name",
@@ -53,6 +67,8 @@ class Pending:
     values: dict[str, Any]
     tags: list[str]
     referred_by: str | None
+    joined: datetime | None = None  # when the customer joined (the created_at column), else the import's time
+    history: list[tuple[str, datetime]] = field(default_factory=list)  # stage changes by hand, the first on joining
 
 
 @dataclass
@@ -87,6 +103,7 @@ class Deferred:
     raw: dict[str, str] | None  # kept only for the rejected-rows file
     customer: Someone
     referred_by: str
+    joined: datetime | None = None
 
 
 @dataclass
@@ -124,7 +141,37 @@ class CustomerSource(TableSource):
         self.inner.close()
 
 
-def validate_row(line: int, raw: dict[str, str], config: Config) -> Pending:
+def _moment(text: str, what: str, config: Config, now: datetime | None) -> datetime:
+    from crmcli.values import check_happened, parse_when
+
+    try:
+        moment = parse_when(text, config.tz, now=now, date_order=config.date_order)
+    except Invalid as exc:
+        raise Invalid(f"{what}: {exc}") from None
+    checked = check_happened(moment, what, now=now, tz=config.tz)
+    assert checked is not None
+    return checked
+
+
+def parse_stage_history(text: str, config: Config, now: datetime | None = None) -> list[tuple[str, datetime]]:
+    """``lead@2026-01-05T10:00:00+00:00;prospect@2026-02-01T09:30:00+00:00``: the stage changes made
+    by hand, the first the stage the customer joined with (the export writes it so)."""
+    from crmcli.services.stages import check_stage
+
+    steps = []
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        stage, at, when = part.partition("@")
+        if not at:
+            raise Invalid(f"stage_history: {part!r} is not stage@time")
+        steps.append((check_stage(stage), _moment(when.strip(), "stage_history", config, now)))
+    if any(later[1] < earlier[1] for earlier, later in zip(steps, steps[1:], strict=False)):
+        raise Invalid("stage_history: the changes are not in time order")
+    return steps
+
+
+def validate_row(line: int, raw: dict[str, str], config: Config, now: datetime | None = None) -> Pending:
     if raw is _END_ROW:
         return END
     if "__error__" in raw:
@@ -144,7 +191,17 @@ def validate_row(line: int, raw: dict[str, str], config: Config) -> Pending:
     values.setdefault("stage", "lead")
     tags = clean_tags((raw.get("tags") or "").split(";"))
     referred_by = (raw.get("referred_by") or "").strip() or None
-    return Pending(line, raw, values, tags, referred_by)
+    joined_text = (raw.get("created_at") or "").strip()
+    joined = _moment(joined_text, "created_at", config, now) if joined_text else None
+    history = parse_stage_history(raw.get("stage_history") or "", config, now)
+    if history:
+        joined = joined or history[0][1]
+        if history[0][1] < joined:
+            raise Invalid("stage_history: a change is dated before the customer joined")
+        values["stage"] = history[-1][0]  # the stage set by hand last: purchases then move it on
+    elif joined is not None:
+        history = [(values["stage"], joined)]
+    return Pending(line, raw, values, tags, referred_by, joined, history)
 
 
 def import_customers(
@@ -177,7 +234,7 @@ def import_customers(
     def validate(line: int, raw: dict[str, str]) -> Pending:
         nonlocal by_digits
         by_digits = by_digits or phone_compared_by_digits(raw.get("phone"), config.default_phone_region)
-        return validate_row(line, raw, config)
+        return validate_row(line, raw, config, run.now)
 
     try:
         run_import(
@@ -316,7 +373,7 @@ def _write_new(session: Session, rows: list[Pending], run: CustomerRun) -> None:
     for p in later:
         assert p.referred_by is not None
         someone = Someone(id_by_line[p.line], p.values.get("email"), p.values.get("phone"))
-        run.deferred.append(Deferred(p.line, p.raw if run.keep_going else None, someone, p.referred_by))
+        run.deferred.append(Deferred(p.line, p.raw if run.keep_going else None, someone, p.referred_by, p.joined))
 
 
 def _someone(who: Any) -> Someone:
@@ -362,7 +419,7 @@ def _settle_deferred(session: Session, run: CustomerRun) -> None:
                 continue
             conn.execute(
                 insert(table_of(Referral)).values(
-                    referrer_id=referrer.id, referred_id=cid, status="pending", created_at=run.now
+                    referrer_id=referrer.id, referred_id=cid, status="pending", created_at=d.joined or run.now
                 )
             )
             run.referrals += 1
@@ -441,7 +498,7 @@ def _insert_new(session: Session, new: list[Pending], referrer_of: dict[int, Any
             "note": None,
             **p.values,
             "referral_code": code,
-            "created_at": run.now,
+            "created_at": p.joined or run.now,
             "updated_at": run.now,
         }
         for p, code in zip(new, codes, strict=True)
@@ -450,16 +507,17 @@ def _insert_new(session: Session, new: list[Pending], referrer_of: dict[int, Any
     id_of = dict(conn.execute(select(t.c.referral_code, t.c.id).where(t.c.referral_code.in_(codes))).all())
     ids = [id_of[code] for code in codes]
     id_by_line = {p.line: cid for cid, p in zip(ids, new, strict=True)}
+    joined_by_line = {p.line: p.joined for p in new}
     for cid, p in zip(ids, new, strict=True):
         run.line_of[cid] = p.line
-    conn.execute(
-        insert(table_of(StageChange)).from_select(
-            ["customer_id", "to_stage", "at"],
-            select(t.c.id, t.c.stage, t.c.created_at).where(
-                t.c.referral_code.in_(codes), t.c.created_at == literal(run.now, UTCDateTime())
-            ),
-        )
-    )
+    # The stage history starts when the customer joined, with the changes by hand the file gives.
+    steps = []
+    for cid, p in zip(ids, new, strict=True):
+        previous = None
+        for stage, at in p.history or [(p.values["stage"], p.joined or run.now)]:
+            steps.append({"customer_id": cid, "from_stage": previous, "to_stage": stage, "at": at, "cause": "manual"})
+            previous = stage
+    insert_rows(conn, table_of(StageChange), ("customer_id", "from_stage", "to_stage", "at", "cause"), steps)
     tag_rows = [{"customer_id": cid, "tag": tag} for cid, p in zip(ids, new, strict=True) for tag in p.tags]
     insert_rows(conn, table_of(CustomerTag), ("customer_id", "tag"), tag_rows)
     run.inserted += len(new)
@@ -468,7 +526,7 @@ def _insert_new(session: Session, new: list[Pending], referrer_of: dict[int, Any
             "referrer_id": id_by_line[who.line] if isinstance(who, Pending) else who.id,
             "referred_id": id_by_line[line],
             "status": "pending",
-            "created_at": run.now,
+            "created_at": joined_by_line[line] or run.now,  # recorded when the referred customer joined
         }
         for line, who in referrer_of.items()
     ]
@@ -625,6 +683,8 @@ def export_query() -> Any:
             c.c.ref,
             referred_by,
             c.c.note,
+            c.c.created_at,
+            c.c.id,
         )
         .select_from(c)
         .outerjoin(r, r.c.referred_id == c.c.id)
@@ -634,16 +694,55 @@ def export_query() -> Any:
     )
 
 
-def export_rows(conn: Any) -> Iterator[tuple[Any, ...]]:
+def export_rows(conn: Any, config: Config | None = None, history: Any = None) -> Iterator[tuple[Any, ...]]:
+    """The export's rows: each customer with when they joined and the stage changes made by hand
+    (``stage_history``; the purchases' changes come back with the purchases). ``history`` is a
+    second connection: the changes stream beside the customers, both in customer order."""
+    tz = config.tz if config is not None else None
     result = conn.execution_options(stream_results=True, yield_per=5000).execute(export_query())
+    steps = iter(_manual_steps(history or conn, tz)) if history is not None else None
+    pending: tuple[int, str] | None = None
     for row in result:
-        yield tuple(row)
+        *fields, joined, cid = tuple(row)
+        own: list[str] = []
+        if steps is not None:
+            while True:
+                if pending is None:
+                    pending = next(steps, None)
+                if pending is None or pending[0] > cid:
+                    break
+                if pending[0] == cid:
+                    own.append(pending[1])
+                pending = None
+        yield (*fields, _iso(joined, tz), ";".join(own) or None)
 
 
-def export_customers(*, db: Database, path: Path | Target | None, fmt: str = "csv", bom: bool = True) -> int:
+def _manual_steps(conn: Any, tz: Any) -> Iterator[tuple[int, str]]:
+    sc, c = table_of(StageChange), table_of(Customer)
+    query = (
+        select(sc.c.customer_id, sc.c.to_stage, sc.c.at)
+        .join(c, c.c.id == sc.c.customer_id)
+        .where(sc.c.cause == "manual", c.c.erased_at.is_(None))
+        .order_by(sc.c.customer_id, sc.c.at, sc.c.id)
+    )
+    for cid, stage, at in conn.execution_options(stream_results=True, yield_per=5000).execute(query):
+        yield cid, f"{stage}@{_iso(at, tz)}"
+
+
+def _iso(moment: datetime | None, tz: Any) -> str | None:
+    if moment is None:
+        return None
+    return (moment.astimezone(tz) if tz is not None else moment).isoformat()  # exact: microseconds when there are any
+
+
+def export_customers(
+    *, db: Database, path: Path | Target | None, fmt: str = "csv", bom: bool = True, config: Config | None = None
+) -> int:
+    """Customers with when they joined and their stage changes by hand, so that importing this
+    file, then the purchase and interaction exports, rebuilds the same history."""
     if fmt not in EXPORT_FORMATS:
         raise Invalid(f"export format must be csv or json, not {fmt!r}")
     encoding = "utf-8-sig" if fmt == "csv" and bom else "utf-8"
     writer = write_csv if fmt == "csv" else write_json
-    with db.engine.connect() as conn, output_stream(path, encoding=encoding) as handle:
-        return writer(handle, FIELDS, export_rows(conn))
+    with db.engine.connect() as conn, db.engine.connect() as steps, output_stream(path, encoding=encoding) as handle:
+        return writer(handle, FIELDS, export_rows(conn, config, steps))

@@ -21,7 +21,22 @@ from crmcli.io.writer import Target, output_stream, write_csv, write_json
 from crmcli.models import Customer, Purchase, UTCDateTime, table_of
 from crmcli.values import check_happened, money, parse_money, parse_when, utcnow
 
-FIELDS = ("customer", "amount", "at", "due", "paid_at", "refunded_at", "coupon", "ref")
+FIELDS = (
+    "customer",
+    "amount",
+    "at",
+    "due",
+    "paid_at",
+    "refunded_at",
+    "coupon",
+    "coupon_discount",
+    "points",
+    "points_discount",
+    "net",
+    "ref",
+)
+# The sale's own figures, as an export writes them: a row with any of them is imported as recorded.
+RECORDED = ("coupon_discount", "points", "points_discount", "net")
 # Unambiguous ways to name the customer, read as the explicit forms id:, ref:, email:, phone:.
 CUSTOMER_COLUMNS = {"customer_id": "id", "customer_ref": "ref", "customer_email": "email", "customer_phone": "phone"}
 BATCH = 5000
@@ -39,6 +54,18 @@ class Row:
     refunded_at: datetime | None
     coupon: str | None
     ref: str | None
+    # The recorded figures (None: work them out as a command would).
+    coupon_discount_minor: int | None = None
+    points_used: int = 0
+    points_discount_minor: int = 0
+
+    @property
+    def recorded(self) -> bool:
+        return self.coupon_discount_minor is not None
+
+    @property
+    def net_minor(self) -> int:
+        return self.amount_minor - (self.coupon_discount_minor or 0) - self.points_discount_minor
 
 
 class IdSet:
@@ -119,7 +146,7 @@ def validate_row(line: int, raw: dict[str, str], run: PurchaseRun) -> Row:
         raise Invalid("the refund is before the purchase")
     if paid is None and due is None:
         paid = at  # a sale with no terms was paid at the till
-    return Row(
+    row = Row(
         line,
         raw,
         customer,
@@ -131,6 +158,46 @@ def validate_row(line: int, raw: dict[str, str], run: PurchaseRun) -> Row:
         (raw.get("coupon") or "").strip() or None,
         (raw.get("ref") or "").strip() or None,
     )
+    if any((raw.get(column) or "").strip() for column in RECORDED):
+        _read_recorded(row, raw, config)
+    return row
+
+
+def _read_recorded(row: Row, raw: dict[str, str], config: Config) -> None:
+    """The discounts and net amount a sale was recorded with (another database's export): kept as
+    they are, checked to add up, rather than worked out again from today's coupons and points."""
+    from crmcli.services.points import points_value_minor
+    digits = config.currency.minor_digits
+
+    def amount(column: str) -> int | None:
+        text = (raw.get(column) or "").strip()
+        if not text:
+            return None
+        value = parse_money(text, digits, decimal_comma=config.decimal_comma, currency=config.currency.code)
+        if value < 0:
+            raise Invalid(f"{column} cannot be negative")
+        return value
+
+    coupon_discount = amount("coupon_discount") or 0
+    if coupon_discount and row.coupon is None:
+        raise Invalid("a coupon discount needs the coupon it came from")
+    points_text = (raw.get("points") or "").strip()
+    if points_text and not (points_text.isascii() and points_text.isdigit()):
+        raise Invalid(f"points must be a whole number, not {points_text!r}")
+    points = int(points_text) if points_text else 0
+    points_discount = amount("points_discount")
+    if points_discount is None:
+        points_discount = points_value_minor(points, config)
+    if points_discount and not points:
+        raise Invalid("a points discount needs the points spent")
+    row.coupon_discount_minor, row.points_used, row.points_discount_minor = coupon_discount, points, points_discount
+    if row.net_minor < 0:
+        raise Invalid("the discounts are more than the amount")
+    net = amount("net")
+    if net is not None and net != row.net_minor:
+        raise Invalid(
+            f"net {money(net, digits)} is not the amount less the discounts ({money(row.net_minor, digits)})"
+        )
 
 
 def import_purchases(
@@ -219,8 +286,9 @@ def _write_batch(session: Session, batch: list[Row], run: PurchaseRun) -> None:
                         f"ref {row.ref} is already purchase {existing[row.ref]} (use --on-duplicate skip or update)",
                     )
                 continue
-        # A coupon changes another record: take the command's path, row by row.
-        (special if row.coupon else plain).append((row, cid))
+        # A coupon changes another record: take the command's path, row by row (unless the row
+        # brings the discount it was given: then it is written as recorded).
+        (special if row.coupon and not row.recorded else plain).append((row, cid))
         run.customers.add(cid)
     if plain:
         _insert_plain(session, plain, run)
@@ -241,6 +309,7 @@ PURCHASE_COLUMNS = (
     "paid_at",
     "refunded_at",
     "created_at",
+    "coupon_id",
 )
 
 
@@ -254,16 +323,21 @@ def _insert_plain(session: Session, rows: list[tuple[Row, int]], run: PurchaseRu
 
     p = table_of(Purchase)
     conn = session.connection()
+    coupon_ids = _recorded_coupons(session, [(r, cid) for r, cid in rows if r.coupon], run)
+    rows = [(r, cid) for r, cid in rows if not r.coupon or r.line in coupon_ids]
+    if not rows:
+        return
     last_id = conn.execute(select(func.coalesce(func.max(p.c.id), 0))).scalar_one()
     values = [
         {
             "customer_id": cid,
             "ref": r.ref,
             "gross_minor": r.amount_minor,
-            "coupon_discount_minor": 0,
-            "points_used": 0,
-            "points_discount_minor": 0,
-            "net_minor": r.amount_minor,
+            "coupon_discount_minor": r.coupon_discount_minor or 0,
+            "points_used": r.points_used,
+            "points_discount_minor": r.points_discount_minor,
+            "net_minor": r.net_minor,
+            "coupon_id": coupon_ids.get(r.line),
             "at": r.at,
             "due_at": r.due_at,
             "paid_at": r.paid_at,
@@ -279,6 +353,63 @@ def _insert_plain(session: Session, rows: list[tuple[Row, int]], run: PurchaseRu
         refunded = list(session.execute(select(p.c.id).where(new, p.c.refunded_at.is_not(None))).scalars())
         record_refund_points(session, refunded)
     run.inserted += len(rows)
+
+
+def _recorded_coupons(session: Session, rows: list[tuple[Row, int]], run: PurchaseRun) -> dict[int, int]:
+    """Line -> coupon id for sales recorded with a coupon. A code the database has is used (its
+    uses counted, within its limit); a code it lacks is recreated from the recorded discount: a
+    fixed-amount coupon of the first sale's customer, issued at its first use, with as many uses
+    as the file's sales of it."""
+    from crmcli.models import Coupon
+    from crmcli.services.coupons import normalise_code
+
+    if not rows:
+        return {}
+    c = table_of(Coupon)
+    by_code: dict[str, list[tuple[Row, int]]] = {}
+    for row, cid in rows:
+        assert row.coupon is not None
+        by_code.setdefault(normalise_code(row.coupon), []).append((row, cid))
+    known = {
+        code: (cid, uses, max_uses)
+        for code, cid, uses, max_uses in session.execute(
+            select(c.c.code, c.c.id, c.c.uses, c.c.max_uses).where(c.c.code.in_(list(by_code)))
+        )
+    }
+    new = [
+        {
+            "code": code,
+            "customer_id": used[0][1],
+            "percent_bp": None,
+            "amount_minor": min(r.coupon_discount_minor or 0 for r, _ in used),
+            "min_spend_minor": 0,
+            "expires_at": None,
+            "max_uses": len(used),
+            "uses": 0,
+            "campaign": None,
+            "voided_at": None,
+            "created_at": min(r.at for r, _ in used),
+        }
+        for code, used in by_code.items()
+        if code not in known
+    ]
+    if new:
+        insert_rows(session.connection(), c, list(new[0]), new)
+        for code, cid in session.execute(select(c.c.code, c.c.id).where(c.c.code.in_([n["code"] for n in new]))):
+            known[code] = (cid, 0, len(by_code[code]))
+    found: dict[int, int] = {}
+    for code, used in by_code.items():
+        coupon_id, uses, max_uses = known[code]
+        taken = 0
+        for row, _ in used:
+            if uses + taken >= max_uses:
+                run.reject(row.line, row.raw, f"coupon {code} has no uses left ({max_uses} of {max_uses} used)")
+                continue
+            taken += 1
+            found[row.line] = coupon_id
+        if taken:
+            session.execute(update(c).where(c.c.id == coupon_id).values(uses=c.c.uses + taken))
+    return found
 
 
 def _insert_special(session: Session, row: Row, cid: int, run: PurchaseRun) -> None:
@@ -325,9 +456,10 @@ def _update_payment(session: Session, purchase_id: int, row: Row, run: PurchaseR
 def export_purchases(
     *, db: Database, config: Config, path: Path | Target | None, fmt: str = "csv", bom: bool = True
 ) -> int:
-    """Purchases in import-column order, refunded ones with their refund time; the customer is
-    named by ref, else email, else id, in the explicit form (``ref:12``) so that no
-    import reads a numeric ref as another customer's id."""
+    """Purchases in import-column order with everything needed to rebuild them: the gross amount,
+    the coupon with its discount, the points spent with their discount, the net amount, the due,
+    payment and refund times. The customer is named by ref, else email, else phone, else id, in
+    the explicit form (``ref:12``) so that no import reads a numeric ref as another customer's id."""
     if fmt not in EXPORT_FORMATS:
         raise Invalid(f"export format must be csv or json, not {fmt!r}")
     p, c, k = table_of(Purchase), table_of(Customer), table_of(Purchase).c
@@ -337,7 +469,21 @@ def export_purchases(
     digits = config.currency.minor_digits
     query = (
         select(
-            c.c.ref, c.c.email, c.c.id, k.gross_minor, k.at, k.due_at, k.paid_at, k.refunded_at, coupon.c.code, k.ref
+            c.c.ref,
+            c.c.email,
+            c.c.phone,
+            c.c.id,
+            k.gross_minor,
+            k.at,
+            k.due_at,
+            k.paid_at,
+            k.refunded_at,
+            coupon.c.code,
+            k.coupon_discount_minor,
+            k.points_used,
+            k.points_discount_minor,
+            k.net_minor,
+            k.ref,
         )
         .select_from(p.join(c, c.c.id == k.customer_id).outerjoin(coupon, coupon.c.id == k.coupon_id))
         .order_by(k.id)
@@ -345,15 +491,19 @@ def export_purchases(
 
     def rows(conn: Any) -> Any:
         result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
-        for ref, email, cid, gross, at, due, paid, refunded, code, pref in result:
+        for ref, email, phone, cid, gross, at, due, paid, refunded, code, off, points, points_off, net, pref in result:
             yield (
-                f"ref:{ref}" if ref else f"email:{email}" if email else f"id:{cid}",
+                f"ref:{ref}" if ref else f"email:{email}" if email else f"phone:{phone}" if phone else f"id:{cid}",
                 str(money(gross, digits)),
                 _iso(at, config),
                 _iso(due, config),
                 _iso(paid, config),
                 _iso(refunded, config),
                 code,
+                str(money(off, digits)),
+                points,
+                str(money(points_off, digits)),
+                str(money(net, digits)),
                 pref,
             )
 
@@ -364,4 +514,5 @@ def export_purchases(
 
 
 def _iso(moment: datetime | None, config: Config) -> str | None:
-    return moment.astimezone(config.tz).isoformat(timespec="seconds") if moment else None
+    # Whole seconds print as such; a time with microseconds keeps them, so an import reads it back exactly.
+    return moment.astimezone(config.tz).isoformat() if moment else None

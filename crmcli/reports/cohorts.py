@@ -15,7 +15,7 @@ from sqlmodel import Session
 from crmcli.config import Config
 from crmcli.errors import Invalid
 from crmcli.models import Purchase, table_of
-from crmcli.reports.common import at_or_before, month_of, share, utc_offset_seconds
+from crmcli.reports.common import live_at, month_of, share, utc_offset_seconds
 from crmcli.values import money
 
 PERIODS = {"month": 1, "quarter": 3}
@@ -38,7 +38,7 @@ def cohorts(*, session: Session, config: Config, as_of: datetime, period: str = 
     # One row per customer and period they bought in, then each customer's first period.
     bought = (
         select(p.c.customer_id, index.label("period"), func.sum(p.c.net_minor).label("net"))
-        .where(p.c.refunded_at.is_(None), at_or_before(p.c.at, as_of))
+        .where(live_at(p, as_of))
         .group_by(p.c.customer_id, index)
         .subquery("bought")
     )

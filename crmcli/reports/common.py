@@ -11,6 +11,21 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from crmcli.models import Purchase, UTCDateTime, table_of
+from crmcli.services.history import (  # re-exported: the reports read the past through them
+    live_at as live_at,
+)
+from crmcli.services.history import (
+    referral_rejected_at as referral_rejected_at,
+)
+from crmcli.services.history import (
+    referral_status_at as referral_status_at,
+)
+from crmcli.services.history import (
+    referral_verified_at as referral_verified_at,
+)
+from crmcli.services.history import (
+    stages_at as stages_at,
+)
 
 
 class epoch_seconds(FunctionElement[float]):  # noqa: N801 - reads like the SQL function it stands for
@@ -122,7 +137,7 @@ def at_or_before(column: Any, as_of: datetime) -> ColumnElement[bool]:
 def revenue_by_customer(as_of: datetime, *, credit: bool = False) -> Any:
     """Subquery (customer_id, net, orders, last_at, first_at) over live purchases up to ``as_of``.
 
-    Revenue is net of coupon and points discounts; refunded purchases are left out. With
+    Revenue is net of coupon and points discounts; purchases refunded by ``as_of`` are left out. With
     ``credit``, also ``counted`` (purchases with a due date that are due or paid by
     ``as_of``) and ``on_time`` (of those, paid by the due date), in the same pass.
     """
@@ -142,12 +157,7 @@ def revenue_by_customer(as_of: datetime, *, credit: bool = False) -> Any:
             func.sum(case((counted, 1), else_=0)).label("counted"),
             func.sum(case((counted & paid & (p.c.paid_at <= p.c.due_at), 1), else_=0)).label("on_time"),
         ]
-    return (
-        select(*columns)
-        .where(p.c.refunded_at.is_(None), at_or_before(p.c.at, as_of))
-        .group_by(p.c.customer_id)
-        .subquery("revenue")
-    )
+    return select(*columns).where(live_at(p, as_of)).group_by(p.c.customer_id).subquery("revenue")
 
 
 def top_count(customers: int, share: float) -> int:

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from crmcli.config import STAGES, Config
 from crmcli.models import Customer, Purchase, table_of
-from crmcli.reports.common import at_or_before
+from crmcli.reports.common import at_or_before, live_at, stages_at
 from crmcli.reports.pareto import pareto
 from crmcli.reports.referrals import referral_report
 from crmcli.reports.rfm import rfm_segments
@@ -20,16 +20,16 @@ from crmcli.services.interactions import followups_due
 
 def dashboard(*, session: Session, config: Config, as_of: datetime) -> dict[str, Any]:
     c, p = table_of(Customer), table_of(Purchase)
+    stages = stages_at(as_of)  # the stage each customer was at then, from the stage history
     by_stage = dict(
         session.execute(
-            select(c.c.stage, func.count())
+            select(stages.c.stage, func.count())
+            .join(c, c.c.id == stages.c.customer_id)
             .where(c.c.erased_at.is_(None), at_or_before(c.c.created_at, as_of))
-            .group_by(c.c.stage)
+            .group_by(stages.c.stage)
         ).all()
     )
-    orders = session.execute(
-        select(func.count()).where(p.c.refunded_at.is_(None), at_or_before(p.c.at, as_of))
-    ).scalar_one()
+    orders = session.execute(select(func.count()).where(live_at(p, as_of))).scalar_one()
     split = pareto(session=session, config=config, as_of=as_of)
     word = referral_report(session=session, config=config, as_of=as_of, top=3)
     ratings = satisfaction(session=session, config=config, as_of=as_of)

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from crmcli.config import Config
 from crmcli.models import Customer, Referral, StageChange, table_of
-from crmcli.reports.common import at_or_before, epoch_seconds, middle_values, share
+from crmcli.reports.common import at_or_before, epoch_seconds, middle_values, referral_rejected_at, share, stages_at
 
 FUNNEL = ("lead", "verified", "prospect", "customer", "repeat")
 
@@ -26,7 +26,7 @@ def funnel(*, session: Session, config: Config, as_of: datetime) -> dict[str, An
         .group_by(sc.c.customer_id)
         .subquery("reached")
     )
-    referred = select(r.c.referred_id).where(r.c.status != "rejected", at_or_before(r.c.created_at, as_of))
+    referred = select(r.c.referred_id).where(~referral_rejected_at(as_of), at_or_before(r.c.created_at, as_of))
     by_referral = case((reached.c.customer_id.in_(referred), 1), else_=0)
     counts = {
         (top, ref): n
@@ -34,8 +34,11 @@ def funnel(*, session: Session, config: Config, as_of: datetime) -> dict[str, An
             select(reached.c.top, by_referral, func.count()).group_by(reached.c.top, by_referral)
         )
     }
+    stages = stages_at(as_of)
     lost = session.execute(
-        select(func.count()).where(c.c.stage == "lost", at_or_before(c.c.created_at, as_of))
+        select(func.count())
+        .select_from(stages.join(c, c.c.id == stages.c.customer_id))
+        .where(stages.c.stage == "lost", at_or_before(c.c.created_at, as_of))
     ).scalar_one()
     rows = []
     previous = None

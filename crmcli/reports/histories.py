@@ -10,20 +10,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, cast, func, literal, select
+from sqlalchemy import BigInteger, cast, func, literal, select
 from sqlmodel import Session
 
 from crmcli.models import Purchase, UTCDateTime, table_of
-from crmcli.reports.common import at_or_before, day_of, start_of_day
+from crmcli.reports.common import day_of, live_at, start_of_day
 
 
 def purchase_days(until: datetime, offset: int, *, after: datetime | None = None) -> Any:
     """Subquery (customer_id, day, net): one row per customer and day with a live purchase."""
     p = table_of(Purchase)
     day = day_of(p.c.at, offset)
-    query = select(p.c.customer_id, day.label("day"), func.sum(p.c.net_minor).label("net")).where(
-        p.c.refunded_at.is_(None), at_or_before(p.c.at, until)
-    )
+    query = select(p.c.customer_id, day.label("day"), func.sum(p.c.net_minor).label("net")).where(live_at(p, until))
     if after is not None:
         query = query.where(p.c.at > literal(after, UTCDateTime()))
     return query.group_by(p.c.customer_id, day).subquery("days")
@@ -38,7 +36,7 @@ def histories(until: datetime, offset: int) -> Any:
     sorts every purchase and takes half as long again.
     """
     p = table_of(Purchase)
-    live = and_(p.c.refunded_at.is_(None), at_or_before(p.c.at, until))
+    live = live_at(p, until)
     dated = select(p.c.customer_id, day_of(p.c.at, offset).label("day"), p.c.net_minor).where(live).subquery("dated")
     summary = (
         select(
@@ -56,8 +54,7 @@ def histories(until: datetime, offset: int) -> Any:
         select(func.coalesce(func.sum(first.c.net_minor), 0))
         .where(
             first.c.customer_id == summary.c.customer_id,
-            first.c.refunded_at.is_(None),
-            at_or_before(first.c.at, until),
+            live_at(first, until),
             first.c.at < start_of_day(summary.c.first_day + 1, offset),
         )
         .scalar_subquery()
@@ -90,5 +87,5 @@ def later_purchase_days(
     """Purchase days in (since, until] of the customers who had bought by ``customers_until``."""
     p = table_of(Purchase)
     days = purchase_days(until, offset, after=since)
-    known = select(p.c.customer_id).where(p.c.refunded_at.is_(None), at_or_before(p.c.at, customers_until)).distinct()
+    known = select(p.c.customer_id).where(live_at(p, customers_until)).distinct()
     return int(session.execute(select(func.count()).where(days.c.customer_id.in_(known))).scalar_one())

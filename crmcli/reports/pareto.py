@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from crmcli.config import Config
 from crmcli.models import Referral, table_of
-from crmcli.reports.common import at_or_before, revenue_by_customer, share
+from crmcli.reports.common import at_or_before, referral_rejected_at, revenue_by_customer, share
 from crmcli.values import money
 
 TOP_SHARE = Decimal("0.2")
@@ -46,7 +46,7 @@ def pareto(*, session: Session, config: Config, as_of: datetime) -> dict[str, An
     """
     ranked = ranked_customers(as_of)
     r = table_of(Referral)
-    counted = (r.c.status != "rejected") & at_or_before(r.c.created_at, as_of)
+    counted = ~referral_rejected_at(as_of) & at_or_before(r.c.created_at, as_of)
     made = select(func.count()).where(r.c.referrer_id == ranked.c.customer_id, counted).scalar_subquery()
     customers, total, top, top_revenue, for_80, from_top, from_rest = session.execute(
         select(

@@ -10,7 +10,13 @@ from sqlmodel import Session
 
 from crmcli.config import Config
 from crmcli.models import Customer, Referral, table_of
-from crmcli.reports.common import at_or_before, revenue_by_customer, share
+from crmcli.reports.common import (
+    at_or_before,
+    referral_rejected_at,
+    referral_verified_at,
+    revenue_by_customer,
+    share,
+)
 from crmcli.values import money
 
 
@@ -18,8 +24,8 @@ def referral_report(*, session: Session, config: Config, as_of: datetime, top: i
     r, c = table_of(Referral), table_of(Customer)
     revenue = revenue_by_customer(as_of)
     recorded = at_or_before(r.c.created_at, as_of)
-    verified_now = (r.c.status == "verified") & at_or_before(r.c.decided_at, as_of)
-    rejected_now = (r.c.status == "rejected") & at_or_before(r.c.decided_at, as_of)
+    verified_now = referral_verified_at(config, as_of)
+    rejected_now = referral_rejected_at(as_of)
     referrals, verified, rejected, referred_revenue, verified_revenue = session.execute(
         select(
             func.count(),

@@ -77,7 +77,7 @@ def sla(*, session: Session, config: Config, as_of: datetime) -> dict[str, Any]:
         ),
     )
     overdue = session.execute(
-        select(i.c.id, i.c.customer_id, c.c.name, i.c.at, i.c.responded_at, i.c.summary)
+        select(i.c.id, i.c.customer_id, c.c.name, i.c.at, responded.label("responded"), i.c.summary)
         .join(c, c.c.id == i.c.customer_id)
         .where(overdue_rule)
         .order_by(i.c.at, i.c.id)
@@ -103,7 +103,7 @@ def sla(*, session: Session, config: Config, as_of: datetime) -> dict[str, Any]:
                 "customer_id": row.customer_id,
                 "customer": row.name,
                 "at": row.at,
-                "waiting": "resolution" if row.responded_at is not None else "first response",
+                "waiting": "resolution" if row.responded else "first response",
                 "summary": row.summary,
             }
             for row in overdue

@@ -10,20 +10,20 @@ from sqlmodel import Session
 
 from crmcli.config import Config
 from crmcli.models import Customer, Referral, table_of
-from crmcli.reports.common import at_or_before, median_pair, revenue_by_customer, share
+from crmcli.reports.common import median_pair, referral_verified_at, revenue_by_customer, share
 from crmcli.values import money
 
 GROUPS = ("champions", "affluents", "advocates", "misers")
 
 
-def valued(as_of: datetime) -> Any:
+def valued(config: Config, as_of: datetime) -> Any:
     """Subquery: customer_id, lifetime (own net spend), referral (net spend of verified referred)."""
     revenue = revenue_by_customer(as_of)
     r = table_of(Referral)
     brought = (
         select(r.c.referrer_id, func.sum(revenue.c.net).label("net"))
         .join(revenue, revenue.c.customer_id == r.c.referred_id)
-        .where(r.c.status == "verified", at_or_before(r.c.decided_at, as_of))
+        .where(referral_verified_at(config, as_of))
         .group_by(r.c.referrer_id)
         .subquery("brought")
     )
@@ -59,7 +59,7 @@ def value_report(
     limit: int | None = None,
     predicted: bool = False,
 ) -> dict[str, Any]:
-    values = valued(as_of)
+    values = valued(config, as_of)
     med_life = median_pair(session, values.c.lifetime) or (0, 0)
     med_ref = median_pair(session, values.c.referral) or (0, 0)
     group = _groups(values, med_life, med_ref)

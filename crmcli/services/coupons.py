@@ -172,15 +172,35 @@ def void_coupon(*, session: Session, code: str, now: datetime | None = None) -> 
     return coupon
 
 
-def coupon_status(coupon: Coupon, now: datetime | None = None) -> str:
+def coupon_status(coupon: Coupon, now: datetime | None = None, *, uses: int | None = None) -> str:
+    """Void, used, expired or active at ``now``; ``uses`` (default the count recorded) are the
+    uses by then, and a void dated later had not happened yet."""
     now = now or utcnow()
-    if coupon.voided_at is not None:
+    if coupon.voided_at is not None and coupon.voided_at <= now:
         return "void"
-    if coupon.uses >= coupon.max_uses:
+    if (coupon.uses if uses is None else uses) >= coupon.max_uses:
         return "used"
     if coupon.expires_at is not None and coupon.expires_at < now:
         return "expired"
     return "active"
+
+
+def coupons_as_of(session: Session, customer_id: int, as_of: datetime) -> list[tuple[Coupon, int]]:
+    """A customer's coupons issued by ``as_of``, each with its uses by then (every use is a sale)."""
+    p = table_of(Purchase)
+    used = (
+        select(func.count())
+        .where(p.c.coupon_id == col(Coupon.id), p.c.at <= literal(as_of, UTCDateTime()))
+        .scalar_subquery()
+    )
+    return [
+        (coupon, int(uses))
+        for coupon, uses in session.execute(
+            select(Coupon, used)
+            .where(col(Coupon.customer_id) == customer_id, col(Coupon.created_at) <= as_of)
+            .order_by(col(Coupon.id))
+        )
+    ]
 
 
 def _status_filter(status: str, now: datetime) -> Any:
@@ -197,7 +217,14 @@ def _status_filter(status: str, now: datetime) -> Any:
     }[status]
 
 
-def coupon_row(coupon: Coupon, config: Config, customer: str | None = None) -> dict[str, Any]:
+def coupon_row(
+    coupon: Coupon,
+    config: Config,
+    customer: str | None = None,
+    *,
+    now: datetime | None = None,
+    uses: int | None = None,
+) -> dict[str, Any]:
     digits = config.currency.minor_digits
     return {
         "code": coupon.code,
@@ -207,10 +234,10 @@ def coupon_row(coupon: Coupon, config: Config, customer: str | None = None) -> d
         "amount": money(coupon.amount_minor, digits),
         "min_spend": money(coupon.min_spend_minor, digits),
         "expires_at": coupon.expires_at,
-        "uses": coupon.uses,
+        "uses": coupon.uses if uses is None else uses,
         "max_uses": coupon.max_uses,
         "campaign": coupon.campaign,
-        "status": coupon_status(coupon),
+        "status": coupon_status(coupon, now, uses=uses),
         "issued_at": coupon.created_at,
     }
 
@@ -272,32 +299,43 @@ def coupon_detail(*, session: Session, code: str, config: Config) -> dict[str, A
     return row
 
 
-def coupon_stats(*, session: Session, config: Config, campaign: str | None = None) -> list[dict[str, Any]]:
-    """Per campaign: issued, used, redemption rate, discount given, revenue of the purchases."""
+def coupon_stats(
+    *, session: Session, config: Config, campaign: str | None = None, as_of: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Per campaign: issued, used, redemption rate, discount given, revenue of the purchases.
+
+    As of a moment: the coupons issued by then, the uses of the sales made by then, the
+    discount and revenue of those not refunded by then.
+    """
     c = table_of(Coupon)
     p = table_of(Purchase)
+    now = literal(as_of or utcnow(), UTCDateTime())
+    live = or_(p.c.refunded_at.is_(None), p.c.refunded_at > now)
     name = func.coalesce(c.c.campaign, "(none)")
     spend = (
         select(
             p.c.coupon_id,
             func.count().label("purchases"),
-            func.sum(case((p.c.refunded_at.is_(None), p.c.net_minor), else_=0)).label("revenue"),
-            func.sum(case((p.c.refunded_at.is_(None), p.c.coupon_discount_minor), else_=0)).label("discount"),
+            func.sum(case((live, p.c.net_minor), else_=0)).label("revenue"),
+            func.sum(case((live, p.c.coupon_discount_minor), else_=0)).label("discount"),
         )
-        .where(p.c.coupon_id.is_not(None))
+        .where(p.c.coupon_id.is_not(None), p.c.at <= now)
         .group_by(p.c.coupon_id)
         .subquery()
     )
+    # Every use is a sale, so the uses by a moment are the sales by then (a refund keeps the use).
+    uses = func.coalesce(spend.c.purchases, 0)
     query = (
         select(
             name.label("campaign"),
             func.count().label("issued"),
-            func.sum(case((c.c.uses > 0, 1), else_=0)).label("used"),
-            func.coalesce(func.sum(c.c.uses), 0).label("uses"),
+            func.sum(case((uses > 0, 1), else_=0)).label("used"),
+            func.coalesce(func.sum(uses), 0).label("uses"),
             func.coalesce(func.sum(spend.c.discount), 0).label("discount"),
             func.coalesce(func.sum(spend.c.revenue), 0).label("revenue"),
         )
         .select_from(c.outerjoin(spend, spend.c.coupon_id == c.c.id))
+        .where(c.c.created_at <= now)
         .group_by(name)
         .order_by(name)
     )

@@ -128,8 +128,12 @@ def add_customer(
     config: Config,
     referred_by: str | None = None,
     now: datetime | None = None,
+    at: datetime | None = None,
 ) -> Customer:
+    """A new customer who joined at ``at`` (default now): the stage history and a referral
+    start then, so a history typed in later still reads as it happened."""
     now = now or utcnow()
+    at = at or now
     values = clean_fields(data, config, require_name=True)
     values.setdefault("stage", "lead")
     referrer = find_customer(session, referred_by, config.default_phone_region) if referred_by else None
@@ -141,15 +145,15 @@ def add_customer(
             raise Invalid(f"a customer cannot refer themselves ({reason})")
     ensure_unique(session, values)
     code = unused_codes(session, col(Customer.referral_code), 1, referral_code)[0]
-    customer = Customer(**values, referral_code=code, created_at=now, updated_at=now)
+    customer = Customer(**values, referral_code=code, created_at=at, updated_at=now)
     write_unique(session, lambda: session.add(customer), values)
     assert customer.id is not None
     tag_customer(session, customer.id, clean_tags(data.tags))
-    session.add(StageChange(customer_id=customer.id, from_stage=None, to_stage=customer.stage, at=now, cause="manual"))
+    session.add(StageChange(customer_id=customer.id, from_stage=None, to_stage=customer.stage, at=at, cause="manual"))
     if referrer is not None:
         from crmcli.services.referrals import record_referral
 
-        record_referral(session=session, referrer=referrer, referred=customer, now=now)
+        record_referral(session=session, referrer=referrer, referred=customer, now=at)
     return customer
 
 

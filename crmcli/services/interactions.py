@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal, select, type_coerce, union_all, update
+from sqlalchemy import case, func, literal, or_, select, type_coerce, union_all, update
 from sqlmodel import Session, col
 
 from crmcli.choices import INTERACTION_KINDS as KINDS
 from crmcli.config import STAGES, Config
 from crmcli.errors import Conflict, Invalid, NotFound
 from crmcli.models import Customer, Interaction, Purchase, UTCDateTime
+from crmcli.services.history import stages_at
 from crmcli.values import utcnow
 
 
@@ -117,6 +118,40 @@ def resolve(
     return complaint
 
 
+def close_followups(session: Session, customer_ids: list[int]) -> int:
+    """The rule of :func:`log_interaction` for a whole contact history at once: an open follow-up
+    is done when its customer's next contact (dated no earlier, recorded after it) happened."""
+    from sqlalchemy import and_, bindparam
+
+    from crmcli.models import table_of
+
+    i = table_of(Interaction)
+    later = i.alias("later")
+    closed = 0
+    for start in range(0, len(customer_ids), 900):
+        chunk = customer_ids[start : start + 900]
+        next_contact = (
+            select(func.min(later.c.at))
+            .where(
+                later.c.customer_id == i.c.customer_id,
+                or_(later.c.at > i.c.at, and_(later.c.at == i.c.at, later.c.id > i.c.id)),
+            )
+            .scalar_subquery()
+        )
+        found = session.execute(
+            select(i.c.id, next_contact).where(
+                i.c.customer_id.in_(chunk), i.c.follow_up_at.is_not(None), i.c.follow_up_done_at.is_(None)
+            )
+        ).all()
+        done = [{"iid": iid, "when": when} for iid, when in found if when is not None]
+        if done:
+            session.execute(
+                update(i).where(i.c.id == bindparam("iid")).values(follow_up_done_at=bindparam("when")), done
+            )
+            closed += len(done)
+    return closed
+
+
 def interaction_row(i: Interaction, name: str | None = None) -> dict[str, Any]:
     return {
         "id": i.id,
@@ -169,7 +204,9 @@ def followups_due(*, session: Session, config: Config, now: datetime | None = No
         .join(Customer, col(Customer.id) == col(Interaction.customer_id))
         .where(
             col(Interaction.follow_up_at) <= now,
-            col(Interaction.follow_up_done_at).is_(None),
+            col(Interaction.at) <= now,
+            # done later than ``now``: still open then
+            or_(col(Interaction.follow_up_done_at).is_(None), col(Interaction.follow_up_done_at) > now),
             col(Customer.erased_at).is_(None),
         )
         .order_by(col(Interaction.follow_up_at), col(Interaction.id))
@@ -188,10 +225,17 @@ def followups_due(*, session: Session, config: Config, now: datetime | None = No
         )
 
     # A purchase is contact too: a customer who bought last week is not "quiet".
+    # Only what had happened by ``now``: the stage then, the contacts until then.
+    moment = literal(now, UTCDateTime())
     contacts = union_all(
-        select(col(Interaction.customer_id).label("customer_id"), col(Interaction.at).label("at")),
-        select(col(Purchase.customer_id).label("customer_id"), col(Purchase.at).label("at")),
+        select(col(Interaction.customer_id).label("customer_id"), col(Interaction.at).label("at")).where(
+            col(Interaction.at) <= moment
+        ),
+        select(col(Purchase.customer_id).label("customer_id"), col(Purchase.at).label("at")).where(
+            col(Purchase.at) <= moment
+        ),
     ).subquery()
+    stages = stages_at(now)
     last_contact = (
         select(contacts.c.customer_id, func.max(contacts.c.at).label("last_at"))
         .group_by(contacts.c.customer_id)
@@ -201,14 +245,15 @@ def followups_due(*, session: Session, config: Config, now: datetime | None = No
     cadence = {stage: getattr(config.followup, stage) for stage in STAGES}
     threshold = case(
         *(
-            (col(Customer.stage) == stage, literal(now - timedelta(days=days), UTCDateTime()))
+            (stages.c.stage == stage, literal(now - timedelta(days=days), UTCDateTime()))
             for stage, days in cadence.items()
         )
     )
     quiet = session.execute(
-        select(col(Customer.id), col(Customer.name), col(Customer.stage), since.label("since"))
+        select(col(Customer.id), col(Customer.name), stages.c.stage, since.label("since"))
+        .join(stages, stages.c.customer_id == col(Customer.id))
         .outerjoin(last_contact, last_contact.c.customer_id == col(Customer.id))
-        .where(col(Customer.erased_at).is_(None), since < threshold)
+        .where(col(Customer.erased_at).is_(None), col(Customer.created_at) <= moment, since < threshold)
         .order_by(since, col(Customer.id))
     )
     for cid, name, stage, last in quiet:

@@ -34,7 +34,7 @@ from sqlmodel import Session, col
 
 from crmcli.config import Config
 from crmcli.errors import Invalid
-from crmcli.models import Customer, PointsEntry, Purchase, table_of
+from crmcli.models import Customer, PointsEntry, Purchase, UTCDateTime, table_of
 from crmcli.values import utcnow
 
 FACTS = ("earn", "redeem", "adjust", "tenure", "referral", "refund")
@@ -182,6 +182,47 @@ def ledger(
         {"id": e.id, "at": e.at, "delta": e.delta, "kind": e.kind, "reason": e.reason, "purchase_id": e.purchase_id}
         for e in session.execute(query).scalars()
     ]
+
+
+def ledger_as_of(session: Session, config: Config, customer_id: int, as_of: datetime) -> list[dict[str, Any]]:
+    """The ledger as it stood at ``as_of``, newest first, written nothing: the facts dated by
+    then and the removals the rules derive from them as of then (a reset due later, or the
+    reversal of a later refund, is not there yet). A history an older version wrote that
+    cannot be replayed is shown as recorded."""
+    e = table_of(PointsEntry)
+    moment = literal(as_of, UTCDateTime())
+    rows = session.execute(
+        select(e.c.id, e.c.at, e.c.delta, e.c.kind, e.c.reason, e.c.purchase_id)
+        .where(e.c.customer_id == customer_id, e.c.at <= moment)
+        .order_by(e.c.at, e.c.id)
+    ).all()
+    facts = [row for row in rows if row.kind in FACTS]
+    outcome = replay(
+        [Fact(r.at, r.delta, r.kind, r.purchase_id) for r in facts],
+        [r for r in _removals_due(session, config, [customer_id], as_of).get(customer_id, []) if r.at <= as_of],
+    )
+    entries: list[dict[str, Any]]
+    if outcome.short is not None:
+        entries = [dict(r._mapping) for r in rows]
+    else:
+        entries = [dict(r._mapping) for r in facts] + [
+            {
+                "id": None,
+                "at": removal.at,
+                "delta": -amount,
+                "kind": removal.kind,
+                "reason": removal.reason,
+                "purchase_id": removal.purchase_id,
+            }
+            for removal, amount in outcome.removals
+        ]
+    entries.sort(key=lambda entry: (entry["at"], entry["kind"] in REMOVALS), reverse=True)
+    return entries
+
+
+def balance_as_of(session: Session, config: Config, customer_id: int, as_of: datetime) -> int:
+    """The balance at ``as_of`` from the ledger as it stood then (see :func:`ledger_as_of`)."""
+    return sum(entry["delta"] for entry in ledger_as_of(session, config, customer_id, as_of))
 
 
 # --- facts ---------------------------------------------------------------------------

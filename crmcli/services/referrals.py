@@ -259,6 +259,7 @@ def verify_referrals(session: Session, config: Config, customer_ids: Iterable[in
     Returns referred customer id -> referral id for the referrals verified.
     """
     from crmcli.models import Purchase
+    from crmcli.services.points import settle_points
 
     r, p = table_of(Referral), table_of(Purchase)
     threshold = parse_money(config.referrals.qualifying_purchase, config.currency.minor_digits)
@@ -277,15 +278,24 @@ def verify_referrals(session: Session, config: Config, customer_ids: Iterable[in
         if not found:
             continue
         which = _first_qualifying(session, [ref.referred_id for ref, _ in found], threshold)
+        decided = [(ref, max(at, ref.created_at)) for ref, at in found]
         session.execute(
             update(r)
             .where(r.c.id == bindparam("rid"))
             .values(status="verified", decided_at=bindparam("when"), reason=None, purchase_id=bindparam("pid")),
-            [{"rid": ref.id, "when": max(at, ref.created_at), "pid": which.get(ref.referred_id)} for ref, at in found],
+            [{"rid": ref.id, "when": when, "pid": which.get(ref.referred_id)} for ref, when in decided],
         )
-        referrals = [ref for ref, _ in found]  # their ids and sides, all reward_all needs
-        reward_all(session, referrals, config, now)
-        verified.update((ref.referred_id, ref.id) for ref in referrals if ref.id is not None)
+        # Rewarded when verified (a backdated sale's reward is dated with it), never later than now.
+        by_moment: dict[datetime, list[Referral]] = {}
+        for ref, when in decided:
+            by_moment.setdefault(min(when, now), []).append(ref)  # their ids and sides, all reward_all needs
+        for when, referrals in sorted(by_moment.items()):
+            reward_all(session, referrals, config, when)
+        # Points dated in the past may fall before a reset already recorded: replay those ledgers.
+        settle_points(
+            session, config, {side for ref, _ in decided for side in (ref.referrer_id, ref.referred_id)}, now=now
+        )
+        verified.update((ref.referred_id, ref.id) for ref, _ in decided if ref.id is not None)
     return verified
 
 
@@ -307,19 +317,26 @@ def _first_qualifying(session: Session, customer_ids: list[int], threshold: int)
 
 def reopen_referrals(session: Session, purchase_ids: list[int], *, now: datetime | None = None) -> int:
     """Referrals verified by these (now refunded) purchases go back to pending; their reward
-    coupons not yet used are voided. A later qualifying purchase verifies them again."""
-    from crmcli.models import Coupon
+    coupons not yet used are voided, dated at the refund (``now`` for a sale not marked
+    refunded). A later qualifying purchase verifies them again."""
+    from crmcli.models import Coupon, Purchase
 
     if not purchase_ids:
         return 0
     now = now or utcnow()
-    r, c = table_of(Referral), table_of(Coupon)
-    reopened = list(session.execute(select(r.c.id).where(r.c.purchase_id.in_(purchase_ids))).scalars())
+    r, c, p = table_of(Referral), table_of(Coupon), table_of(Purchase)
+    reopened = session.execute(
+        select(r.c.id, p.c.refunded_at).join(p, p.c.id == r.c.purchase_id).where(r.c.purchase_id.in_(purchase_ids))
+    ).all()
     if not reopened:
         return 0
-    session.execute(update(r).where(r.c.id.in_(reopened)).values(status="pending", decided_at=None, purchase_id=None))
+    ids = [rid for rid, _ in reopened]
+    session.execute(update(r).where(r.c.id.in_(ids)).values(status="pending", decided_at=None, purchase_id=None))
     session.execute(
-        update(c).where(c.c.referral_id.in_(reopened), c.c.uses == 0, c.c.voided_at.is_(None)).values(voided_at=now)
+        update(c)
+        .where(c.c.referral_id == bindparam("rid"), c.c.uses == 0, c.c.voided_at.is_(None))
+        .values(voided_at=bindparam("when")),
+        [{"rid": rid, "when": refunded or now} for rid, refunded in reopened],
     )
     return len(reopened)
 

@@ -74,15 +74,16 @@ def test_reports_agree_with_sqlite(pg: Cli, cli: Cli) -> None:
 
 
 def test_customers_referrals_and_exports_agree(pg: Cli, cli: Cli, tmp_path: Path) -> None:
+    JOINED = ("--at", "2026-01-02")  # noqa: N806 - the same moment on both databases, as the export carries it
     for target in (pg, cli):
-        a = target.new_id("customer", "add", "Ann Lee", "--email", "Ann@Example.com", "--tag", "vip")
-        b = target.new_id("customer", "add", "Bob", "--referred-by", str(a), "--phone", "+44 20 7946 0018")
-        c = target.new_id("customer", "add", "Cy", "--referred-by", str(b))
+        a = target.new_id("customer", "add", "Ann Lee", "--email", "Ann@Example.com", "--tag", "vip", *JOINED)
+        b = target.new_id("customer", "add", "Bob", "--referred-by", str(a), "--phone", "+44 20 7946 0018", *JOINED)
+        c = target.new_id("customer", "add", "Cy", "--referred-by", str(b), *JOINED)
         assert "cannot close a circle" in target("referral", "add", str(c), str(a)).stderr
         target.ok("interaction", "log", str(a), "--kind", "call", "--at", "2026-03-01", "--follow-up", "2026-03-04")
         # C came through B, whom A brought: merged, A would be its own referrer
         assert "their own referrer" in target("customer", "merge", str(a), str(c), "--yes").stderr
-        d = target.new_id("customer", "add", "Dee", "--phone", "+44 20 7946 0019")
+        d = target.new_id("customer", "add", "Dee", "--phone", "+44 20 7946 0019", *JOINED)
         target.ok("customer", "merge", str(a), str(d), "--yes")
     assert pg.ok("customer", "export").stdout == cli.ok("customer", "export").stdout
     assert pg.ok("referral", "tree", "1", "-f", "json").json() == cli.ok("referral", "tree", "1", "-f", "json").json()

@@ -72,7 +72,7 @@ def test_skip_invalid_and_dry_run(people: Cli, tmp_path: Path) -> None:
     rejects = tmp_path / "rejects.csv"
     summary = people.ok("purchase", "import", str(file), "--skip-invalid", str(rejects), "-f", "json").json()
     assert (summary["inserted"], summary["rejected"]) == (1, 1)
-    assert rejects.read_text(encoding="utf-8-sig").splitlines()[1] == "3,no customer 'nobody',nobody,5" + "," * 10
+    assert rejects.read_text(encoding="utf-8-sig").splitlines()[1] == "3,no customer 'nobody',nobody,5" + "," * 14
 
 
 def test_duplicate_refs(people: Cli, tmp_path: Path) -> None:
@@ -142,7 +142,9 @@ def test_export_imports_back(people: Cli, tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     people.ok("purchase", "export", "--out", str(out))
     text = out.read_text(encoding="utf-8-sig")
-    assert text.splitlines()[0] == "customer,amount,at,due,paid_at,refunded_at,coupon,ref"
+    assert text.splitlines()[0] == (
+        "customer,amount,at,due,paid_at,refunded_at,coupon,coupon_discount,points,points_discount,net,ref"
+    )
     fresh = Cli(tmp_path / "fresh.db")
     fresh.ok("customer", "add", "Ann", "--email", "ann@example.com", "--ref", "T-1")
     fresh.ok("customer", "add", "Bob", "--ref", "T-2")

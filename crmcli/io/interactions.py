@@ -1,0 +1,240 @@
+"""Interaction CSV import (a contact history: batched, all-or-nothing) and export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from crmcli.bulk import insert_rows
+from crmcli.choices import EXPORT_FORMATS
+from crmcli.config import Config
+from crmcli.db import Database
+from crmcli.errors import Invalid
+from crmcli.io.importing import ImportRun, check_options, run_import
+from crmcli.io.reader import CsvOptions, open_source
+from crmcli.io.writer import Target, output_stream, write_csv, write_json
+from crmcli.models import Customer, Interaction, table_of
+from crmcli.services.interactions import check_kind, check_rating, close_followups
+from crmcli.values import check_happened, parse_when, utcnow
+
+FIELDS = (
+    "customer",
+    "kind",
+    "at",
+    "summary",
+    "rating",
+    "follow_up_at",
+    "follow_up_done_at",
+    "responded_at",
+    "resolved_at",
+    "resolution",
+)
+BATCH = 5000
+COLUMNS = (
+    "customer_id",
+    "kind",
+    "summary",
+    "rating",
+    "at",
+    "follow_up_at",
+    "follow_up_done_at",
+    "responded_at",
+    "resolved_at",
+    "resolution",
+    "created_at",
+)
+
+
+@dataclass
+class Row:
+    line: int
+    raw: dict[str, str]
+    customer: str
+    values: dict[str, Any]
+
+
+@dataclass
+class InteractionRun(ImportRun):
+    customers: set[int] | None = None  # whose follow-ups to close at the end
+
+
+def _when(raw: dict[str, str], column: str, run: ImportRun, *, happened: bool = True) -> datetime | None:
+    text = (raw.get(column) or "").strip()
+    if not text:
+        return None
+    config = run.config
+    try:
+        moment = parse_when(text, config.tz, now=run.now, date_order=config.date_order)
+    except Invalid as exc:
+        raise Invalid(f"{column}: {exc}") from None
+    return check_happened(moment, column, now=run.now, tz=config.tz) if happened else moment
+
+
+def validate_row(line: int, raw: dict[str, str], run: ImportRun) -> Row:
+    """One contact as ``interaction log``, ``respond`` and ``resolve`` would have recorded it."""
+    if "__error__" in raw:
+        raise Invalid(raw["__error__"])
+    customer = (raw.get("customer") or "").strip()
+    if not customer:
+        raise Invalid("no customer given")
+    kind = check_kind(raw.get("kind") or "")
+    rating_text = (raw.get("rating") or "").strip()
+    if rating_text and not (rating_text.isascii() and rating_text.isdigit()):
+        raise Invalid(f"rating must be 1 to 5 (5 = completely satisfied), not {rating_text!r}")
+    rating = check_rating(int(rating_text) if rating_text else None)
+    at = _when(raw, "at", run) or run.now
+    follow_up = _when(raw, "follow_up_at", run, happened=False)
+    done = _when(raw, "follow_up_done_at", run)
+    responded = _when(raw, "responded_at", run)
+    resolved = _when(raw, "resolved_at", run)
+    if follow_up is not None and follow_up < at:
+        raise Invalid("the follow-up date is before the interaction")
+    if done is not None and (follow_up is None or done < at):
+        raise Invalid("follow_up_done_at needs a follow-up, and comes after the interaction")
+    if (responded or resolved) and kind != "complaint":
+        raise Invalid(f"only a complaint is responded to or resolved, not a {kind}")
+    if responded is not None and responded < at:
+        raise Invalid("the response is before the complaint")
+    if resolved is not None and resolved < at:
+        raise Invalid("the resolution is before the complaint")
+    if resolved is not None and responded is not None and responded > resolved:
+        raise Invalid("the first response is after the resolution")
+    resolution = (raw.get("resolution") or "").strip() or None
+    if resolution and resolved is None:
+        raise Invalid("a resolution needs the time it was resolved")
+    return Row(
+        line,
+        raw,
+        customer,
+        {
+            "kind": kind,
+            "summary": (raw.get("summary") or "").strip() or None,
+            "rating": rating,
+            "at": at,
+            "follow_up_at": follow_up,
+            "follow_up_done_at": done,
+            "responded_at": responded if responded is not None else resolved,  # a resolution is also a response
+            "resolved_at": resolved,
+            "resolution": resolution,
+            "created_at": run.now,
+        },
+    )
+
+
+def import_interactions(
+    *,
+    db: Database,
+    config: Config,
+    path: Path,
+    options: CsvOptions,
+    dry_run: bool = False,
+    reject_file: Path | Target | None = None,
+    progress: Any = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Import contacts in one transaction: all or nothing unless ``reject_file`` is given.
+
+    Each row is a contact with its follow-up and, for a complaint, its first response and
+    resolution. A contact closes its customer's earlier open follow-ups, as logging it would.
+    """
+    check_options("error", reject_file)
+    source = open_source(path, options, fields=FIELDS, required=("customer", "kind"))
+    run = InteractionRun(config=config, on_duplicate="error", now=now or utcnow(), customers=set())
+
+    def finish(session: Session) -> None:
+        close_followups(session, sorted(run.customers or ()))
+
+    try:
+        run_import(
+            db=db,
+            source=source,
+            run=run,
+            batch_size=BATCH,
+            dry_run=dry_run,
+            reject_file=reject_file,
+            progress=progress,
+            validate=lambda line, raw: validate_row(line, raw, run),
+            write_batch=lambda session, batch: _write_batch(session, batch, run),
+            finish=finish,
+        )
+    finally:
+        source.close()
+    return run.counts(dry_run)
+
+
+def _write_batch(session: Session, batch: list[Row], run: InteractionRun) -> None:
+    from crmcli.services.identify import resolve
+
+    customers = resolve(session, {r.customer for r in batch}, run.config.default_phone_region)
+    rows = []
+    for row in batch:
+        match = customers[row.customer]
+        if match.customer is None:
+            run.reject(row.line, row.raw, match.problem())
+            continue
+        if match.customer.erased_at is not None:
+            run.reject(row.line, row.raw, f"customer {match.customer.id} was erased")
+            continue
+        rows.append({**row.values, "customer_id": match.customer.id})
+        assert run.customers is not None
+        run.customers.add(match.customer.id)
+    insert_rows(session.connection(), table_of(Interaction), COLUMNS, rows)
+    run.inserted += len(rows)
+
+
+def export_interactions(
+    *, db: Database, config: Config, path: Path | Target | None, fmt: str = "csv", bom: bool = True
+) -> int:
+    """Interactions in import-column order, oldest first; the customer named as in the purchase export."""
+    if fmt not in EXPORT_FORMATS:
+        raise Invalid(f"export format must be csv or json, not {fmt!r}")
+    i, c = table_of(Interaction), table_of(Customer)
+    query = (
+        select(
+            c.c.ref,
+            c.c.email,
+            c.c.phone,
+            c.c.id,
+            i.c.kind,
+            i.c.at,
+            i.c.summary,
+            i.c.rating,
+            i.c.follow_up_at,
+            i.c.follow_up_done_at,
+            i.c.responded_at,
+            i.c.resolved_at,
+            i.c.resolution,
+        )
+        .join(c, c.c.id == i.c.customer_id)
+        .where(c.c.erased_at.is_(None))
+        .order_by(i.c.at, i.c.id)
+    )
+
+    def iso(moment: datetime | None) -> str | None:
+        return moment.astimezone(config.tz).isoformat() if moment else None
+
+    def rows(conn: Any) -> Any:
+        result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
+        for ref, email, phone, cid, kind, at, summary, rating, follow, done, responded, resolved, resolution in result:
+            yield (
+                f"ref:{ref}" if ref else f"email:{email}" if email else f"phone:{phone}" if phone else f"id:{cid}",
+                kind,
+                iso(at),
+                summary,
+                rating,
+                iso(follow),
+                iso(done),
+                iso(responded),
+                iso(resolved),
+                resolution,
+            )
+
+    encoding = "utf-8-sig" if fmt == "csv" and bom else "utf-8"
+    writer = write_csv if fmt == "csv" else write_json
+    with db.engine.connect() as conn, output_stream(path, encoding=encoding) as handle:
+        return writer(handle, FIELDS, rows(conn))
