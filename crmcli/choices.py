@@ -10,7 +10,7 @@ from __future__ import annotations
 STAGES = ("lead", "verified", "prospect", "customer", "repeat", "lost")
 INTERACTION_KINDS = ("call", "email", "meeting", "visit", "message", "complaint", "survey", "note")
 COUPON_STATUSES = ("active", "used", "expired", "void")
-REFERRAL_STATUSES = ("pending", "verified", "rejected")
+REFERRAL_STATUSES = ("pending", "verified", "rejected", "review")
 # What an import does with a row that matches an existing record.
 DUPLICATE_MODES = ("skip", "update", "error")
 EXPORT_FORMATS = ("csv", "json")

@@ -17,27 +17,37 @@ Points = Annotated[int, typer.Argument(help="Number of points (whole, positive).
 Reason = Annotated[str, typer.Option(help="Why (kept in the ledger).")]
 
 
-def _summary(ctx: typer.Context, customer_id: int, fmt: Format, title: str, limit: int | None = 20) -> None:
+def _summary(
+    ctx: typer.Context, customer_id: int, fmt: Format, title: str, limit: int | None = 20, as_of: str | None = None
+) -> None:
     from crmcli.services.profile import points_summary
 
     rt = runtime(ctx)
-    with rt.session(write=True) as session:  # a late-payment reset that is due is recorded first
-        row = points_summary(session=session, config=rt.config, customer_id=customer_id, limit=limit)
+    moment = rt.when(as_of, end_of_day=True)
+    with rt.session(write=True) as session:  # a reset or an expiry that is due is recorded first
+        row = points_summary(session=session, config=rt.config, customer_id=customer_id, limit=limit, as_of=moment)
     rt.output(fmt).record(row, title=title)
 
 
 @app.command("show")
-def show(ctx: typer.Context, customer: CustomerArg, limit: LimitOpt = 20, fmt: FormatOpt = Format.table) -> None:
-    """Show a customer's points balance, tier and ledger (newest first).
+def show(
+    ctx: typer.Context,
+    customer: CustomerArg,
+    limit: LimitOpt = 20,
+    as_of: Annotated[str | None, typer.Option("--as-of", help=f"As at the end of: {WhenHelp}. Default now.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Show a customer's points balance, tier, the points expiring in the next 30 days, and the
+    ledger (newest first).
 
-    Example: crmcli points show ann@example.com
+    Example: crmcli points show ann@example.com --as-of 2026-06-30
     """
 
     rt = runtime(ctx)
     with rt.session() as session:
         found = rt.customer(session, customer)
     assert found.id is not None
-    _summary(ctx, found.id, fmt, f"Points of {found.name}", limit)
+    _summary(ctx, found.id, fmt, f"Points of {found.name}", limit, as_of)
 
 
 @app.command("add")
@@ -82,9 +92,10 @@ def accrue(
     as_of: Annotated[str | None, typer.Option("--as-of", help=f"Count months up to: {WhenHelp}. Default now.")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Add tenure points for each full month of membership; safe to run from cron repeatedly.
+    """Add tenure points for each full month of membership (the tenure part of 'crmcli daily');
+    safe to run repeatedly.
 
-    Example: crmcli points accrue   (cron: 0 3 * * * crmcli points accrue -f json)
+    Example: crmcli points accrue --as-of 2026-06-30
     """
     from crmcli.services.points import accrue_tenure
 

@@ -118,13 +118,26 @@ def recent_timeline(session: Session, customer_id: int, config: Config, *, limit
 
 
 def points_summary(
-    *, session: Session, config: Config, customer_id: int, limit: int | None = 20, now: datetime | None = None
+    *,
+    session: Session,
+    config: Config,
+    customer_id: int,
+    limit: int | None = 20,
+    now: datetime | None = None,
+    as_of: datetime | None = None,
 ) -> dict[str, Any]:
-    """Balance, tier and latest entries, after the resets due by ``now`` are recorded."""
+    """Balance, tier, the points expiring in the next 30 days and the latest entries, after the
+    removals due by ``now`` are recorded; ``as_of`` reads them as they stood then."""
+    from crmcli.services.points import expiring_soon
+    from crmcli.values import utcnow
+
+    now = now or utcnow()
     settle_points(session, config, [customer_id], now=now, strict=False)
+    at = min(as_of, now) if as_of is not None else now
     return {
         "customer_id": customer_id,
-        "balance": balance(session, customer_id),
+        "balance": balance(session, customer_id, as_of),
         "tier": tier_for(customer_totals(session, customer_id)["net_minor"], config),
-        "ledger": ledger(session, customer_id, limit=limit),
+        "expiring_soon": expiring_soon(session, config, customer_id, now=at),
+        "ledger": ledger(session, customer_id, limit=limit, as_of=as_of),
     }

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from crmcli.config import Config
+from crmcli.config import Config, Points
 from crmcli.db import Database
 from crmcli.errors import CrmError
 from crmcli.io.customers import import_customers
@@ -293,7 +293,8 @@ def state(db: Database, shop: Shop) -> dict[str, Any]:
 
 
 def run_paths(shop: Shop, make: Any, folder: Path) -> list[dict[str, Any]]:
-    config = Config()
+    # Points expire after 60 days, so expiry (a removal the replay derives) is part of every history.
+    config = Config(points=Points(expire_after_days=60))
     states = []
     for name, load in (
         ("commands", lambda db: by_commands(db, config, shop)),
