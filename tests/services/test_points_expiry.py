@@ -46,7 +46,7 @@ def test_expiry_waits_for_until_and_reads_in_the_business_time_zone() -> None:
     outcome = replay([Fact(earned, 10, "earn")], [], expiry=Expiry(1, shanghai), until=datetime(2026, 1, 3, tzinfo=UTC))
     assert outcome.removals == []  # 3 January ends at 16:00 UTC, after until
     outcome = replay([Fact(earned, 10, "earn")], [], expiry=Expiry(1, shanghai), until=datetime(2026, 1, 4, tzinfo=UTC))
-    (removal, amount), = outcome.removals
+    ((removal, amount),) = outcome.removals
     assert amount == 10 and removal.at.astimezone(shanghai).date() == date(2026, 1, 3)
 
 
@@ -56,9 +56,7 @@ def test_a_spend_at_the_last_moment_uses_the_points_before_they_expire() -> None
     assert outcome.short is None and outcome.removals == []
 
 
-lots = st.lists(
-    st.tuples(st.integers(0, 120), st.integers(-200, 200).filter(bool)), min_size=1, max_size=25
-)
+lots = st.lists(st.tuples(st.integers(0, 120), st.integers(-200, 200).filter(bool)), min_size=1, max_size=25)
 
 
 @given(raw=lots, days=st.integers(1, 60), resets=st.lists(st.integers(0, 120), max_size=3))
@@ -121,7 +119,10 @@ def test_expired_points_leave_an_expire_entry_and_as_of_reads_still_see_them(sho
     with shop.session(write=True) as s:
         then = points_summary(session=s, config=EXPIRING, customer_id=1, now=day(35), as_of=day(25))
     assert then["balance"] == 140
-    assert then["expiring_soon"] == [{"date": date(2026, 1, 31), "points": 100}, {"date": date(2026, 2, 20), "points": 40}]
+    assert then["expiring_soon"] == [
+        {"date": date(2026, 1, 31), "points": 100},
+        {"date": date(2026, 2, 20), "points": 40},
+    ]
 
 
 def test_a_spend_cannot_use_expired_points(shop: Database) -> None:
