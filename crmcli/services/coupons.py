@@ -77,6 +77,10 @@ def issue_coupons(
             raise Invalid(f"bad coupon code {code!r}: letters, digits and - only, at most 40", fields=("code",))
         if session.execute(select(col(Coupon.id)).where(col(Coupon.code) == code)).first():
             raise Conflict(f"coupon code {code} is already taken", fields=("code",))
+    if terms.campaign is not None:
+        from crmcli.services.campaigns import ensure_campaign
+
+        ensure_campaign(session, terms.campaign)
     codes = [code] if code else unused_codes(session, col(Coupon.code), len(customer_ids), coupon_code)
     rows = [
         {
@@ -160,7 +164,26 @@ def use_coupon(
             or f"coupon {coupon.code} was already used"
         )
     session.refresh(coupon)
-    return coupon, discount_for(coupon, amount_minor) if amount_minor is not None else 0
+    discount = discount_for(coupon, amount_minor) if amount_minor is not None else 0
+    if coupon.campaign is not None:
+        _charge_budget(session, coupon, amount_minor, discount, config)
+    return coupon, discount
+
+
+def _charge_budget(session: Session, coupon: Coupon, amount_minor: int | None, discount: int, config: Config) -> None:
+    """Count the use against its campaign's budget (the same transaction: a refusal undoes the use)."""
+    from crmcli.services.campaigns import charge_campaign, needs_amount
+
+    assert coupon.campaign is not None
+    if amount_minor is None and needs_amount(session, coupon.campaign):
+        if coupon.amount_minor is None:
+            raise Invalid(
+                f"coupon {coupon.code} belongs to campaign {coupon.campaign}, whose budget is an amount: "
+                "the order amount is needed to count its discount",
+                fields=("amount",),
+            )
+        discount = coupon.amount_minor
+    charge_campaign(session, coupon.campaign, discount, config)
 
 
 def void_coupon(*, session: Session, code: str, now: datetime | None = None) -> Coupon:
@@ -302,7 +325,11 @@ def coupon_stats(*, session: Session, config: Config, campaign: str | None = Non
     )
     if campaign is not None:
         query = query.where(c.c.campaign == campaign)
+    from crmcli.services.campaigns import budgets
+
     digits = config.currency.minor_digits
+    caps = budgets(session, config)
+    none = dict.fromkeys(("budget_uses", "budget_amount", "spent_uses", "spent_amount", "left_uses", "left_amount"))
     rows = []
     for r in session.execute(query):
         rate = Decimal(r.used) / Decimal(r.issued) if r.issued else Decimal(0)
@@ -315,6 +342,7 @@ def coupon_stats(*, session: Session, config: Config, campaign: str | None = Non
                 "redemption_rate": rate.quantize(Decimal("0.0001")),
                 "discount": money(int(r.discount), digits),
                 "revenue": money(int(r.revenue), digits),
+                **caps.get(r.campaign, none),
             }
         )
     return rows
