@@ -51,6 +51,7 @@ City = Annotated[str | None, typer.Option(help="City.")]
 Source = Annotated[str | None, typer.Option(help="Where the customer came from (web, walk-in...).")]
 Ref = Annotated[str | None, typer.Option("--ref", help="External id from another system.")]
 Note = Annotated[str | None, typer.Option(help="Free-text note.")]
+Birthday = Annotated[str | None, typer.Option(help="Birthday as MM-DD (no year), for the birthday reward.")]
 
 
 @app.command("add")
@@ -67,12 +68,13 @@ def add(
     ref: Ref = None,
     referred_by: Annotated[str | None, typer.Option(help="Referrer: customer id, email, ref or referral code.")] = None,
     note: Note = None,
+    birthday: Birthday = None,
     fmt: FormatOpt = Format.table,
     quiet: QuietOpt = False,
 ) -> None:
     """Add a customer.
 
-    Example: crmcli customer add "Ann Lee" --email ann@example.com --tag vip
+    Example: crmcli customer add "Ann Lee" --email ann@example.com --tag vip --birthday 03-14
     """
     from crmcli.services.customers import CustomerInput, add_customer
     from crmcli.services.profile import customer_profile
@@ -88,6 +90,7 @@ def add(
         stage=stage,
         ref=ref,
         note=note,
+        birthday=birthday,
         tags=tag or [],
     )
     with rt.session(write=True) as session:
@@ -179,6 +182,7 @@ def edit(
     ] = None,
     ref: Ref = None,
     note: Note = None,
+    birthday: Birthday = None,
     add_tag: Annotated[list[str] | None, typer.Option("--add-tag", help="Add a tag; repeatable.")] = None,
     remove_tag: Annotated[list[str] | None, typer.Option("--remove-tag", help="Remove a tag; repeatable.")] = None,
     fmt: FormatOpt = Format.table,
@@ -192,7 +196,16 @@ def edit(
 
     rt = runtime(ctx)
     data = CustomerInput(
-        name=name, email=email, phone=phone, company=company, city=city, source=source, stage=stage, ref=ref, note=note
+        name=name,
+        email=email,
+        phone=phone,
+        company=company,
+        city=city,
+        source=source,
+        stage=stage,
+        ref=ref,
+        note=note,
+        birthday=birthday,
     )
     with rt.session(write=True) as session:
         found = rt.customer(session, customer)
@@ -345,7 +358,7 @@ def import_(
     """Import customers from CSV or Excel: all or nothing unless --skip-invalid.
 
     Columns: name (required), email, phone, company, city, source, stage,
-    tags (separated by ;), ref, referred_by, note.
+    tags (separated by ;), ref, referred_by, note, birthday (MM-DD).
 
     Example: crmcli customer import till.csv --map "E-mail=email" --on-duplicate skip
     """

@@ -27,7 +27,20 @@ from crmcli.services.identify import identifier_keys
 from crmcli.services.referrals import same_person
 from crmcli.values import PHONE_REGION_HINT, phone_compared_by_digits, utcnow
 
-FIELDS = ("name", "email", "phone", "company", "city", "source", "stage", "tags", "ref", "referred_by", "note")
+FIELDS = (
+    "name",
+    "email",
+    "phone",
+    "company",
+    "city",
+    "source",
+    "stage",
+    "tags",
+    "ref",
+    "referred_by",
+    "note",
+    "birthday",
+)
 KEYS = ("email", "phone", "ref")
 COLUMNS = (
     "name",
@@ -38,6 +51,7 @@ COLUMNS = (
     "city",
     "source",
     "note",
+    "birthday",
     "stage",
     "referral_code",
     "created_at",
@@ -139,6 +153,7 @@ def validate_row(line: int, raw: dict[str, str], config: Config) -> Pending:
         stage=raw.get("stage") or None,
         ref=raw.get("ref"),
         note=raw.get("note"),
+        birthday=raw.get("birthday"),
     )
     values = clean_fields(data, config, require_name=True)
     values.setdefault("stage", "lead")
@@ -439,6 +454,7 @@ def _insert_new(session: Session, new: list[Pending], referrer_of: dict[int, Any
             "city": None,
             "source": None,
             "note": None,
+            "birthday": None,
             **p.values,
             "referral_code": code,
             "created_at": run.now,
@@ -625,6 +641,7 @@ def export_query() -> Any:
             c.c.ref,
             referred_by,
             c.c.note,
+            c.c.birthday,
         )
         .select_from(c)
         .outerjoin(r, r.c.referred_id == c.c.id)

@@ -71,6 +71,7 @@ def customer_profile(*, session: Session, customer: Customer, config: Config, ti
         "ref": customer.ref,
         "referral_code": customer.referral_code,
         "note": customer.note,
+        "birthday": customer.birthday,
         "created_at": customer.created_at,
         "erased_at": customer.erased_at,
         "tags": tags_of(session, [cid])[cid],

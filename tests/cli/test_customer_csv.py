@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import Cli
 
-HEADER = "name,email,phone,company,city,source,stage,tags,ref,referred_by,note"
+HEADER = "name,email,phone,company,city,source,stage,tags,ref,referred_by,note,birthday"
 
 
 def write(tmp_path: Path, text: str, name: str = "c.csv", encoding: str = "utf-8") -> Path:
@@ -160,7 +160,7 @@ def test_skip_invalid_imports_good_rows_and_keeps_the_bad(cli: Cli, tmp_path: Pa
     assert (summary["inserted"], summary["rejected"]) == (2, 1)
     text = rejects.read_text(encoding="utf-8-sig").splitlines()
     assert text[0] == "line,error," + HEADER
-    assert text[1].startswith("3,bad email 'nope'") and text[1].endswith(",Bad,nope,,,,,,,,,")
+    assert text[1].startswith("3,bad email 'nope'") and text[1].endswith(",Bad,nope,,,,,,,,,,")
     bad = cli("customer", "import", str(file), "--skip-invalid", str(tmp_path / "no" / "r.csv"))
     assert bad.exit_code == 1 and f"the folder {tmp_path / 'no'} does not exist" in bad.stderr
 
@@ -234,6 +234,7 @@ def test_export_csv_and_json(cli: Cli, tmp_path: Path) -> None:
             "ref": None,
             "referred_by": None,
             "note": None,
+            "birthday": None,
         }
     ]
     assert not cli.ok("customer", "export", "--no-bom").stdout.startswith("\ufeff")
@@ -247,7 +248,7 @@ def test_formula_injection_is_neutralised(cli: Cli, tmp_path: Path, start: str) 
     out = tmp_path / "x.csv"
     cli.ok("customer", "export", "--out", str(out))
     line = out.read_text(encoding="utf-8-sig").splitlines()[1]
-    assert line.startswith(f"\"'{start}HYPERLINK") and line.endswith(f",'{start}1+1")
+    assert line.startswith(f"\"'{start}HYPERLINK") and line.endswith(f",'{start}1+1,")
 
 
 @pytest.mark.parametrize("value", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "'=x", "''"])
