@@ -176,7 +176,7 @@ def root(
 
 
 def _register() -> None:
-    from crmcli.cli import audit, coupon, customer, db, demo, interaction, points, purchase, referral, report
+    from crmcli.cli import audit, coupon, customer, daily, db, demo, interaction, points, purchase, referral, report
 
     app.add_typer(customer.app, name="customer")
     app.add_typer(interaction.app, name="interaction")
@@ -189,6 +189,7 @@ def _register() -> None:
     app.add_typer(db.app, name="db")
     app.add_typer(audit.app, name="audit")
     app.command("demo")(demo.demo)
+    app.command("daily")(daily.daily)
 
 
 _register()

@@ -14,9 +14,11 @@ from crmcli.choices import REFERRAL_STATUSES as STATUSES
 from crmcli.config import Config, Reward
 from crmcli.errors import Conflict, Invalid, NotFound
 from crmcli.models import Customer, Referral, table_of
+from crmcli.services.signals import blocking, find_signals
 from crmcli.values import money, parse_money, parse_when, utcnow
 
 REFERRAL_LOCK = 0x63726D_726566  # "crm" "ref": the advisory lock key for referral changes
+UNDECIDED = ("pending", "review")  # what a person may still verify or reject
 
 
 def would_cycle(session: Session, referrer_id: int, referred_id: int) -> bool:
@@ -130,7 +132,8 @@ def get_referral(session: Session, referral_id: int) -> Referral:
 def decide_referral(
     session: Session, referral: Referral, status: str, now: datetime, reason: str | None = None
 ) -> bool:
-    """Move a pending referral to ``status`` in one conditional UPDATE; False if it was not pending.
+    """Move a pending (or held for review) referral to ``status`` in one conditional UPDATE;
+    False if it was decided already.
 
     Only the one transaction whose UPDATE matched goes on to reward, so verifying
     twice, or from two processes at once, rewards once.
@@ -138,7 +141,7 @@ def decide_referral(
     table = table_of(Referral)
     result = session.execute(
         update(table)
-        .where(table.c.id == referral.id, table.c.status == "pending")
+        .where(table.c.id == referral.id, table.c.status.in_(UNDECIDED))
         .values(status=status, decided_at=now, reason=reason)
     )
     session.refresh(referral)
@@ -224,8 +227,12 @@ def verify_referral(
     # verification racing the customer's first purchase waits instead of deadlocking.
     lock_customer(session, referral.referred_id)
     session.refresh(referral)
-    if referral.status != "pending" or not decide_referral(session, referral, "verified", now):
+    if referral.status not in UNDECIDED or not decide_referral(session, referral, "verified", now):
         raise Conflict(f"referral {referral_id} is already {referral.status}")
+    from crmcli.services.signals import find_signals, record_signals
+
+    assert referral.id is not None
+    record_signals(session, find_signals(session, config, [referral.id], now), [referral.id])
     return reward_all(session, [referral], config, now)[0]
 
 
@@ -241,6 +248,8 @@ def reward_all(session: Session, referrals: list[Referral], config: Config, now:
         pairs = [(r.id, getattr(r, side)) for r in referrals if r.id is not None]
         todo = [pair for pair in pairs if pair not in given]
         sides.append(dict(zip(todo, _reward_many(session, todo, reward, config, now), strict=True)))
+    rewarded = [r.id for r in referrals if r.id is not None]
+    session.execute(update(table_of(Referral)).where(table_of(Referral).c.id.in_(rewarded)).values(rewarded_at=now))
     return [
         {
             "referral": r.id,
@@ -277,14 +286,38 @@ def verify_referrals(session: Session, config: Config, customer_ids: Iterable[in
         if not found:
             continue
         which = _first_qualifying(session, [ref.referred_id for ref, _ in found], threshold)
+        # The fraud checks see the referral as it will stand: its qualifying purchase set.
         session.execute(
             update(r)
             .where(r.c.id == bindparam("rid"))
-            .values(status="verified", decided_at=bindparam("when"), reason=None, purchase_id=bindparam("pid")),
-            [{"rid": ref.id, "when": max(at, ref.created_at), "pid": which.get(ref.referred_id)} for ref, at in found],
+            .values(purchase_id=bindparam("pid")),
+            [{"rid": ref.id, "pid": which.get(ref.referred_id)} for ref, _ in found],
         )
-        referrals = [ref for ref, _ in found]  # their ids and sides, all reward_all needs
-        reward_all(session, referrals, config, now)
+        signals = find_signals(session, config, [ref.id for ref, _ in found if ref.id is not None], now)
+        held = {rid for rid, names in signals.items() if blocking(names)}
+        session.execute(
+            update(r)
+            .where(r.c.id == bindparam("rid"))
+            .values(
+                status=bindparam("status"),
+                decided_at=bindparam("when"),
+                reason=bindparam("why"),
+                signals=bindparam("found"),
+            ),
+            [
+                {
+                    "rid": ref.id,
+                    "status": "review" if ref.id in held else "verified",
+                    "when": max(at, ref.created_at),
+                    "why": "held for review: " + ", ".join(blocking(signals[ref.id])) if ref.id in held else None,
+                    "found": " ".join(signals.get(ref.id, [])) if ref.id else None,
+                }
+                for ref, at in found
+            ],
+        )
+        referrals = [ref for ref, _ in found if ref.id not in held]  # their ids and sides, all reward_all needs
+        if config.referrals.hold_days == 0:
+            reward_all(session, referrals, config, now)
         verified.update((ref.referred_id, ref.id) for ref in referrals if ref.id is not None)
     return verified
 
@@ -317,7 +350,11 @@ def reopen_referrals(session: Session, purchase_ids: list[int], *, now: datetime
     reopened = list(session.execute(select(r.c.id).where(r.c.purchase_id.in_(purchase_ids))).scalars())
     if not reopened:
         return 0
-    session.execute(update(r).where(r.c.id.in_(reopened)).values(status="pending", decided_at=None, purchase_id=None))
+    session.execute(
+        update(r)
+        .where(r.c.id.in_(reopened))
+        .values(status="pending", decided_at=None, purchase_id=None, rewarded_at=None, reason=None)
+    )
     session.execute(
         update(c).where(c.c.referral_id.in_(reopened), c.c.uses == 0, c.c.voided_at.is_(None)).values(voided_at=now)
     )
@@ -332,7 +369,7 @@ def reject_referral(*, session: Session, referral_id: int, reason: str, now: dat
     session.refresh(referral)
     if not reason.strip():
         raise Invalid("a rejection needs a reason", fields=("reason",))
-    if referral.status != "pending" or not decide_referral(
+    if referral.status not in UNDECIDED or not decide_referral(
         session, referral, "rejected", now or utcnow(), reason.strip()
     ):
         raise Conflict(f"referral {referral_id} is already {referral.status}")
@@ -372,6 +409,7 @@ def list_referrals(
             "created_at": r.created_at,
             "decided_at": r.decided_at,
             "reason": r.reason,
+            "signals": r.signals,
         }
         for r, referrer_name, referred_name in session.execute(query)
     ]
