@@ -11,8 +11,9 @@ referrals at verification and again by the daily job:
 * ``disposable_email``: the referred email's domain is a throwaway one
   (crmcli/data/disposable_domains.txt);
 * ``burst``: more than ``referrals.max_per_hour`` referrals from the referrer within one hour;
-* ``refunded_purchase``: a qualifying purchase of the referred customer was refunded (within
-  ``referrals.hold_days`` of the sale, when a hold is set);
+* ``refunded_purchase``: a qualifying purchase of the referred customer before the one that
+  verified the referral was refunded (within ``referrals.hold_days`` of the sale, when a hold
+  is set): buy, collect, refund, buy again;
 * ``no_repeat_purchase`` (not blocking): the referred customer has not bought again in the
   30 days after the qualifying purchase.
 
@@ -28,7 +29,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, bindparam, exists, func, literal, select, update
+from sqlalchemy import Integer, String, and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 from sqlmodel import Session
@@ -165,8 +166,18 @@ def find_signals(session: Session, config: Config, referral_ids: Iterable[int], 
                 in_window > config.referrals.max_per_hour,
             ),
         )
+        # A qualifying purchase before the one that verified the referral was refunded (within the
+        # hold, if one is set). Only purchases before it count, so the signal is the same whichever
+        # order the sales and the refund were recorded in.
         hold = config.referrals.hold_days
-        refunded = [p.c.customer_id == r.c.referred_id, p.c.refunded_at.is_not(None), p.c.net_minor >= threshold]
+        verifying = p.alias("verifying")
+        refunded = [
+            verifying.c.id == r.c.purchase_id,
+            p.c.customer_id == r.c.referred_id,
+            p.c.refunded_at.is_not(None),
+            p.c.net_minor >= threshold,
+            or_(p.c.at < verifying.c.at, and_(p.c.at == verifying.c.at, p.c.id < verifying.c.id)),
+        ]
         if hold:
             refunded.append(epoch_seconds(p.c.refunded_at) - epoch_seconds(p.c.at) <= hold * 86400)
         hits("refunded_purchase", exists().where(*refunded))
