@@ -151,7 +151,7 @@ def find_signals(session: Session, config: Config, referral_ids: Iterable[int], 
         in_window = (
             select(func.count())
             .where(
-                r2.c.referrer_id == r.c.referrer_id,
+                r2.c.referrer_id == r1.c.referrer_id,
                 epoch_seconds(r2.c.created_at) >= epoch_seconds(r1.c.created_at),
                 epoch_seconds(r2.c.created_at) <= epoch_seconds(r1.c.created_at) + 3600,
             )
@@ -189,7 +189,7 @@ def find_signals(session: Session, config: Config, referral_ids: Iterable[int], 
                 first.c.id == r.c.purchase_id,
                 first.c.at <= literal(now - timedelta(days=REPEAT_DAYS), UTCDateTime()),
                 ~exists().where(
-                    later.c.customer_id == r.c.referred_id,
+                    later.c.customer_id == first.c.customer_id,  # the referred customer (correlates one level up)
                     later.c.refunded_at.is_(None),
                     later.c.id != first.c.id,
                     later.c.at >= first.c.at,
