@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlmodel import Session
 
 from crmcli.config import CampaignReward, Config
-from crmcli.models import AutoReward, Customer, Interaction, UTCDateTime, table_of
+from crmcli.models import AutoReward, Customer, Interaction, table_of
 from crmcli.values import parse_money, parse_when
 
 
@@ -137,26 +136,14 @@ def give_birthday_rewards(session: Session, config: Config, now: datetime) -> di
 
 def breached_complaints(session: Session, config: Config, now: datetime) -> list[Due]:
     """Complaints that missed their first-response or resolution deadline by ``now``: each
-    dated at the first deadline it missed."""
-    from sqlalchemy import literal
-
-    from crmcli.reports.common import epoch_seconds
+    dated at the first deadline it missed (the rule lives with the report that shows it)."""
+    from crmcli.reports.amends import breach_rule, deadlines
 
     i = table_of(Interaction)
-    respond = timedelta(minutes=config.sla.complaint_first_response_minutes)
-    resolve = timedelta(hours=float(config.sla.complaint_resolution_hours))
-    moment = literal(now, UTCDateTime())
-
-    def missed(done: Any, limit: timedelta) -> Any:
-        late = or_(done.is_(None), done > moment, epoch_seconds(done) - epoch_seconds(i.c.at) > limit.total_seconds())
-        return and_(i.c.at <= literal(now - limit, UTCDateTime()), late)
-
-    response_missed = missed(i.c.responded_at, respond)
-    resolution_missed = missed(i.c.resolved_at, resolve)
+    breached, response_missed = breach_rule(config, now)
+    respond, resolve = deadlines(config)
     rows = session.execute(
-        select(i.c.id, i.c.customer_id, i.c.at, response_missed.label("response"))
-        .where(i.c.kind == "complaint", i.c.at <= moment, or_(response_missed, resolution_missed))
-        .order_by(i.c.id)
+        select(i.c.id, i.c.customer_id, i.c.at, response_missed.label("response")).where(breached).order_by(i.c.id)
     ).all()
     return [Due(cid, str(iid), at + (respond if response else resolve)) for iid, cid, at, response in rows]
 

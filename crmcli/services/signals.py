@@ -34,13 +34,12 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 from sqlmodel import Session
 
+from crmcli.choices import BLOCKING_SIGNALS as BLOCKING
+from crmcli.choices import REFERRAL_SIGNALS as SIGNALS
 from crmcli.config import Config
 from crmcli.models import Customer, Purchase, Referral, UTCDateTime, table_of
 from crmcli.values import parse_money
 
-BLOCKING = ("same_phone", "same_email", "same_household", "disposable_email", "burst", "refunded_purchase")
-INFORMATIONAL = ("no_repeat_purchase",)
-SIGNALS = BLOCKING + INFORMATIONAL
 REPEAT_DAYS = 30  # a referred customer who has not bought again this long after the first purchase
 CHUNK = 900
 
