@@ -463,7 +463,8 @@ def expiring_soon(
         )
     ]
     due = _removals_due(session, config, [customer_id], now).get(customer_id, [])
-    outcome = replay(facts, due, expiry=expiry, until=now + timedelta(days=days))
+    last_day = now.astimezone(config.tz).date() + timedelta(days=days)  # the 30th day counts in full
+    outcome = replay(facts, due, expiry=expiry, until=datetime.combine(last_day, time.max, tzinfo=config.tz))
     return [
         {"date": removal.at.astimezone(config.tz).date(), "points": amount}
         for removal, amount in outcome.removals
