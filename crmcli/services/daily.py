@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, literal, select
 from sqlmodel import Session
 
+from crmcli.audit import note
 from crmcli.config import Config
 from crmcli.models import PointsEntry, Purchase, Referral, UTCDateTime, table_of
 from crmcli.services import points as ledger
@@ -71,4 +72,5 @@ def run_daily(*, session: Session, config: Config, as_of: datetime) -> dict[str,
     rules["sla_apologies"] = give_apologies(session, config, as_of)
     rules["referral_checks"] = check_referrals(session, config, as_of)
     rules["referral_rewards_released"] = reward_held_referrals(session, config, as_of)
+    note(session, daily={name: {k: v for k, v in done.items() if v} for name, done in rules.items()})
     return {"as_of": as_of, **rules}

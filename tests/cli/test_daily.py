@@ -75,7 +75,10 @@ def test_a_dry_run_says_what_it_would_do_and_writes_nothing(shop: Cli) -> None:
     dry = shop.ok("daily", "--as-of", "2026-03-10", "--dry-run", "-f", "json").json()
     assert dry["dry_run"] is True and dry["birthday_rewards"]["coupons"] == 1
     assert shop.ok("coupon", "list", "--customer", str(ann), "-f", "json").json() == []
+    assert shop.ok("audit", "list", "--command", "daily", "-f", "json").json() == []  # nothing happened
     assert shop.ok("daily", "--as-of", "2026-03-10", "-f", "json").json()["birthday_rewards"]["coupons"] == 1
+    (entry,) = shop.ok("audit", "list", "--command", "daily", "-f", "json").json()
+    assert entry["details"]["daily"]["birthday_rewards"] == {"customers": 1, "coupons": 1}
 
 
 def test_points_accrue_stays_the_tenure_part(shop: Cli) -> None:

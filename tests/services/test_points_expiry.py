@@ -73,6 +73,8 @@ def test_expiry_never_takes_the_balance_below_zero_and_takes_the_oldest_first(
     for t in moments:
         held = sum(f.delta for f in facts if f.at <= t) - sum(a for r, a in outcome.removals if r.at <= t)
         assert held >= 0
+        # Nothing held is past its age: the points held are always the young ones.
+        assert held <= sum(f.delta for f in facts if 0 < f.delta and f.at <= t < expiry.at(f.at))
     # Oldest first: an expiry only ever removes points earned before (or on the day of) every
     # point still held after it, so the expiries come in the order the points were earned,
     # and none removes points younger than its age.
