@@ -310,7 +310,7 @@ def verify_referrals(session: Session, config: Config, customer_ids: Iterable[in
                     "status": "review" if ref.id in held else "verified",
                     "when": max(at, ref.created_at),
                     "why": "held for review: " + ", ".join(blocking(signals[ref.id])) if ref.id in held else None,
-                    "found": " ".join(signals.get(ref.id, [])) if ref.id else None,
+                    "found": " ".join(signals.get(ref.id, [])) or None if ref.id else None,
                 }
                 for ref, at in found
             ],
