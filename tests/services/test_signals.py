@@ -126,6 +126,9 @@ def test_buy_refund_buy_again_is_held_for_review(db: Database) -> None:
         bob = add(s, "Bob")
         rid = refer(s, ann, bob)
         first = buy(s, bob, T0 + timedelta(hours=1))  # verifies, rewards
+    with db.session() as s:
+        clean = s.get(Referral, rid)
+        assert clean is not None and (clean.status, clean.signals) == ("verified", None)  # NULL, not ""
     with db.session(write=True) as s:
         refund_purchase(
             session=s, purchase_id=first, config=CONFIG, at=T0 + timedelta(days=1), now=T0 + timedelta(days=1)
