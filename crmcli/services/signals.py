@@ -11,9 +11,9 @@ referrals at verification and again by the daily job:
 * ``disposable_email``: the referred email's domain is a throwaway one
   (crmcli/data/disposable_domains.txt);
 * ``burst``: more than ``referrals.max_per_hour`` referrals from the referrer within one hour;
-* ``refunded_purchase``: a qualifying purchase of the referred customer before the one that
-  verified the referral was refunded (within ``referrals.hold_days`` of the sale, when a hold
-  is set): buy, collect, refund, buy again;
+* ``refunded_purchase``: with a hold set (``referrals.hold_days``), a qualifying purchase of
+  the referred customer before the one that verified the referral was refunded within the
+  hold: buy, refund, buy again;
 * ``no_repeat_purchase`` (not blocking): the referred customer has not bought again in the
   30 days after the qualifying purchase.
 
@@ -168,18 +168,20 @@ def find_signals(session: Session, config: Config, referral_ids: Iterable[int], 
         # A qualifying purchase before the one that verified the referral was refunded (within the
         # hold, if one is set). Only purchases before it count, so the signal is the same whichever
         # order the sales and the refund were recorded in.
-        hold = config.referrals.hold_days
-        verifying = p.alias("verifying")
-        refunded = [
-            verifying.c.id == r.c.purchase_id,
-            p.c.customer_id == r.c.referred_id,
-            p.c.refunded_at.is_not(None),
-            p.c.net_minor >= threshold,
-            or_(p.c.at < verifying.c.at, and_(p.c.at == verifying.c.at, p.c.id < verifying.c.id)),
-        ]
-        if hold:
-            refunded.append(epoch_seconds(p.c.refunded_at) - epoch_seconds(p.c.at) <= hold * 86400)
-        hits("refunded_purchase", exists().where(*refunded))
+        # Without a hold (hold_days 0) a refund only reopens the referral, as it always has.
+        if hold := config.referrals.hold_days:
+            verifying = p.alias("verifying")
+            hits(
+                "refunded_purchase",
+                exists().where(
+                    verifying.c.id == r.c.purchase_id,
+                    p.c.customer_id == r.c.referred_id,
+                    p.c.refunded_at.is_not(None),
+                    p.c.net_minor >= threshold,
+                    or_(p.c.at < verifying.c.at, and_(p.c.at == verifying.c.at, p.c.id < verifying.c.id)),
+                    epoch_seconds(p.c.refunded_at) - epoch_seconds(p.c.at) <= hold * 86400,
+                ),
+            )
         first = p.alias("first")
         later = p.alias("later")
         hits(

@@ -37,9 +37,9 @@ def refer(s: Any, referrer: int, referred: int, at: datetime = T0) -> int:
     return r.id
 
 
-def buy(s: Any, who: int, at: datetime, amount: int = 3000) -> int:
+def buy(s: Any, who: int, at: datetime, amount: int = 3000, config: Config = CONFIG) -> int:
     sale, _ = add_purchase(
-        session=s, customer=find_customer(s, str(who)), data=PurchaseInput(amount, at=at), config=CONFIG, now=at
+        session=s, customer=find_customer(s, str(who)), data=PurchaseInput(amount, at=at), config=config, now=at
     )
     assert sale.id is not None
     return sale.id
@@ -120,20 +120,21 @@ def test_a_blocking_signal_holds_the_referral_for_review_and_a_person_decides(db
         ]
 
 
-def test_buy_refund_buy_again_is_held_for_review(db: Database) -> None:
+def test_buy_refund_buy_again_within_the_hold_is_held_for_review(db: Database) -> None:
+    held = Config(referrals=Referrals(hold_days=14))
     with db.session(write=True) as s:
         ann = add(s, "Ann")
         bob = add(s, "Bob")
         rid = refer(s, ann, bob)
-        first = buy(s, bob, T0 + timedelta(hours=1))  # verifies, rewards
+        first = buy(s, bob, T0 + timedelta(hours=1), config=held)  # verifies; rewards wait for the hold
     with db.session() as s:
         clean = s.get(Referral, rid)
         assert clean is not None and (clean.status, clean.signals) == ("verified", None)  # NULL, not ""
     with db.session(write=True) as s:
         refund_purchase(
-            session=s, purchase_id=first, config=CONFIG, at=T0 + timedelta(days=1), now=T0 + timedelta(days=1)
+            session=s, purchase_id=first, config=held, at=T0 + timedelta(days=1), now=T0 + timedelta(days=1)
         )
-        buy(s, bob, T0 + timedelta(days=2))
+        buy(s, bob, T0 + timedelta(days=2), config=held)
     with db.session() as s:
         referral = s.get(Referral, rid)
         assert referral is not None
@@ -159,3 +160,18 @@ def test_the_daily_check_adds_no_repeat_and_sends_held_referrals_to_review(db: D
         assert referral is not None
         assert referral.status == "review" and referral.signals == "disposable_email no_repeat_purchase"
     assert again["changed"] == 1 and again["to_review"] == 0
+
+
+def test_without_a_hold_a_refund_only_reopens_and_the_next_purchase_verifies(db: Database) -> None:
+    with db.session(write=True) as s:
+        ann = add(s, "Ann")
+        bob = add(s, "Bob")
+        rid = refer(s, ann, bob)
+        first = buy(s, bob, T0 + timedelta(hours=1))
+    with db.session(write=True) as s:
+        refund_purchase(
+            session=s, purchase_id=first, config=CONFIG, at=T0 + timedelta(days=1), now=T0 + timedelta(days=1)
+        )
+        buy(s, bob, T0 + timedelta(days=2))
+        referral = s.get(Referral, rid)
+        assert referral is not None and (referral.status, referral.signals) == ("verified", None)
