@@ -14,6 +14,7 @@ from crmcli.audit import note
 from crmcli.config import Config
 from crmcli.models import PointsEntry, Purchase, Referral, UTCDateTime, table_of
 from crmcli.services import points as ledger
+from crmcli.services.expiry import customers_with_points_to_expire
 from crmcli.services.referrals import reward_all, serialise_referral_changes
 from crmcli.services.rewards import give_apologies, give_birthday_rewards
 from crmcli.services.signals import check_referrals
@@ -64,7 +65,7 @@ def run_daily(*, session: Session, config: Config, as_of: datetime) -> dict[str,
         session, "reset", lambda: ledger.settle_points(session, config, late, now=as_of, strict=False)
     )
     rules["tenure_points"] = ledger.accrue_tenure(session=session, config=config, as_of=as_of)
-    expiring = ledger.customers_with_points_to_expire(session, config, as_of)
+    expiring = customers_with_points_to_expire(session, config, as_of)
     rules["points_expiry"] = _settled(
         session, "expire", lambda: ledger.settle_points(session, config, expiring, now=as_of, strict=False)
     )

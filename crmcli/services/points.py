@@ -431,47 +431,6 @@ def _with_points_to_expire(session: Session, expiry: Expiry | None, customer_ids
     )
 
 
-def customers_with_points_to_expire(session: Session, config: Config, now: datetime) -> list[int]:
-    """Every customer whose oldest points may have reached their age by ``now`` (the daily job)."""
-    expiry = Expiry.of(config)
-    if expiry is None:
-        return []
-    e = table_of(PointsEntry)
-    oldest = now - timedelta(days=expiry.days)
-    return list(
-        session.execute(
-            select(e.c.customer_id).where(e.c.delta > 0, e.c.kind.in_(FACTS), e.c.at <= oldest).distinct()
-        ).scalars()
-    )
-
-
-def expiring_soon(
-    session: Session, config: Config, customer_id: int, *, now: datetime, days: int = 30
-) -> list[dict[str, Any]]:
-    """The points that will expire in the next ``days`` days if nothing is spent: (day, points),
-    by replaying the timeline as it stands a little further."""
-    expiry = Expiry.of(config)
-    if expiry is None:
-        return []
-    e = table_of(PointsEntry)
-    facts = [
-        Fact(at, delta, kind, pid)
-        for at, delta, kind, pid in session.execute(
-            select(e.c.at, e.c.delta, e.c.kind, e.c.purchase_id).where(
-                e.c.customer_id == customer_id, e.c.kind.in_(FACTS), e.c.at <= now
-            )
-        )
-    ]
-    due = _removals_due(session, config, [customer_id], now).get(customer_id, [])
-    last_day = now.astimezone(config.tz).date() + timedelta(days=days)  # the 30th day counts in full
-    outcome = replay(facts, due, expiry=expiry, until=datetime.combine(last_day, time.max, tzinfo=config.tz))
-    return [
-        {"date": removal.at.astimezone(config.tz).date(), "points": amount}
-        for removal, amount in outcome.removals
-        if removal.kind == "expire" and removal.at > now
-    ]
-
-
 def _removals_due(session: Session, config: Config, customer_ids: list[int], now: datetime) -> dict[int, list[Removal]]:
     """The removals the rules call for: one reset per late due moment, one reversal per refund."""
     p = table_of(Purchase)

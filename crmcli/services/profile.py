@@ -129,7 +129,7 @@ def points_summary(
 ) -> dict[str, Any]:
     """Balance, tier, the points expiring in the next 30 days and the latest entries, after the
     removals due by ``now`` are recorded; ``as_of`` reads them as they stood then."""
-    from crmcli.services.points import expiring_soon
+    from crmcli.services.expiry import expiring_soon
     from crmcli.values import utcnow
 
     now = now or utcnow()

@@ -15,6 +15,7 @@ from crmcli.db import Database
 from crmcli.errors import Invalid
 from crmcli.services import points as ledger
 from crmcli.services.customers import CustomerInput, add_customer
+from crmcli.services.expiry import customers_with_points_to_expire
 from crmcli.services.identify import find_customer
 from crmcli.services.points import Expiry, Fact, Removal, replay
 from crmcli.services.profile import points_summary
@@ -143,7 +144,7 @@ def test_points_spent_in_time_are_not_expired_and_the_daily_settle_changes_nothi
         )
     for _ in range(2):
         with shop.session(write=True) as s:
-            ids = ledger.customers_with_points_to_expire(s, EXPIRING, day(50))
+            ids = customers_with_points_to_expire(s, EXPIRING, day(50))
             ledger.settle_points(s, EXPIRING, ids, now=day(50), strict=False)
         with shop.session() as s:
             assert [(e["kind"], e["delta"]) for e in ledger.ledger(s, 1)][:1] == [("expire", -30)]
