@@ -10,7 +10,10 @@ from __future__ import annotations
 STAGES = ("lead", "verified", "prospect", "customer", "repeat", "lost")
 INTERACTION_KINDS = ("call", "email", "meeting", "visit", "message", "complaint", "survey", "note")
 COUPON_STATUSES = ("active", "used", "expired", "void")
-REFERRAL_STATUSES = ("pending", "verified", "rejected")
+REFERRAL_STATUSES = ("pending", "verified", "rejected", "review")
+# Referral fraud signals (crmcli/services/signals.py): a blocking one holds the referral for review.
+BLOCKING_SIGNALS = ("same_phone", "same_email", "same_household", "disposable_email", "burst", "refunded_purchase")
+REFERRAL_SIGNALS = (*BLOCKING_SIGNALS, "no_repeat_purchase")
 # What an import does with a row that matches an existing record.
 DUPLICATE_MODES = ("skip", "update", "error")
 EXPORT_FORMATS = ("csv", "json")

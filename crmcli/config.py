@@ -36,6 +36,8 @@ class Points(_Strict):
     per_month_of_tenure: Annotated[int, Field(ge=0)] = 1
     value_per_point: Annotated[Decimal, Field(ge=0)] = Decimal("0.01")
     reset_on_late_payment: bool = True
+    # Earned points expire, oldest first, at the end of the day they reach this age (None: never).
+    expire_after_days: Annotated[int | None, Field(gt=0, le=36500)] = None
 
 
 class Tier(_Strict):
@@ -57,10 +59,25 @@ class Reward(_Strict):
         return self
 
 
+class CampaignReward(Reward):
+    """A reward the daily job gives, as coupons of a campaign (so its budget applies) or points."""
+
+    campaign: Annotated[str, Field(min_length=1, max_length=80)] = "apology"
+
+
+class BirthdayReward(CampaignReward):
+    campaign: Annotated[str, Field(min_length=1, max_length=80)] = "birthday"
+    days_before: Annotated[int, Field(ge=0, le=60)] = 7  # given this many days ahead (0: on the day)
+
+
 class Referrals(_Strict):
     qualifying_purchase: Annotated[Decimal, Field(ge=0)] = Decimal(0)
     reward_referrer: Reward = Reward(percent=Decimal(10))
     reward_referred: Reward = Reward(percent=Decimal(10))
+    # Rewards wait until the qualifying purchase has stood this many days unrefunded (the daily job).
+    hold_days: Annotated[int, Field(ge=0, le=365)] = 0
+    # More referrals than this from one referrer within an hour is a fraud signal.
+    max_per_hour: Annotated[int, Field(gt=0)] = 5
 
 
 class Followup(_Strict):
@@ -75,6 +92,7 @@ class Followup(_Strict):
 class Sla(_Strict):
     complaint_first_response_minutes: Annotated[int, Field(gt=0)] = 10
     complaint_resolution_hours: Annotated[Decimal, Field(gt=0)] = Decimal(4)
+    breach_reward: CampaignReward | None = None  # an apology per complaint past a deadline (None: none)
 
 
 class Payment(_Strict):
@@ -138,6 +156,7 @@ class Config(_Strict):
     points: Points = Points()
     tiers: list[Tier] = Field(default_factory=_default_tiers)
     referrals: Referrals = Referrals()
+    birthday_reward: BirthdayReward | None = None  # None: no birthday rewards
     followup: Followup = Followup()
     sla: Sla = Sla()
     payment: Payment = Payment()

@@ -73,6 +73,7 @@ class Customer(SQLModel, table=True):
     city: str | None = None
     source: str | None = None
     note: str | None = None
+    birthday: str | None = None  # "MM-DD": the day and month only, no year (birthday rewards)
     stage: str = Field(default="lead", index=True)
     referral_code: str = Field(unique=True)
     created_at: datetime = _time()
@@ -215,7 +216,7 @@ class Referral(SQLModel, table=True):
     __tablename__ = "referral"
     __table_args__ = (
         CheckConstraint("referrer_id <> referred_id", name="not_self"),
-        CheckConstraint("status IN ('pending','verified','rejected')", name="status"),
+        CheckConstraint("status IN ('pending','verified','rejected','review')", name="status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -228,3 +229,44 @@ class Referral(SQLModel, table=True):
     # The sale that verified it: refunding that sale puts the referral back to pending. No
     # foreign key: purchase -> coupon -> referral -> purchase would be a cycle of them.
     purchase_id: int | None = Field(default=None, index=True)
+    # The fraud signals found (space-separated names, see crmcli/services/signals.py), and when
+    # both sides were rewarded (None while the qualifying purchase is held, see referrals.hold_days).
+    signals: str | None = None
+    rewarded_at: datetime | None = _time(nullable=True)
+
+
+class Campaign(SQLModel, table=True):
+    """A campaign's budget: the uses and the discount all its coupons may take together.
+
+    ``uses`` and ``spent_minor`` are counted in the same transaction as each coupon use, by a
+    conditional UPDATE, so two processes can never both take the last of a budget.
+    """
+
+    __tablename__ = "campaign"
+    __table_args__ = (
+        CheckConstraint("budget_uses IS NULL OR uses <= budget_uses", name="uses_within_budget"),
+        CheckConstraint("budget_minor IS NULL OR spent_minor <= budget_minor", name="spent_within_budget"),
+    )
+
+    name: str = Field(primary_key=True)
+    budget_uses: int | None = None
+    budget_minor: int | None = _money(None)
+    uses: int = 0
+    spent_minor: int = _money()
+
+
+class AutoReward(SQLModel, table=True):
+    """A reward the daily job gave (a birthday, an apology for a complaint past its deadline):
+    the unique (rule, customer, key) makes each one given once, however often the job runs."""
+
+    __tablename__ = "auto_reward"
+    __table_args__ = (UniqueConstraint("rule", "customer_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rule: str  # "birthday" or "apology"
+    # No foreign key: merged and erased customers keep what they were given.
+    customer_id: int
+    key: str  # the birthday's year, or the complaint's interaction id
+    coupon_id: int | None = Field(default=None, foreign_key="coupon.id")
+    points: int | None = None
+    at: datetime = _time()

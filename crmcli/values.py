@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -304,6 +305,16 @@ def _read_number(text: str, *, what: str, decimal_comma: bool, currency: str | N
         raise Invalid(f"bad {what} {text!r}: ambiguous decimal point; {hint}") from None
     grouping = "1.234,50" if decimal_comma else "1,234.50"
     raise Invalid(f"bad {what} {text!r}: ambiguous separators; write it as {grouping} or without grouping") from None
+
+
+def parse_birthday(text: str) -> str:
+    """A birthday as ``MM-DD`` (month and day, no year; 02-29 allowed), read exactly or refused."""
+    m = re.fullmatch(r"\s*(\d{1,2})[-/](\d{1,2})\s*", text, re.ASCII)
+    if m:
+        month, day = int(m.group(1)), int(m.group(2))
+        if 1 <= month <= 12 and 1 <= day <= calendar.monthrange(2024, month)[1]:  # 2024: a leap year
+            return f"{month:02d}-{day:02d}"
+    raise Invalid(f"bad birthday {text!r}: write the month and day as MM-DD, e.g. 03-14", fields=("birthday",))
 
 
 def normalize_email(text: str) -> str:

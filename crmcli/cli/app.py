@@ -283,6 +283,7 @@ def root(
 # line is the command's own help.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("crmcli.cli.demo", "demo", "Fill a fresh database with realistic sample data and print the summary."),
+    "daily": ("crmcli.cli.daily", "daily", "Run every scheduled rule once: the one line a shop puts in its crontab."),
     "batch": (
         "crmcli.cli.batch",
         "batch",

@@ -65,12 +65,19 @@ def issue(
     expires: Annotated[str | None, typer.Option(help=f"Last valid day ({WhenHelp}); valid to its end.")] = None,
     max_uses: Annotated[int, typer.Option(help="Uses allowed per coupon.", parser=whole())] = 1,
     code: Annotated[str | None, typer.Option(help="Your own code (one customer only); default random.")] = None,
-    campaign: Annotated[str | None, typer.Option(help="Campaign name, for 'coupon stats'.")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Campaign name, for 'coupon stats' and budgets.")] = None,
+    budget_uses: Annotated[
+        int | None, typer.Option(help="Cap the uses of all the campaign's coupons together.", parser=whole())
+    ] = None,
+    budget_amount: Annotated[
+        str | None, typer.Option(help="Cap the total discount of all the campaign's coupons, e.g. 500.")
+    ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Issue coupons, one per customer, and print their codes.
+    """Issue coupons, one per customer, and print their codes. A campaign budget caps what all
+    its coupons together may cost; a use that would pass it is refused.
 
-    Example: crmcli coupon issue --segment "At Risk" --percent 15 --expires +30d --campaign winback
+    Example: crmcli coupon issue --segment "At Risk" --percent 15 --expires +30d --campaign winback --budget-amount 500
     """
     from crmcli.services.coupons import CouponTerms, coupon_row, issue_coupons, target_customers
     from crmcli.values import parse_percent
@@ -88,7 +95,14 @@ def issue(
         max_uses=max_uses,
         campaign=campaign,
     ).check()
+    budget_minor = rt.amount(budget_amount, what="--budget-amount") if budget_amount is not None else None
+    if (budget_uses is not None or budget_minor is not None) and campaign is None:
+        raise typer.BadParameter("a budget belongs to a campaign: give --campaign too", param_hint="--budget-uses")
     with rt.session(write=True) as session:
+        if campaign is not None and (budget_uses is not None or budget_minor is not None):
+            from crmcli.services.campaigns import set_budget
+
+            set_budget(session, campaign, budget_uses=budget_uses, budget_minor=budget_minor)
         target = rt.customer(session, customer) if customer else None
         ids = target_customers(
             session=session, customer=target, stage=stage, segment=segment, everyone=everyone, config=rt.config
@@ -196,7 +210,8 @@ def stats(
     as_of: Annotated[str | None, typer.Option("--as-of", help=f"As at the end of: {WhenHelp}. Default now.")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Per campaign: coupons issued, used, redemption rate, discount given, revenue they brought.
+    """Per campaign: coupons issued, used, redemption rate, discount given, revenue they brought,
+    and the budget with what is spent and left.
 
     Example: crmcli coupon stats --campaign winback --as-of 2026-06-30
     """
@@ -214,5 +229,10 @@ def stats(
         Column("redemption_rate", "rate", numeric=True),
         Column("discount", numeric=True),
         Column("revenue", numeric=True),
+        Column("budget_uses", "budget uses", numeric=True),
+        Column("left_uses", "uses left", numeric=True),
+        Column("budget_amount", "budget", numeric=True),
+        Column("spent_amount", "spent", numeric=True),
+        Column("left_amount", "left", numeric=True),
     ]
     rt.output(fmt).rows(rows, columns, empty="No coupons yet.")

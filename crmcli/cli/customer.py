@@ -61,6 +61,7 @@ City = Annotated[str | None, typer.Option(help="City.")]
 Source = Annotated[str | None, typer.Option(help="Where the customer came from (web, walk-in...).")]
 Ref = Annotated[str | None, typer.Option("--ref", help="External id from another system.")]
 Note = Annotated[str | None, typer.Option(help="Free-text note.")]
+Birthday = Annotated[str | None, typer.Option(help="Birthday as MM-DD (no year), for the birthday reward.")]
 
 
 @app.command("add")
@@ -78,12 +79,13 @@ def add(
     referred_by: Annotated[str | None, typer.Option(help="Referrer: customer id, email, ref or referral code.")] = None,
     note: Note = None,
     at: Annotated[str | None, typer.Option("--at", help=f"When the customer joined: {WhenHelp}. Default now.")] = None,
+    birthday: Birthday = None,
     fmt: FormatOpt = Format.table,
     quiet: QuietOpt = False,
 ) -> None:
     """Add a customer (with --at, one who joined in the past: the stage history starts then).
 
-    Example: crmcli customer add "Ann Lee" --email ann@example.com --tag vip --at 2026-03-01
+    Example: crmcli customer add "Ann Lee" --email ann@example.com --tag vip --birthday 03-14 --at 2026-03-01
     """
     from crmcli.services.customers import CustomerInput, add_customer
     from crmcli.services.profile import customer_profile
@@ -99,6 +101,7 @@ def add(
         stage=stage,
         ref=ref,
         note=note,
+        birthday=birthday,
         tags=tag or [],
     )
     with rt.session(write=True) as session:
@@ -203,6 +206,7 @@ def edit(
     ] = None,
     ref: Ref = None,
     note: Note = None,
+    birthday: Birthday = None,
     add_tag: Annotated[list[str] | None, typer.Option("--add-tag", help="Add a tag; repeatable.")] = None,
     remove_tag: Annotated[list[str] | None, typer.Option("--remove-tag", help="Remove a tag; repeatable.")] = None,
     fmt: FormatOpt = Format.table,
@@ -216,7 +220,16 @@ def edit(
 
     rt = runtime(ctx)
     data = CustomerInput(
-        name=name, email=email, phone=phone, company=company, city=city, source=source, stage=stage, ref=ref, note=note
+        name=name,
+        email=email,
+        phone=phone,
+        company=company,
+        city=city,
+        source=source,
+        stage=stage,
+        ref=ref,
+        note=note,
+        birthday=birthday,
     )
     with rt.session(write=True) as session:
         found = rt.customer(session, customer)
@@ -370,7 +383,7 @@ def import_(
     """Import customers from CSV or Excel: all or nothing unless --skip-invalid.
 
     Columns: name (required), email, phone, company, city, source, stage,
-    tags (separated by ;), ref, referred_by, note.
+    tags (separated by ;), ref, referred_by, note, birthday (MM-DD).
 
     Example: crmcli customer import till.csv --map "E-mail=email" --on-duplicate skip
     """

@@ -44,7 +44,8 @@ def show(
     ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Show a customer's points balance, tier and ledger (newest first).
+    """Show a customer's points balance, tier, the points expiring in the next 30 days, and the
+    ledger (newest first).
 
     Example: crmcli points show ann@example.com --as-of 2026-06-30
     """
@@ -98,9 +99,10 @@ def accrue(
     as_of: Annotated[str | None, typer.Option("--as-of", help=f"Count months up to: {WhenHelp}. Default now.")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Add tenure points for each full month of membership; safe to run from cron repeatedly.
+    """Add tenure points for each full month of membership (the tenure part of 'crmcli daily');
+    safe to run repeatedly.
 
-    Example: crmcli points accrue   (cron: 0 3 * * * crmcli points accrue -f json)
+    Example: crmcli points accrue --as-of 2026-06-30
     """
     from crmcli.services.points import accrue_tenure
 

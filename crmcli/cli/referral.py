@@ -27,6 +27,7 @@ COLUMNS = [
     Column("created_at", "recorded"),
     Column("decided_at", "decided", drop=1),
     Column("reason", drop=2),
+    Column("signals", drop=3),
 ]
 IdArg = Annotated[int, id_argument("Referral id (see 'crmcli referral list').")]
 
@@ -71,9 +72,9 @@ def list_(
     limit: LimitOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """List referrals.
+    """List referrals, with the fraud signals each raises ('review': held until a person decides).
 
-    Example: crmcli referral list --status pending
+    Example: crmcli referral list --status review
     """
     from crmcli.services.referrals import list_referrals
 
@@ -86,7 +87,7 @@ def list_(
 
 @app.command("verify")
 def verify(ctx: typer.Context, referral_id: IdArg, fmt: FormatOpt = Format.table) -> None:
-    """Verify a pending referral by hand and reward both customers (once).
+    """Verify a pending referral, or one held for review, by hand and reward both customers (once).
 
     Example: crmcli referral verify 12
     """
@@ -104,7 +105,7 @@ def reject(
     referral_id: IdArg,
     reason: Annotated[str, typer.Option(help="Why it is not a real referral.")],
 ) -> None:
-    """Reject a pending referral; nobody is rewarded.
+    """Reject a pending referral, or one held for review; nobody is rewarded.
 
     Example: crmcli referral reject 12 --reason "same household"
     """

@@ -268,18 +268,32 @@ def satisfaction(ctx: typer.Context, as_of: AsOf = None, fmt: FormatOpt = Format
 @listing()
 def sla(
     ctx: typer.Context,
-    check: Annotated[bool, typer.Option("--check", help="Exit 3 when an open complaint is past its deadline.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Exit 3 when an open complaint is past its deadline; give the apologies due (sla.breach_reward).",
+        ),
+    ] = False,
     as_of: AsOf = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Complaint response and resolution times against the SLA, and the overdue ones.
+    """Complaint response and resolution times against the SLA, the overdue ones, and the
+    breaches: the apology each got and whether the customer bought again afterwards.
 
     Example: crmcli report sla --check || notify-send "a complaint is waiting"
     """
-    from crmcli.reports.satisfaction import sla as build
+    from crmcli.reports.amends import sla_with_amends
 
-    result = _run(ctx, as_of, build)
-    runtime(ctx).output(fmt).record(result, title="Complaints against the SLA", csv_rows="overdue")
+    rt = runtime(ctx)
+    if check and rt.config.sla.breach_reward is not None:
+        from crmcli.services.rewards import give_apologies
+        from crmcli.values import utcnow
+
+        with rt.session(write=True) as session:
+            give_apologies(session, rt.config, utcnow())
+    result = _run(ctx, as_of, sla_with_amends)
+    rt.output(fmt).record(result, title="Complaints against the SLA", csv_rows="overdue")
     if check and result["overdue"]:
         raise typer.Exit(3)
 

@@ -39,6 +39,7 @@ FIELDS = (
     "ref",
     "referred_by",
     "note",
+    "birthday",
     "created_at",
     "stage_history",
 )
@@ -52,6 +53,7 @@ COLUMNS = (
     "city",
     "source",
     "note",
+    "birthday",
     "stage",
     "referral_code",
     "created_at",
@@ -186,6 +188,7 @@ def validate_row(line: int, raw: dict[str, str], config: Config, now: datetime |
         stage=raw.get("stage") or None,
         ref=raw.get("ref"),
         note=raw.get("note"),
+        birthday=raw.get("birthday"),
     )
     values = clean_fields(data, config, require_name=True)
     values.setdefault("stage", "lead")
@@ -496,6 +499,7 @@ def _insert_new(session: Session, new: list[Pending], referrer_of: dict[int, Any
             "city": None,
             "source": None,
             "note": None,
+            "birthday": None,
             **p.values,
             "referral_code": code,
             "created_at": p.joined or run.now,
@@ -683,6 +687,7 @@ def export_query() -> Any:
             c.c.ref,
             referred_by,
             c.c.note,
+            c.c.birthday,
             c.c.created_at,
             c.c.id,
         )

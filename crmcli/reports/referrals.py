@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, literal, select
 from sqlmodel import Session
 
 from crmcli.config import Config
@@ -67,13 +67,15 @@ def referral_report(*, session: Session, config: Config, as_of: datetime, top: i
     ).all()
     digits = config.currency.minor_digits
     referrals, verified, rejected = int(referrals), int(verified or 0), int(rejected or 0)
+    review = session.execute(select(func.count()).where(recorded, r.c.status == "review")).scalar_one()
     return {
         "as_of": as_of,
         "customers": customers,
         "referred_customers": referrals,
         "referred_share": share(referrals, customers),
         "verified": verified,
-        "pending": referrals - verified - rejected,
+        "pending": referrals - verified - rejected - review,
+        "review": review,
         "rejected": rejected,
         "verified_share": share(verified, referrals),
         "referred_revenue": money(int(referred_revenue), digits),
@@ -90,4 +92,22 @@ def referral_report(*, session: Session, config: Config, as_of: datetime, top: i
             }
             for row in leaders
         ],
+        "signals": signal_counts(session, recorded),
     }
+
+
+def signal_counts(session: Session, recorded: Any) -> list[dict[str, Any]]:
+    """How many referrals raise each fraud signal (crmcli/services/signals.py), counted in SQL."""
+    from crmcli.choices import BLOCKING_SIGNALS, REFERRAL_SIGNALS
+
+    r = table_of(Referral)
+    padded = literal(" ") + r.c.signals + literal(" ")
+    counts = session.execute(
+        select(*(func.sum(case((padded.like(f"% {name} %"), 1), else_=0)) for name in REFERRAL_SIGNALS)).where(
+            recorded, r.c.signals.is_not(None)
+        )
+    ).one()
+    return [
+        {"signal": name, "referrals": int(count or 0), "blocking": name in BLOCKING_SIGNALS}
+        for name, count in zip(REFERRAL_SIGNALS, counts, strict=True)
+    ]

@@ -77,6 +77,10 @@ def issue_coupons(
             raise Invalid(f"bad coupon code {code!r}: letters, digits and - only, at most 40", fields=("code",))
         if session.execute(select(col(Coupon.id)).where(col(Coupon.code) == code)).first():
             raise Conflict(f"coupon code {code} is already taken", fields=("code",))
+    if terms.campaign is not None:
+        from crmcli.services.campaigns import ensure_campaign
+
+        ensure_campaign(session, terms.campaign)
     codes = [code] if code else unused_codes(session, col(Coupon.code), len(customer_ids), coupon_code)
     rows = [
         {
@@ -160,7 +164,26 @@ def use_coupon(
             or f"coupon {coupon.code} was already used"
         )
     session.refresh(coupon)
-    return coupon, discount_for(coupon, amount_minor) if amount_minor is not None else 0
+    discount = discount_for(coupon, amount_minor) if amount_minor is not None else 0
+    if coupon.campaign is not None:
+        _charge_budget(session, coupon, amount_minor, discount, config)
+    return coupon, discount
+
+
+def _charge_budget(session: Session, coupon: Coupon, amount_minor: int | None, discount: int, config: Config) -> None:
+    """Count the use against its campaign's budget (the same transaction: a refusal undoes the use)."""
+    from crmcli.services.campaigns import charge_campaign, needs_amount
+
+    assert coupon.campaign is not None
+    if amount_minor is None and needs_amount(session, coupon.campaign):
+        if coupon.amount_minor is None:
+            raise Invalid(
+                f"coupon {coupon.code} belongs to campaign {coupon.campaign}, whose budget is an amount: "
+                "the order amount is needed to count its discount",
+                fields=("amount",),
+            )
+        discount = coupon.amount_minor
+    charge_campaign(session, coupon.campaign, discount, config)
 
 
 def void_coupon(*, session: Session, code: str, now: datetime | None = None) -> Coupon:
@@ -318,6 +341,7 @@ def coupon_stats(
             func.count().label("purchases"),
             func.sum(case((live, p.c.net_minor), else_=0)).label("revenue"),
             func.sum(case((live, p.c.coupon_discount_minor), else_=0)).label("discount"),
+            func.sum(p.c.coupon_discount_minor).label("charged"),  # a refund does not give budget back
         )
         .where(p.c.coupon_id.is_not(None), p.c.at <= now)
         .group_by(p.c.coupon_id)
@@ -333,6 +357,7 @@ def coupon_stats(
             func.coalesce(func.sum(uses), 0).label("uses"),
             func.coalesce(func.sum(spend.c.discount), 0).label("discount"),
             func.coalesce(func.sum(spend.c.revenue), 0).label("revenue"),
+            func.coalesce(func.sum(spend.c.charged), 0).label("charged"),
         )
         .select_from(c.outerjoin(spend, spend.c.coupon_id == c.c.id))
         .where(c.c.created_at <= now)
@@ -341,10 +366,14 @@ def coupon_stats(
     )
     if campaign is not None:
         query = query.where(c.c.campaign == campaign)
+    from crmcli.services.campaigns import budgets
+
     digits = config.currency.minor_digits
+    caps = budgets(session)
     rows = []
     for r in session.execute(query):
         rate = Decimal(r.used) / Decimal(r.issued) if r.issued else Decimal(0)
+        cap_uses, cap_minor = caps.get(r.campaign, (None, None))
         rows.append(
             {
                 "campaign": r.campaign,
@@ -354,6 +383,13 @@ def coupon_stats(
                 "redemption_rate": rate.quantize(Decimal("0.0001")),
                 "discount": money(int(r.discount), digits),
                 "revenue": money(int(r.revenue), digits),
+                # what the budget has spent by then: every use and its discount (the sales are the uses)
+                "budget_uses": cap_uses,
+                "budget_amount": money(cap_minor, digits),
+                "spent_uses": int(r.uses) if r.campaign in caps else None,
+                "spent_amount": money(int(r.charged), digits) if r.campaign in caps else None,
+                "left_uses": cap_uses - int(r.uses) if cap_uses is not None else None,
+                "left_amount": money(cap_minor - int(r.charged), digits) if cap_minor is not None else None,
             }
         )
     return rows

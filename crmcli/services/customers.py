@@ -20,9 +20,9 @@ from crmcli.models import (
 from crmcli.services.codes import referral_code, unused_codes
 from crmcli.services.identify import find_customer
 from crmcli.services.stages import change_stage, check_stage
-from crmcli.values import normalize_email, normalize_phone, utcnow
+from crmcli.values import normalize_email, normalize_phone, parse_birthday, utcnow
 
-TEXT_FIELDS = ("company", "city", "source", "note")
+TEXT_FIELDS = ("company", "city", "source", "note", "birthday")
 ERASED_NAME = "(erased)"
 SORT_FIELDS = ("id", "name", "email", "city", "stage", "created_at")
 
@@ -40,6 +40,7 @@ class CustomerInput:
     stage: str | None = None
     ref: str | None = None
     note: str | None = None
+    birthday: str | None = None  # MM-DD
     tags: list[str] = field(default_factory=list)
 
 
@@ -82,6 +83,8 @@ def clean_fields(data: CustomerInput, config: Config, *, require_name: bool) -> 
         value = getattr(data, name)
         if value is not None:
             values[name] = _blank_to_none(value)
+    if values.get("birthday"):
+        values["birthday"] = parse_birthday(values["birthday"])
     return values
 
 

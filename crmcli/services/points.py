@@ -9,8 +9,9 @@ Two kinds of entries are kept:
   redeemed by hand (``redeem``), given by hand (``adjust``), for tenure (``tenure``),
   as a referral reward (``referral``), and points given back when a sale that used
   them is refunded (``refund``);
-* removals the rules derive from the facts: the late-payment ``reset`` and the
-  ``reversal`` of points a refunded sale had earned. They depend on the whole
+* removals the rules derive from the facts: the late-payment ``reset``, the
+  ``reversal`` of points a refunded sale had earned, and the ``expire`` of points
+  older than ``points.expire_after_days``. They depend on the whole
   timeline, so :func:`settle_points` recomputes them by replaying it whenever a
   customer's history changes. Whatever order facts arrive in (a backdated sale, a
   payment in a later file), the ledger is the one the facts in time order give.
@@ -25,9 +26,10 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, String, and_, case, cast, delete, func, insert, literal, or_, select
 from sqlmodel import Session, col
@@ -37,8 +39,8 @@ from crmcli.errors import Invalid
 from crmcli.models import Customer, PointsEntry, Purchase, UTCDateTime, table_of
 from crmcli.values import utcnow
 
-FACTS = ("earn", "redeem", "adjust", "tenure", "referral", "refund")
-REMOVALS = ("reset", "reversal")
+FACTS = ("earn", "redeem", "adjust", "tenure", "referral", "refund", "birthday", "apology")
+REMOVALS = ("reset", "reversal", "expire")
 KINDS = FACTS + REMOVALS
 CHUNK = 900  # ids per IN-list: under SQLite's old 999-variable limit
 ACCRUE_BATCH = 5000
@@ -87,11 +89,29 @@ class Removal:
     purchase_id: int | None = None
 
 
+@dataclass(frozen=True)
+class Expiry:
+    """Points expire at the end of the day (business calendar) they are ``days`` days old."""
+
+    days: int
+    tz: ZoneInfo
+
+    def at(self, earned: datetime) -> datetime:
+        day = earned.astimezone(self.tz).date() + timedelta(days=self.days)
+        return datetime.combine(day, time.max, tzinfo=self.tz).astimezone(UTC)
+
+    @classmethod
+    def of(cls, config: Config) -> Expiry | None:
+        days = config.points.expire_after_days
+        return cls(days, config.tz) if days else None
+
+
 @dataclass
 class Lot:
     at: datetime
     left: int
     purchase_id: int | None
+    expires: datetime | None = None
 
 
 @dataclass
@@ -102,12 +122,23 @@ class Replay:
     short: tuple[Fact, int] | None = None  # the first spend that found too few points, and what was there
 
 
-def replay(facts: Iterable[Fact], removals: Iterable[Removal]) -> Replay:
+EXPIRE_RANK = (2, "expire")  # where an expiry sorts among the events of its moment: with the removals
+
+
+def replay(
+    facts: Iterable[Fact],
+    removals: Iterable[Removal],
+    *,
+    expiry: Expiry | None = None,
+    until: datetime | None = None,
+) -> Replay:
     """Replay a customer's facts and removals in time order.
 
     At one moment, points arrive before they are spent and removals come last. Spends
     take the oldest lots first; a reset takes every lot held (all were earned by then);
-    a reversal takes from its own sale's lot first, then the oldest.
+    a reversal takes from its own sale's lot first, then the oldest. With ``expiry``,
+    what a lot still holds when it reaches its age is removed (``expire``), for the
+    expiries up to ``until`` (default: up to the last event).
     """
     # Recording order must not matter, so ties at one moment are broken by what the entries are.
     events: list[tuple[Any, ...]] = [
@@ -117,10 +148,12 @@ def replay(facts: Iterable[Fact], removals: Iterable[Removal]) -> Replay:
     events.sort(key=lambda e: e[:5])
     lots: list[Lot] = []
     result = Replay()
-    for *_, event in events:
+    for *key, event in events:
+        if expiry is not None:
+            _expire(lots, result, expiry, lambda at, key=tuple(key[:3]): (at, *EXPIRE_RANK) < key)
         if isinstance(event, Fact):
             if event.delta > 0:
-                lots.append(Lot(event.at, event.delta, event.purchase_id))
+                lots.append(Lot(event.at, event.delta, event.purchase_id, expiry.at(event.at) if expiry else None))
                 continue
             held = sum(lot.left for lot in lots)
             if held < -event.delta:
@@ -134,7 +167,22 @@ def replay(facts: Iterable[Fact], removals: Iterable[Removal]) -> Replay:
         if amount > 0:
             _take(lots, amount, first=event.purchase_id)
             result.removals.append((event, amount))
+    if expiry is not None:
+        _expire(lots, result, expiry, lambda at: until is None or at <= until)
     return result
+
+
+def _expire(lots: list[Lot], result: Replay, expiry: Expiry, due: Any) -> None:
+    """Remove what the lots whose expiry is ``due`` still hold: one entry per moment, oldest first."""
+    while lots:
+        first = min((lot.expires for lot in lots if lot.expires is not None), default=None)
+        if first is None or not due(first):
+            return
+        amount = sum(lot.left for lot in lots if lot.expires == first)
+        earned = min(lot.at for lot in lots if lot.expires == first).astimezone(expiry.tz)
+        lots[:] = [lot for lot in lots if lot.expires != first]
+        reason = f"points earned on {earned:%Y-%m-%d} expired after {expiry.days} days"
+        result.removals.append((Removal(first, "expire", amount, reason), amount))
 
 
 def _take(lots: list[Lot], amount: int, *, first: int | None = None) -> None:
@@ -200,6 +248,8 @@ def ledger_as_of(session: Session, config: Config, customer_id: int, as_of: date
     outcome = replay(
         [Fact(r.at, r.delta, r.kind, r.purchase_id) for r in facts],
         [r for r in _removals_due(session, config, [customer_id], as_of).get(customer_id, []) if r.at <= as_of],
+        expiry=Expiry.of(config),
+        until=as_of,
     )
     entries: list[dict[str, Any]]
     if outcome.short is not None:
@@ -358,6 +408,7 @@ def settle_points(
     now = now or utcnow()
     e = table_of(PointsEntry)
     ids = sorted(set(customer_ids))
+    expiry = Expiry.of(config)
     replayed = 0
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
@@ -367,7 +418,7 @@ def settle_points(
             .scalars()
             .all()
         )
-        involved = sorted(had | set(removals))
+        involved = sorted(had | set(removals) | _with_points_to_expire(session, expiry, chunk, now))
         if not involved:
             continue
         facts: dict[int, list[Fact]] = {cid: [] for cid in involved}
@@ -380,7 +431,7 @@ def settle_points(
         rows: list[dict[str, Any]] = []
         settled: list[int] = []
         for cid in involved:
-            outcome = replay(facts[cid], removals.get(cid, []))
+            outcome = replay(facts[cid], removals.get(cid, []), expiry=expiry, until=now)
             if outcome.short is not None and not strict:
                 continue
             if outcome.short is not None:
@@ -405,6 +456,22 @@ def settle_points(
         _append(session, rows)
         replayed += len(settled)
     return replayed
+
+
+def _with_points_to_expire(session: Session, expiry: Expiry | None, customer_ids: list[int], now: datetime) -> set[int]:
+    """The customers holding points old enough to have expired by ``now`` (a superset: what
+    they still hold is the replay's to say)."""
+    if expiry is None:
+        return set()
+    e = table_of(PointsEntry)
+    oldest = now - timedelta(days=expiry.days)
+    return set(
+        session.execute(
+            select(e.c.customer_id)
+            .where(e.c.customer_id.in_(customer_ids), e.c.delta > 0, e.c.kind.in_(FACTS), e.c.at <= oldest)
+            .distinct()
+        ).scalars()
+    )
 
 
 def _removals_due(session: Session, config: Config, customer_ids: list[int], now: datetime) -> dict[int, list[Removal]]:

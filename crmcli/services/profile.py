@@ -110,6 +110,7 @@ def customer_profile(
         "ref": customer.ref,
         "referral_code": customer.referral_code,
         "note": customer.note,
+        "birthday": customer.birthday,
         "created_at": customer.created_at,
         "erased_at": customer.erased_at,
         "tags": tags_of(session, [cid])[cid],
@@ -163,21 +164,27 @@ def points_summary(
     now: datetime | None = None,
     as_of: datetime | None = None,
 ) -> dict[str, Any]:
-    """Balance, tier and latest entries, after the resets due by ``now`` are recorded.
+    """Balance, tier, the points expiring in the next 30 days and the latest entries, after the
+    removals due by ``now`` are recorded.
 
     With ``as_of``: as they stood then, and nothing is written."""
+    from crmcli.services.expiry import expiring_soon
+
     if as_of is not None:
         entries = ledger_as_of(session, config, customer_id, as_of)
         return {
             "customer_id": customer_id,
             "balance": sum(entry["delta"] for entry in entries),
             "tier": tier_for(customer_totals(session, customer_id, as_of)["net_minor"], config),
+            "expiring_soon": expiring_soon(session, config, customer_id, now=as_of),
             "ledger": entries[:limit] if limit else entries,
         }
+    now = now or utcnow()
     settle_points(session, config, [customer_id], now=now, strict=False)
     return {
         "customer_id": customer_id,
         "balance": balance(session, customer_id),
         "tier": tier_for(customer_totals(session, customer_id)["net_minor"], config),
+        "expiring_soon": expiring_soon(session, config, customer_id, now=now),
         "ledger": ledger(session, customer_id, limit=limit),
     }

@@ -14,9 +14,11 @@ from crmcli.choices import REFERRAL_STATUSES as STATUSES
 from crmcli.config import Config, Reward
 from crmcli.errors import Conflict, Invalid, NotFound
 from crmcli.models import Customer, Referral, table_of
+from crmcli.services.signals import blocking, find_signals
 from crmcli.values import money, parse_money, parse_when, utcnow
 
 REFERRAL_LOCK = 0x63726D_726566  # "crm" "ref": the advisory lock key for referral changes
+UNDECIDED = ("pending", "review")  # what a person may still verify or reject
 
 
 def would_cycle(session: Session, referrer_id: int, referred_id: int) -> bool:
@@ -130,7 +132,8 @@ def get_referral(session: Session, referral_id: int) -> Referral:
 def decide_referral(
     session: Session, referral: Referral, status: str, now: datetime, reason: str | None = None
 ) -> bool:
-    """Move a pending referral to ``status`` in one conditional UPDATE; False if it was not pending.
+    """Move a pending (or held for review) referral to ``status`` in one conditional UPDATE;
+    False if it was decided already.
 
     Only the one transaction whose UPDATE matched goes on to reward, so verifying
     twice, or from two processes at once, rewards once.
@@ -138,7 +141,7 @@ def decide_referral(
     table = table_of(Referral)
     result = session.execute(
         update(table)
-        .where(table.c.id == referral.id, table.c.status == "pending")
+        .where(table.c.id == referral.id, table.c.status.in_(UNDECIDED))
         .values(status=status, decided_at=now, reason=reason)
     )
     session.refresh(referral)
@@ -224,8 +227,12 @@ def verify_referral(
     # verification racing the customer's first purchase waits instead of deadlocking.
     lock_customer(session, referral.referred_id)
     session.refresh(referral)
-    if referral.status != "pending" or not decide_referral(session, referral, "verified", now):
+    if referral.status not in UNDECIDED or not decide_referral(session, referral, "verified", now):
         raise Conflict(f"referral {referral_id} is already {referral.status}")
+    from crmcli.services.signals import find_signals, record_signals
+
+    assert referral.id is not None
+    record_signals(session, find_signals(session, config, [referral.id], now), [referral.id])
     return reward_all(session, [referral], config, now)[0]
 
 
@@ -241,6 +248,8 @@ def reward_all(session: Session, referrals: list[Referral], config: Config, now:
         pairs = [(r.id, getattr(r, side)) for r in referrals if r.id is not None]
         todo = [pair for pair in pairs if pair not in given]
         sides.append(dict(zip(todo, _reward_many(session, todo, reward, config, now), strict=True)))
+    rewarded = [r.id for r in referrals if r.id is not None]
+    session.execute(update(table_of(Referral)).where(table_of(Referral).c.id.in_(rewarded)).values(rewarded_at=now))
     return [
         {
             "referral": r.id,
@@ -279,23 +288,46 @@ def verify_referrals(session: Session, config: Config, customer_ids: Iterable[in
             continue
         which = _first_qualifying(session, [ref.referred_id for ref, _ in found], threshold)
         decided = [(ref, max(at, ref.created_at)) for ref, at in found]
+        # The fraud checks see the referral as it will stand: its qualifying purchase set.
+        session.execute(
+            update(r).where(r.c.id == bindparam("rid")).values(purchase_id=bindparam("pid")),
+            [{"rid": ref.id, "pid": which.get(ref.referred_id)} for ref, _ in found],
+        )
+        signals = find_signals(session, config, [ref.id for ref, _ in found if ref.id is not None], now)
+        held = {rid for rid, names in signals.items() if blocking(names)}
         session.execute(
             update(r)
             .where(r.c.id == bindparam("rid"))
-            .values(status="verified", decided_at=bindparam("when"), reason=None, purchase_id=bindparam("pid")),
-            [{"rid": ref.id, "when": when, "pid": which.get(ref.referred_id)} for ref, when in decided],
+            .values(
+                status=bindparam("status"),
+                decided_at=bindparam("when"),
+                reason=bindparam("why"),
+                signals=bindparam("found"),
+            ),
+            [
+                {
+                    "rid": ref.id,
+                    "status": "review" if ref.id in held else "verified",
+                    "when": when,
+                    "why": "held for review: " + ", ".join(blocking(signals[ref.id])) if ref.id in held else None,
+                    "found": " ".join(signals.get(ref.id, [])) or None if ref.id else None,
+                }
+                for ref, when in decided
+            ],
         )
-        # Rewarded when verified (a backdated sale's reward is dated with it), never later than now.
-        by_moment: dict[datetime, list[Referral]] = {}
-        for ref, when in decided:
-            by_moment.setdefault(min(when, now), []).append(ref)  # their ids and sides, all reward_all needs
-        for when, referrals in sorted(by_moment.items()):
-            reward_all(session, referrals, config, when)
-        # Points dated in the past may fall before a reset already recorded: replay those ledgers.
-        settle_points(
-            session, config, {side for ref, _ in decided for side in (ref.referrer_id, ref.referred_id)}, now=now
-        )
-        verified.update((ref.referred_id, ref.id) for ref, _ in decided if ref.id is not None)
+        passed = [(ref, when) for ref, when in decided if ref.id not in held]
+        if config.referrals.hold_days == 0:
+            # Rewarded when verified (a backdated sale's reward is dated with it), never later than now.
+            by_moment: dict[datetime, list[Referral]] = {}
+            for ref, when in passed:
+                by_moment.setdefault(min(when, now), []).append(ref)  # their ids and sides, all reward_all needs
+            for when, referrals in sorted(by_moment.items()):
+                reward_all(session, referrals, config, when)
+            # Points dated in the past may fall before a reset already recorded: replay those ledgers.
+            settle_points(
+                session, config, {side for ref, _ in passed for side in (ref.referrer_id, ref.referred_id)}, now=now
+            )
+        verified.update((ref.referred_id, ref.id) for ref, _ in passed if ref.id is not None)
     return verified
 
 
@@ -331,7 +363,11 @@ def reopen_referrals(session: Session, purchase_ids: list[int], *, now: datetime
     if not reopened:
         return 0
     ids = [rid for rid, _ in reopened]
-    session.execute(update(r).where(r.c.id.in_(ids)).values(status="pending", decided_at=None, purchase_id=None))
+    session.execute(
+        update(r)
+        .where(r.c.id.in_(ids))
+        .values(status="pending", decided_at=None, purchase_id=None, rewarded_at=None, reason=None)
+    )
     session.execute(
         update(c)
         .where(c.c.referral_id == bindparam("rid"), c.c.uses == 0, c.c.voided_at.is_(None))
@@ -349,7 +385,7 @@ def reject_referral(*, session: Session, referral_id: int, reason: str, now: dat
     session.refresh(referral)
     if not reason.strip():
         raise Invalid("a rejection needs a reason", fields=("reason",))
-    if referral.status != "pending" or not decide_referral(
+    if referral.status not in UNDECIDED or not decide_referral(
         session, referral, "rejected", now or utcnow(), reason.strip()
     ):
         raise Conflict(f"referral {referral_id} is already {referral.status}")
@@ -389,6 +425,7 @@ def list_referrals(
             "created_at": r.created_at,
             "decided_at": r.decided_at,
             "reason": r.reason,
+            "signals": r.signals,
         }
         for r, referrer_name, referred_name in session.execute(query)
     ]

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import Cli
 
-HEADER = "name,email,phone,company,city,source,stage,tags,ref,referred_by,note,created_at,stage_history"
+HEADER = "name,email,phone,company,city,source,stage,tags,ref,referred_by,note,birthday,created_at,stage_history"
 NOTHING = "nothing was imported (fix them, or pass --skip-invalid FILE to import the good rows)"
 
 
@@ -326,7 +326,7 @@ def test_unknown_column_is_named_with_the_known_ones_and_map(cli: Cli, tmp_path:
     path = write(tmp_path, "name,Shoe Size,email\nAnn,42,ann@example.com\n")
     assert refused(cli, path) == [
         f"Error: {path}: unknown column(s) 'Shoe Size'; known columns are "
-        "name, email, phone, company, city, source, stage, tags, ref, referred_by, note, created_at, "
+        "name, email, phone, company, city, source, stage, tags, ref, referred_by, note, birthday, created_at, "
         "stage_history (rename with --map CSVCOL=FIELD, ignore with --map CSVCOL=)"
     ]
 
@@ -398,7 +398,7 @@ def test_skip_invalid_imports_good_rows_and_writes_the_rejects(cli: Cli, tmp_pat
     by_line = {r[0]: r for r in rows[1:]}
     assert sorted(by_line, key=int) == ["3", "5", "6", "7"]
     assert by_line["3"][1].startswith("bad email 'nope'")
-    assert by_line["3"][2:] == ["Bad", "nope", "", "", "", "", "", "", "", "", "has, a comma", "", ""]
+    assert by_line["3"][2:] == ["Bad", "nope", "", "", "", "", "", "", "", "", "has, a comma", "", "", ""]
     assert by_line["5"][1].startswith("unknown stage 'vip'")
     assert by_line["6"][1] == "same email as line 2 of this file"
     assert by_line["7"][1] == "5 cells but the header has 4"
@@ -695,7 +695,7 @@ def test_export_csv_has_a_bom_and_the_import_header(cli: Cli, tmp_path: Path) ->
     cli.ok("customer", "add", "Ann", "--email", "ann@example.com", "--tag", "vip", "--tag", "local")
     cli.ok("customer", "export", "--out", str(out), "--force")
     # then when Ann joined, and her stage history
-    ann = "Ann,ann@example.com,,,,,lead,local;vip,,,,"
+    ann = "Ann,ann@example.com,,,,,lead,local;vip,,,,,"
     assert out.read_bytes().startswith(b"\xef\xbb\xbf" + (HEADER + "\r\n" + ann).encode())
     assert cli.ok("customer", "export", "--out", str(out), "--no-bom", "--force").stdout == ""
     assert out.read_bytes().startswith(HEADER.encode())
@@ -772,7 +772,7 @@ def test_export_leaves_out_erased_customers_and_erased_referrers(cli: Cli, tmp_p
     cli.ok("customer", "erase", "1", "--yes")
     out = tmp_path / "out.csv"
     cli.ok("customer", "export", "--out", str(out), "--no-bom")
-    assert out.read_bytes().startswith(f"{HEADER}\r\nAnn,,,,,,lead,,,,,".encode())
+    assert out.read_bytes().startswith(f"{HEADER}\r\nAnn,,,,,,lead,,,,,,".encode())
 
 
 # --- round trip ------------------------------------------------------------------------

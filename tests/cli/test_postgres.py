@@ -168,3 +168,43 @@ def test_batch_atomic_is_all_or_nothing(pg: Cli) -> None:
         ["purchase", "add"],
         ["customer", "add"],
     ]
+
+
+def test_the_daily_job_and_its_reports_agree_with_sqlite(pg: Cli, cli: Cli, tmp_path: Path) -> None:
+    config = tmp_path / "loyalty.yaml"
+    config.write_text(
+        "points: {expire_after_days: 30}\n"
+        "birthday_reward: {amount: 5, days_before: 7}\n"
+        "sla: {breach_reward: {percent: 10, campaign: sorry}}\n",
+        encoding="utf-8",
+    )
+    results = []
+    for plain in (pg, cli):
+        target = Cli(plain.db_path, config)
+        ann = target.new_id("customer", "add", "Ann Lee", "--email", "ann.lee@example.com", "--birthday", "03-14")
+        bob = target.new_id("customer", "add", "Bo Lee", "--email", "annlee@mailinator.com", "--referred-by", str(ann))
+        target.ok("purchase", "add", str(bob), "50", "--at", "2026-01-10")
+        target.ok("interaction", "log", str(ann), "--kind", "complaint", "--at", "2026-03-09 10:00")
+        target.ok(
+            "coupon", "issue", "--customer", str(ann), "--amount", "5", "--campaign", "sorry", "--budget-uses", "1"
+        )
+        runs = [target.ok("daily", "--as-of", "2026-03-10", "-f", "json").json() for _ in range(2)]
+        referrals = target.ok("referral", "list", "-f", "json").json()
+        results.append(
+            {
+                "runs": runs,
+                "referrals": [(r["status"], r["signals"]) for r in referrals],
+                "signals": target.ok("report", "referrals", "-f", "json").json()["signals"],
+                "sla": [  # coupon codes are random: compare the rest
+                    {**b, "apology": b["apology"] is not None}
+                    for b in target.ok("report", "sla", "--as-of", "2026-03-10", "-f", "json").json()["breaches"]
+                ],
+                "stats": target.ok("coupon", "stats", "-f", "json").json(),
+            }
+        )
+    assert results[0] == results[1]
+    assert results[0]["referrals"] == [("review", "same_email disposable_email no_repeat_purchase")]
+    assert (
+        results[0]["runs"][0]["sla_apologies"]["coupons"] == 1
+        and results[0]["runs"][1]["sla_apologies"]["coupons"] == 0
+    )

@@ -227,6 +227,12 @@ def test_coupon_issue_to_a_stage_and_stats(cli: Cli, ann: int) -> None:
             "redemption_rate": "0.5000",
             "discount": "5.00",
             "revenue": "25.00",
+            "budget_uses": None,
+            "budget_amount": None,
+            "spent_uses": 1,
+            "spent_amount": "5.00",
+            "left_uses": None,
+            "left_amount": None,
         }
     ]
     shown = cli.ok("coupon", "show", issued[0]["code"], "-f", "json").json()

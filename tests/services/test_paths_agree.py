@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from crmcli.config import Config
+from crmcli.config import Config, Points, Referrals
 from crmcli.db import Database
 from crmcli.errors import CrmError
 from crmcli.io.customers import import_customers
@@ -30,6 +30,7 @@ from crmcli.models import Coupon, Customer, PointsEntry, Purchase, Referral, Sta
 from crmcli.services import points as ledger
 from crmcli.services.coupons import CouponTerms, issue_coupons
 from crmcli.services.customers import CustomerInput, add_customer
+from crmcli.services.daily import run_daily
 from crmcli.services.identify import find_customer
 from crmcli.services.merge import merge_customers
 from crmcli.services.purchases import PurchaseInput, add_purchase, pay_purchase, refund_purchase
@@ -232,7 +233,7 @@ def finish(db: Database, config: Config, shop: Shop) -> str | None:
     """The daily job at the end, then the merge, the same way on every database; the merge's
     refusal, if any (the same refusal on every path is part of the state)."""
     with db.session(write=True) as s:
-        ledger.accrue_tenure(session=s, config=config, as_of=END)
+        run_daily(session=s, config=config, as_of=END)
     if shop.merge is not None:
         keep, drop = (f"ref:{shop.refs[i]}" for i in shop.merge)
         try:
@@ -293,7 +294,11 @@ def state(db: Database, shop: Shop) -> dict[str, Any]:
 
 
 def run_paths(shop: Shop, make: Any, folder: Path) -> list[dict[str, Any]]:
-    config = Config()
+    # Points expire after 60 days, so expiry (a removal the replay derives) is part of every history;
+    # in half the shops referral rewards are held 7 days (released by the daily job in finish).
+    config = Config(
+        points=Points(expire_after_days=60), referrals=Referrals(hold_days=7 if len(shop.refs) % 2 else 0)
+    )
     states = []
     for name, load in (
         ("commands", lambda db: by_commands(db, config, shop)),
