@@ -219,7 +219,7 @@ def stats(
 
     rt = runtime(ctx)
     with rt.session() as session:
-        when = rt.when(as_of or "now", end_of_day=bool(as_of))
+        when = rt.when(as_of, end_of_day=True)  # None: now, as recorded
         rows = coupon_stats(session=session, config=rt.config, campaign=campaign, as_of=when)
     columns = [
         Column("campaign"),

@@ -96,3 +96,9 @@ def budgets(session: Session) -> dict[str, tuple[int | None, int | None]]:
     """Each campaign's caps: (uses, discount in minor units); None is no cap."""
     t = table_of(Campaign)
     return {row.name: (row.budget_uses, row.budget_minor) for row in session.execute(select(t))}
+
+
+def spending(session: Session) -> dict[str, tuple[int, int]]:
+    """What each campaign's coupons have taken so far, as counted at each use: (uses, discount)."""
+    t = table_of(Campaign)
+    return {row.name: (row.uses, row.spent_minor) for row in session.execute(select(t))}

@@ -327,8 +327,10 @@ def coupon_stats(
 ) -> list[dict[str, Any]]:
     """Per campaign: issued, used, redemption rate, discount given, revenue of the purchases.
 
-    As of a moment: the coupons issued by then, the uses of the sales made by then, the
-    discount and revenue of those not refunded by then.
+    Now (``as_of`` None): the uses and budget spending recorded, ``coupon redeem`` without a
+    sale included. As of a past moment: the coupons issued by then, the uses of the sales made
+    by then (a use without a sale carries no time, so it is not counted), the discount and
+    revenue of those not refunded by then; a budget's spending is those uses and discounts.
     """
     c = table_of(Coupon)
     p = table_of(Purchase)
@@ -347,8 +349,8 @@ def coupon_stats(
         .group_by(p.c.coupon_id)
         .subquery()
     )
-    # Every use is a sale, so the uses by a moment are the sales by then (a refund keeps the use).
-    uses = func.coalesce(spend.c.purchases, 0)
+    # In the past the uses are the sales made by then (a refund keeps the use); now, the count kept.
+    uses = func.coalesce(spend.c.purchases, 0) if as_of is not None else c.c.uses
     query = (
         select(
             name.label("campaign"),
@@ -366,14 +368,16 @@ def coupon_stats(
     )
     if campaign is not None:
         query = query.where(c.c.campaign == campaign)
-    from crmcli.services.campaigns import budgets
+    from crmcli.services.campaigns import budgets, spending
 
     digits = config.currency.minor_digits
     caps = budgets(session)
+    spent = spending(session) if as_of is None else {}
     rows = []
     for r in session.execute(query):
         rate = Decimal(r.used) / Decimal(r.issued) if r.issued else Decimal(0)
         cap_uses, cap_minor = caps.get(r.campaign, (None, None))
+        spent_uses, spent_minor = spent.get(r.campaign, (int(r.uses), int(r.charged)))
         rows.append(
             {
                 "campaign": r.campaign,
@@ -386,10 +390,10 @@ def coupon_stats(
                 # what the budget has spent by then: every use and its discount (the sales are the uses)
                 "budget_uses": cap_uses,
                 "budget_amount": money(cap_minor, digits),
-                "spent_uses": int(r.uses) if r.campaign in caps else None,
-                "spent_amount": money(int(r.charged), digits) if r.campaign in caps else None,
-                "left_uses": cap_uses - int(r.uses) if cap_uses is not None else None,
-                "left_amount": money(cap_minor - int(r.charged), digits) if cap_minor is not None else None,
+                "spent_uses": spent_uses if r.campaign in caps else None,
+                "spent_amount": money(spent_minor, digits) if r.campaign in caps else None,
+                "left_uses": cap_uses - spent_uses if cap_uses is not None else None,
+                "left_amount": money(cap_minor - spent_minor, digits) if cap_minor is not None else None,
             }
         )
     return rows
