@@ -14,7 +14,7 @@ from crmcli.bulk import insert_rows
 from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
-from crmcli.errors import CrmError, Invalid
+from crmcli.errors import Conflict, CrmError, Invalid
 from crmcli.io.importing import ImportRun, check_options, run_import
 from crmcli.io.reader import CsvOptions, open_source
 from crmcli.io.writer import Target, output_stream, write_csv, write_json
@@ -361,6 +361,7 @@ def _recorded_coupons(session: Session, rows: list[tuple[Row, int]], run: Purcha
     fixed-amount coupon of the first sale's customer, issued at its first use, with as many uses
     as the file's sales of it."""
     from crmcli.models import Coupon
+    from crmcli.services.campaigns import charge_campaign
     from crmcli.services.coupons import normalise_code
 
     if not rows:
@@ -371,9 +372,9 @@ def _recorded_coupons(session: Session, rows: list[tuple[Row, int]], run: Purcha
         assert row.coupon is not None
         by_code.setdefault(normalise_code(row.coupon), []).append((row, cid))
     known = {
-        code: (cid, uses, max_uses)
-        for code, cid, uses, max_uses in session.execute(
-            select(c.c.code, c.c.id, c.c.uses, c.c.max_uses).where(c.c.code.in_(list(by_code)))
+        code: (cid, uses, max_uses, campaign)
+        for code, cid, uses, max_uses, campaign in session.execute(
+            select(c.c.code, c.c.id, c.c.uses, c.c.max_uses, c.c.campaign).where(c.c.code.in_(list(by_code)))
         )
     }
     new = [
@@ -396,15 +397,21 @@ def _recorded_coupons(session: Session, rows: list[tuple[Row, int]], run: Purcha
     if new:
         insert_rows(session.connection(), c, list(new[0]), new)
         for code, cid in session.execute(select(c.c.code, c.c.id).where(c.c.code.in_([n["code"] for n in new]))):
-            known[code] = (cid, 0, len(by_code[code]))
+            known[code] = (cid, 0, len(by_code[code]), None)
     found: dict[int, int] = {}
     for code, used in by_code.items():
-        coupon_id, uses, max_uses = known[code]
+        coupon_id, uses, max_uses, campaign = known[code]
         taken = 0
         for row, _ in used:
             if uses + taken >= max_uses:
                 run.reject(row.line, row.raw, f"coupon {code} has no uses left ({max_uses} of {max_uses} used)")
                 continue
+            if campaign is not None:
+                try:  # the campaign's budget holds for a recorded use as for one typed at the till
+                    charge_campaign(session, campaign, row.coupon_discount_minor or 0, run.config)
+                except Conflict as exc:
+                    run.reject(row.line, row.raw, str(exc))
+                    continue
             taken += 1
             found[row.line] = coupon_id
         if taken:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.conftest import Cli
 
 
@@ -49,3 +51,30 @@ def test_a_budget_needs_a_campaign_and_cannot_go_below_what_is_spent(cli: Cli) -
     assert refused.exit_code == 1
     assert refused.stderr.startswith("Error: campaign winback has already given more discount than that budget")
     assert "--budget-amount" in refused.stderr
+
+
+def test_a_purchase_file_with_recorded_discounts_is_held_to_the_budget(cli: Cli, tmp_path: Path) -> None:
+    """A sale imported with the discount it was given (an export read back) uses its coupon as a
+    sale typed at the till does: its campaign's budget counts it and refuses what passes it."""
+    for name in ("Ann", "Bob"):
+        cli.new_id("customer", "add", name)
+    first = issue(cli, "1", "--budget-uses", "1")
+    second = issue(cli, "2")
+    sales = tmp_path / "sales.csv"
+    sales.write_text(
+        "customer,amount,coupon,coupon_discount,net\n"
+        f"id:1,20.00,{first},5.00,15.00\n"
+        f"id:2,20.00,{second},5.00,15.00\n",
+        encoding="utf-8",
+    )
+    refused = cli("purchase", "import", str(sales))
+    assert refused.exit_code == 1
+    assert "line 3: campaign winback has used its budget of 1 coupon uses" in refused.stderr
+    assert cli.ok("purchase", "list", "-f", "json").json() == []
+    header = sales.read_text(encoding="utf-8").splitlines(keepends=True)[0]
+    sales.write_text(header + f"id:1,20.00,{first},5.00,15.00\n", encoding="utf-8")
+    cli.ok("purchase", "import", str(sales))
+    (row,) = cli.ok("coupon", "stats", "--campaign", "winback", "-f", "json").json()
+    assert (row["uses"], row["spent_uses"], row["left_uses"], row["spent_amount"]) == (1, 1, 0, "5.00")
+    refused = cli("purchase", "add", "2", "20", "--coupon", second)
+    assert refused.stderr == "Error: campaign winback has used its budget of 1 coupon uses\n"
