@@ -177,7 +177,7 @@ def _lifecycle(
         moment += timedelta(days=rng.randint(1, 12), hours=rng.randint(0, 23))
         if moment < now:
             change_stage(session=session, customer=customer, stage=stage, now=moment)
-    if path < 4:
+    if path < 4 or moment >= now:  # nothing happens after now: a customer who joined lately buys later
         return
     big_spender = rng.random() < 0.15
     orders = rng.choice([1, 1, 1, 2, 2, 3, 4, 6]) + (rng.randint(3, 10) if big_spender else 0)
@@ -199,7 +199,7 @@ def _lifecycle(
             paid = moment + timedelta(days=rng.choice([5, 12, 25, 29, 35, 48]))
             if paid < now:
                 pay_purchase(session=session, purchase_id=purchase.id, config=config, at=paid)
-        if rng.random() < 0.03 and purchase.id is not None:
+        if rng.random() < 0.03 and purchase.id is not None and moment + timedelta(days=2) < now:
             refund_purchase(session=session, purchase_id=purchase.id, config=config, at=moment + timedelta(days=2))
     if now - moment > timedelta(days=240) and rng.random() < 0.5:
         change_stage(session=session, customer=customer, stage="lost", now=moment + timedelta(days=180))
