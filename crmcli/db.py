@@ -299,8 +299,18 @@ class Database:
 
             begin_entry(session, str(self.audit_command))
         self._shared_depth += 1
+        # Each command in its own savepoint: one that undoes its own work (a dry run) undoes
+        # only that, and the atomic block goes on.
+        savepoint = session.begin_nested() if outermost else None
         try:
-            yield session
+            try:
+                yield session
+            except BaseException:
+                if savepoint is not None and savepoint.is_active:
+                    savepoint.rollback()
+                raise
+            if savepoint is not None and savepoint.is_active:  # (a command that ended the whole
+                savepoint.commit()  # transaction itself is refused by the atomic block)
             if audited:
                 from crmcli.audit import end_entry
 

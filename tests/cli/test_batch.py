@@ -249,3 +249,26 @@ def test_a_byte_order_mark_is_skipped_and_bytes_that_are_not_utf8_are_one_error(
     result = shop("batch", str(bad))
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: the commands are not UTF-8 text") and result.stderr.count("\n") == 1
+
+
+def test_a_dry_run_inside_an_atomic_batch_writes_nothing_and_the_batch_goes_on(cli: Cli) -> None:
+    """A command that undoes its own work (daily --dry-run) undoes only that: its tenure points
+    are not kept, the commands around it are, each with its audit entry."""
+    cli.ok("customer", "add", "Old Timer", "--at", "2025-01-01")
+    result, out = run_batch(
+        cli,
+        cmd("customer add", name="Zed", quiet=True),
+        cmd("daily", dry_run=True),
+        cmd("customer add", name="Yan", quiet=True),
+        options=("--atomic",),
+    )
+    assert result.exit_code == 0 and [line["ok"] for line in out] == [True, True, True]
+    assert out[1]["result"]["tenure_points"]["points"] > 0  # what it would have given
+    assert cli.ok("points", "show", "1", "-f", "json").json()["balance"] == 0
+    assert [c["name"] for c in cli.ok("customer", "list", "--sort", "id", "-f", "json").json()] == [
+        "Old Timer",
+        "Zed",
+        "Yan",
+    ]
+    commands = [e["command"] for e in cli.ok("audit", "list", "-f", "json").json()]
+    assert len(commands) == 3 and not any("daily" in c for c in commands)
