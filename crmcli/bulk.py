@@ -17,8 +17,9 @@ from sqlalchemy import Table, insert
 
 def sqlite_time(value: datetime) -> str:
     """The text SQLAlchemy's SQLite DateTime stores for an aware datetime, in UTC."""
-    v = value.astimezone(UTC)
-    return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def insert_rows(connection: Any, table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:

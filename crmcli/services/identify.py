@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlmodel import Session
 
 from crmcli.errors import Invalid, NotFound
@@ -95,29 +95,20 @@ def resolve(session: Session | Any, texts: Iterable[str], region: str | None = N
         for kind, value in keys:
             values[kind].add(value)
     by_key: dict[tuple[str, str], Any] = {}
-    if any(values.values()):
-        t = table_of(Customer)
-        columns = {"ref": t.c.ref, "email": t.c.email, "phone": t.c.phone, "code": t.c.referral_code}
-        conditions = [columns[k].in_(v) for k, v in values.items() if v and k != "id"]
-        if values["id"]:
-            conditions.append(t.c.id.in_([int(v) for v in values["id"]]))
-        rows = session.execute(
-            select(t.c.id, t.c.name, t.c.email, t.c.phone, t.c.ref, t.c.referral_code, t.c.erased_at).where(
-                or_(*conditions)
-            )
-        )
-        wanted_keys = {(kind, value) for kind, found in values.items() for value in found}
-        kinds = [
-            (n, kind) for n, kind in ((0, "id"), (4, "ref"), (2, "email"), (3, "phone"), (5, "code")) if values[kind]
-        ]
-        for row in rows:
-            if row[6] is not None:  # an erased customer keeps only its id
-                by_key[("id", str(row[0]))] = row
-                continue
-            for n, kind in kinds:
-                key = (kind, str(row[n]) if n == 0 else row[n])
-                if key in wanted_keys:
-                    by_key[key] = row
+    t = table_of(Customer)
+    columns = {"id": t.c.id, "ref": t.c.ref, "email": t.c.email, "phone": t.c.phone, "code": t.c.referral_code}
+    position = {"id": 0, "email": 2, "phone": 3, "ref": 4, "code": 5}
+    for kind in KINDS:  # one query per kind of key, each answered by its own unique index
+        if not values[kind]:
+            continue
+        query = select(t.c.id, t.c.name, t.c.email, t.c.phone, t.c.ref, t.c.referral_code, t.c.erased_at)
+        if kind == "id":
+            query = query.where(t.c.id.in_([int(v) for v in values[kind]]))
+        else:  # an erased customer keeps only its id
+            query = query.where(columns[kind].in_(values[kind]), t.c.erased_at.is_(None))
+        n = position[kind]
+        for row in session.execute(query):
+            by_key[(kind, str(row[0]) if n == 0 else row[n])] = row
     result: dict[str, Match] = {}
     for text, keys in wanted.items():
         if len(keys) == 1:  # a till's ref, an email, an explicit form: one key, one answer
