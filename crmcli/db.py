@@ -215,11 +215,19 @@ class Database:
         return self.engine.execution_options(**{WRITE_OPTION: True})
 
     @contextmanager
-    def session(self, *, write: bool = False) -> Iterator[Session]:
-        """One transaction: committed on success, rolled back on any error."""
+    def session(self, *, write: bool = False, connection: Any = None) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error.
+
+        ``connection`` (not in a transaction) runs it on that connection instead of a pooled
+        one: an import stages its rows in TEMP tables, which only their connection sees.
+        """
         from sqlmodel import Session
 
-        with Session(self.writer if write else self.engine, expire_on_commit=False) as session:
+        if connection is not None:
+            bind = connection.execution_options(**{WRITE_OPTION: write})
+        else:
+            bind = self.writer if write else self.engine
+        with Session(bind, expire_on_commit=False) as session:
             if write and self.audit_command is not None:
                 from crmcli.audit import watch
 

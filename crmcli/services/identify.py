@@ -88,8 +88,56 @@ class Match:
 
 
 def resolve(session: Session | Any, texts: Iterable[str], region: str | None = None) -> dict[str, Match]:
-    """Resolve many texts in one query (``session`` may be a Session or a Connection)."""
+    """Resolve many texts in one query per kind of key (``session`` may be a Session or a Connection)."""
     wanted = {t: identifier_keys(t, region) for t in set(texts)}
+    by_key = _lookup(session, wanted, full=True)
+    result: dict[str, Match] = {}
+    for text, keys in wanted.items():
+        result[text] = Match(text.strip(), _found(keys, by_key))
+    return result
+
+
+def resolve_ids(
+    session: Session | Any, texts: Iterable[str], region: str | None = None
+) -> tuple[dict[str, int], dict[str, Match]]:
+    """:func:`resolve` for a batch of file cells: the customer id of each text that names exactly
+    one customer, and the others as :class:`Match` (for their messages). Reads only ids and keys."""
+    wanted = {t: identifier_keys(t, region) for t in set(texts)}
+    by_key = _lookup(session, wanted, full=False)
+    ids: dict[str, int] = {}
+    problems: dict[str, Match] = {}
+    for text, keys in wanted.items():
+        if len(keys) == 1 and (row := by_key.get(keys[0])) is not None:  # the usual cell: one key, found
+            ids[text] = row[0]
+            continue
+        found = _found(keys, by_key)
+        if len(found) == 1:
+            ids[text] = found[0][1][0]
+        else:
+            problems[text] = Match(text.strip(), found)
+    return ids, problems
+
+
+def _found(keys: list[tuple[str, str]], by_key: dict[tuple[str, str], Any]) -> list[tuple[str, Any]]:
+    """(kind that matched, row) per customer the keys find, in the order of the keys."""
+    if len(keys) == 1:  # a till's ref, an email, an explicit form: one key, one answer
+        row = by_key.get(keys[0])
+        return [] if row is None else [(keys[0][0], row)]
+    found: dict[int, tuple[str, Any]] = {}
+    for key in keys:
+        row = by_key.get(key)
+        if row is not None and row[0] not in found:
+            found[row[0]] = (key[0], row)
+    return list(found.values())
+
+
+FULL_POSITION = {"email": 2, "phone": 3, "ref": 4, "code": 5}  # of each key in the full row
+
+
+def _lookup(session: Session | Any, wanted: dict[str, list[tuple[str, str]]], *, full: bool) -> dict[Any, Any]:
+    """The customer row of each (kind, value) key that names one: one query per kind of key, each
+    answered by its own unique index. ``full`` reads the columns a :class:`Match` shows, else
+    only the id and the key."""
     values: dict[str, set[str]] = {kind: set() for kind in KINDS}
     for keys in wanted.values():
         for kind, value in keys:
@@ -97,31 +145,23 @@ def resolve(session: Session | Any, texts: Iterable[str], region: str | None = N
     by_key: dict[tuple[str, str], Any] = {}
     t = table_of(Customer)
     columns = {"id": t.c.id, "ref": t.c.ref, "email": t.c.email, "phone": t.c.phone, "code": t.c.referral_code}
-    position = {"id": 0, "email": 2, "phone": 3, "ref": 4, "code": 5}
-    for kind in KINDS:  # one query per kind of key, each answered by its own unique index
+    for kind in KINDS:
         if not values[kind]:
             continue
-        query = select(t.c.id, t.c.name, t.c.email, t.c.phone, t.c.ref, t.c.referral_code, t.c.erased_at)
+        shown: tuple[Any, ...]
+        if full:
+            shown = (t.c.id, t.c.name, t.c.email, t.c.phone, t.c.ref, t.c.referral_code, t.c.erased_at)
+        else:
+            shown = (t.c.id, columns[kind].label("key"))
+        n = 0 if kind == "id" else FULL_POSITION[kind] if full else 1
+        query = select(*shown)
         if kind == "id":
             query = query.where(t.c.id.in_([int(v) for v in values[kind]]))
         else:  # an erased customer keeps only its id
             query = query.where(columns[kind].in_(values[kind]), t.c.erased_at.is_(None))
-        n = position[kind]
         for row in session.execute(query):
             by_key[(kind, str(row[0]) if n == 0 else row[n])] = row
-    result: dict[str, Match] = {}
-    for text, keys in wanted.items():
-        if len(keys) == 1:  # a till's ref, an email, an explicit form: one key, one answer
-            row = by_key.get(keys[0])
-            result[text] = Match(text.strip(), [] if row is None else [(keys[0][0], row)])
-            continue
-        found: dict[int, tuple[str, Any]] = {}
-        for key in keys:
-            row = by_key.get(key)
-            if row is not None and row[0] not in found:
-                found[row[0]] = (key[0], row)
-        result[text] = Match(text.strip(), list(found.values()))
-    return result
+    return by_key
 
 
 def find_customer(session: Session, text: str | int, region: str | None = None) -> Customer:
