@@ -24,18 +24,28 @@ def sqlite_time(value: datetime) -> str:
 
 def insert_rows(connection: Any, table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
     """INSERT ``rows`` (dicts with at least ``columns``) into ``table`` in one executemany."""
+    insert_tuples(connection, table, columns, [tuple(row[c] for c in columns) for row in rows])
+
+
+def insert_tuples(connection: Any, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """INSERT ``rows`` (values in the order of ``columns``) into ``table`` in one executemany."""
     if not rows:
         return
     if connection.dialect.name != "sqlite":
-        connection.execute(insert(table), [{c: row[c] for c in columns} for row in rows])
+        connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
         return
-    times = _time_columns(table, columns)
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-    values = [
-        tuple((sqlite_time(row[c]) if row[c] is not None else None) if c in times else row[c] for c in columns)
-        for row in rows
-    ]
-    connection.exec_driver_sql(sql, values)
+    timed = _time_columns(table, columns)
+    times = [i for i, c in enumerate(columns) if c in timed]
+    connection.exec_driver_sql(sql, [_with_times(row, times) for row in rows] if times else [tuple(r) for r in rows])
+
+
+def _with_times(row: Sequence[Any], times: list[int]) -> tuple[Any, ...]:
+    values = list(row)
+    for i in times:
+        if values[i] is not None:
+            values[i] = sqlite_time(values[i])
+    return tuple(values)
 
 
 def _time_columns(table: Table, columns: Sequence[str]) -> set[str]:

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from crmcli.bulk import insert_rows
+from crmcli.bulk import insert_tuples
 from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
@@ -301,7 +301,7 @@ def _stage_batch(conn: Any, staged: Table, batch: list[Row], run: PurchaseRun) -
         existing = dict(conn.execute(select(p.c.ref, p.c.id).where(p.c.ref.in_(refs))).all())
         earlier = dict(conn.execute(select(staged.c.ref, staged.c.line).where(staged.c.ref.in_(refs))).all())
     seen: dict[str, int] = {}
-    values: list[dict[str, Any]] = []
+    values: list[tuple[Any, ...]] = []
     for row in batch:
         cid = customers.get(row.customer)
         if cid is None:
@@ -329,23 +329,23 @@ def _stage_batch(conn: Any, staged: Table, batch: list[Row], run: PurchaseRun) -
             action = "special"  # a coupon changes another record: the command's path, row by row
         run.plain += action == "insert"
         values.append(
-            {
-                "line": row.line,
-                "action": action,
-                "customer_id": cid,
-                "customer": row.customer,
-                "target_id": target,
-                "ref": row.ref,
-                "amount_minor": row.amount_minor,
-                "at": row.at,
-                "due_at": row.due_at,
-                "paid_at": row.paid_at,
-                "refunded_at": row.refunded_at,
-                "coupon": row.coupon,
-                "raw": None if action == "insert" else json.dumps(row.raw),
-            }
+            (
+                row.line,
+                action,
+                cid,
+                row.customer,
+                target,
+                row.ref,
+                row.amount_minor,
+                row.at,
+                row.due_at,
+                row.paid_at,
+                row.refunded_at,
+                row.coupon,
+                None if action == "insert" else json.dumps(row.raw),
+            )
         )
-    insert_rows(conn, staged, STAGED_COLUMNS, values)
+    insert_tuples(conn, staged, STAGED_COLUMNS, values)
 
 
 def _recheck(session: Session, staged: Table, run: PurchaseRun, version: int | None) -> None:
