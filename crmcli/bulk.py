@@ -19,7 +19,7 @@ def sqlite_time(value: datetime) -> str:
     """The text SQLAlchemy's SQLite DateTime stores for an aware datetime, in UTC."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
 
 
 def insert_rows(connection: Any, table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
@@ -42,9 +42,14 @@ def insert_tuples(connection: Any, table: Table, columns: Sequence[str], rows: S
 
 def _with_times(row: Sequence[Any], times: list[int]) -> tuple[Any, ...]:
     values = list(row)
+    last: Any = None
+    text = ""
     for i in times:
-        if values[i] is not None:
-            values[i] = sqlite_time(values[i])
+        value = values[i]
+        if value is not None:
+            if value is not last:  # a sale paid at the till: its payment time is its sale time
+                last, text = value, sqlite_time(value)
+            values[i] = text
     return tuple(values)
 
 

@@ -108,9 +108,10 @@ def validate_row(line: int, raw: dict[str, str], run: PurchaseRun) -> Row:
     if amount < 0:
         raise Invalid("the amount cannot be negative: a refund is recorded on the sale it refunds")
     at = _when(raw.get("at"), config, run.now, happened="at") or run.now
-    due = _when(raw.get("due"), config, run.now, end_of_day=True)
-    paid = _when(raw.get("paid_at"), config, run.now, happened="paid_at")
-    refunded = _when(raw.get("refunded_at"), config, run.now, happened="refunded_at")
+    # (empty cells, most of them, skip the call)
+    due = _when(text, config, run.now, end_of_day=True) if (text := raw.get("due")) else None
+    paid = _when(text, config, run.now, happened="paid_at") if (text := raw.get("paid_at")) else None
+    refunded = _when(text, config, run.now, happened="refunded_at") if (text := raw.get("refunded_at")) else None
     if due is not None and due < at:
         raise Invalid("the due date is before the purchase")
     if refunded is not None and refunded < at:
@@ -298,8 +299,8 @@ def _stage_batch(conn: Any, staged: Table, batch: list[Row], run: PurchaseRun) -
     existing: dict[str, int] = {}
     earlier: dict[str, int] = {}
     if refs:
-        existing = dict(conn.execute(select(p.c.ref, p.c.id).where(p.c.ref.in_(refs))).all())
-        earlier = dict(conn.execute(select(staged.c.ref, staged.c.line).where(staged.c.ref.in_(refs))).all())
+        existing = _by_ref(conn, p, p.c.id, refs)
+        earlier = _by_ref(conn, staged, staged.c.line, refs)
     seen: dict[str, int] = {}
     values: list[tuple[Any, ...]] = []
     for row in batch:
@@ -346,6 +347,15 @@ def _stage_batch(conn: Any, staged: Table, batch: list[Row], run: PurchaseRun) -
             )
         )
     insert_tuples(conn, staged, STAGED_COLUMNS, values)
+
+
+def _by_ref(conn: Any, table: Table, value: Any, refs: set[str]) -> dict[str, int]:
+    """ref -> ``value`` for the rows of ``table`` with these refs (on SQLite straight through the
+    driver: compiling an IN-list of thousands of values costs more than running it)."""
+    if conn.dialect.name != "sqlite":
+        return dict(conn.execute(select(table.c.ref, value).where(table.c.ref.in_(refs))).all())
+    sql = f"SELECT ref, {value.name} FROM {table.name} WHERE ref IN ({','.join('?' * len(refs))})"
+    return dict(conn.exec_driver_sql(sql, tuple(refs)).all())
 
 
 def _recheck(session: Session, staged: Table, run: PurchaseRun, version: int | None) -> None:
