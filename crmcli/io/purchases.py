@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,13 @@ class PurchaseRun(ImportRun):
     referrals_verified: int = 0
     plain: int = 0  # rows staged for the set-based insert
     fingerprint: tuple[Any, ...] = ()  # customers and purchases when staging began
+    partial: set[int] = field(default_factory=set)  # refused rows known by customer and ref only
+
+    def refuse(self, line: int, raw: str | None, customer: str, ref: str | None, reason: str) -> None:
+        """Refuse a staged row (its cells are read again from the file for the rejected-rows file)."""
+        if raw is None:
+            self.partial.add(line)
+        self.reject(line, json.loads(raw) if raw else {"customer": customer, "ref": ref or ""}, reason)
 
 
 def _when(
@@ -183,11 +190,20 @@ def import_purchases(
                         session.rollback()
             finally:
                 _drop(conn, staged)
+        if reject_file is not None and run.rejected and not dry_run:
+            if run.partial:
+                _read_again(source, run)
+            write_rejects(reject_file, source.fields, run.rejected)
     finally:
         source.close()
-    if reject_file is not None and run.rejected and not dry_run:
-        write_rejects(reject_file, source.fields, run.rejected)
     return {**run.counts(dry_run), "stage_changes": run.stage_changes, "referrals_verified": run.referrals_verified}
+
+
+def _read_again(source: Any, run: PurchaseRun) -> None:
+    """The cells of the rows refused after staging, read again from the file (or from the copy
+    of standard input, which lives until the source is closed)."""
+    cells = {line: raw for line, raw in source.rows() if line in run.partial}
+    run.rejected = [(line, cells.get(line, raw), reason) for line, raw, reason in run.rejected]
 
 
 def _fail(run: PurchaseRun, label: str) -> None:
@@ -210,7 +226,7 @@ def _staging_table() -> Table:
         Column("customer_id", Integer, nullable=False),
         Column("customer", String, nullable=False),  # the cell, resolved again if customers changed meanwhile
         Column("target_id", Integer),  # update: the purchase with this ref
-        Column("ref", String, index=True),
+        Column("ref", String),  # duplicates within the file are found once, at the end of staging
         Column("amount_minor", BigInteger, nullable=False),
         Column("at", UTCDateTime, nullable=False),
         Column("due_at", UTCDateTime),
@@ -286,8 +302,27 @@ def _stage(conn: Any, staged: Table, source: Any, run: PurchaseRun, progress: An
             batch = []
     if batch:
         _stage_batch(conn, staged, batch, run)
+    _refuse_repeated_refs(conn, staged, run)
     conn.commit()
     return version
+
+
+def _refuse_repeated_refs(conn: Any, staged: Table, run: PurchaseRun) -> None:
+    """A ref that comes back in a later batch of the file: the later rows are refused (one sort of
+    the staged refs at the end, instead of an index kept up to date on every row)."""
+    s = staged.c
+    first = select(s.ref, func.min(s.line).label("first")).where(s.ref.is_not(None)).group_by(s.ref)
+    repeated = first.having(func.count() > 1).subquery()
+    rows = conn.execute(
+        select(s.line, s.ref, s.raw, s.customer, repeated.c.first)
+        .join(repeated, repeated.c.ref == s.ref)
+        .where(s.line > repeated.c.first)
+        .order_by(s.line)
+    ).all()
+    for line, ref, raw, customer, first_line in rows:
+        run.refuse(line, raw, customer, ref, f"same ref as line {first_line} of this file")
+        run.plain -= conn.execute(select(s.action).where(s.line == line)).scalar_one() == "insert"
+        conn.execute(delete(staged).where(s.line == line))
 
 
 def _stage_batch(conn: Any, staged: Table, batch: list[Row], run: PurchaseRun) -> None:
@@ -296,11 +331,7 @@ def _stage_batch(conn: Any, staged: Table, batch: list[Row], run: PurchaseRun) -
     p = table_of(Purchase)
     customers, problems = resolve_ids(conn, {r.customer for r in batch}, run.config.default_phone_region)
     refs = {r.ref for r in batch if r.ref}
-    existing: dict[str, int] = {}
-    earlier: dict[str, int] = {}
-    if refs:
-        existing = _by_ref(conn, p, p.c.id, refs)
-        earlier = _by_ref(conn, staged, staged.c.line, refs)
+    existing = _by_ref(conn, p, p.c.id, refs) if refs else {}
     seen: dict[str, int] = {}
     values: list[tuple[Any, ...]] = []
     for row in batch:
@@ -310,8 +341,8 @@ def _stage_batch(conn: Any, staged: Table, batch: list[Row], run: PurchaseRun) -
             continue
         action, target = "insert", None
         if row.ref is not None:
-            if row.ref in seen or row.ref in earlier:
-                run.reject(row.line, row.raw, f"same ref as line {seen.get(row.ref) or earlier[row.ref]} of this file")
+            if row.ref in seen:
+                run.reject(row.line, row.raw, f"same ref as line {seen[row.ref]} of this file")
                 continue
             seen[row.ref] = row.line
             if row.ref in existing:
@@ -384,8 +415,8 @@ def _recheck(session: Session, staged: Table, run: PurchaseRun, version: int | N
         if run.on_duplicate == "skip":
             run.skipped += 1
         else:
-            cells = json.loads(raw) if raw else {"customer": customer, "ref": ref}
-            run.reject(line, cells, f"ref {ref} is already purchase {pid} (use --on-duplicate skip or update)")
+            reason = f"ref {ref} is already purchase {pid} (use --on-duplicate skip or update)"
+            run.refuse(line, raw, customer, ref, reason)
     run.plain = session.execute(select(func.count()).where(staged.c.action == "insert")).scalar_one()
 
 
@@ -417,7 +448,7 @@ def _resolve_again(session: Session, staged: Table, run: PurchaseRun) -> None:
             for line, raw, ref in session.execute(
                 select(staged.c.line, staged.c.raw, staged.c.ref).where(staged.c.customer == text)
             ).all():
-                run.reject(line, json.loads(raw) if raw else {"customer": text, "ref": ref}, problems[text].problem())
+                run.refuse(line, raw, text, ref, problems[text].problem())
             session.execute(delete(staged).where(staged.c.customer == text))
 
 
