@@ -108,7 +108,7 @@ def run_import(
         write_rejects(reject_file, source.fields, run.rejected)
 
 
-BULK_CACHE_KB = 48 * 1024
+BULK_CACHE_KB = 32 * 1024
 
 
 def bulk_cache(session: Session) -> None:

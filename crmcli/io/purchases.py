@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -288,7 +289,7 @@ def _stage(conn: Any, staged: Table, source: Any, run: PurchaseRun, progress: An
     _drop(conn, staged)
     staged.create(conn)
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql(f"PRAGMA temp.cache_size = -{BULK_CACHE_KB // 2}")
+        conn.exec_driver_sql(f"PRAGMA temp.cache_size = -{BULK_CACHE_KB // 4}")
     version = _version(conn)  # read before the snapshot starts: a commit in between only costs a re-check
     run.fingerprint = _fingerprint(conn)
     batch: list[Row] = []
@@ -513,18 +514,38 @@ def _write_staged(session: Session, staged: Table, run: PurchaseRun) -> None:
 
 
 def _settle(session: Session, staged: Table, run: PurchaseRun) -> None:
-    """The rules, once, for every customer who bought: late payments, stages, referrals."""
+    """The rules, once, for every customer who bought: late payments, then stages, then
+    referrals, each over the customers a page at a time (memory stays flat at any size)."""
     from crmcli.services.points import settle_points
     from crmcli.services.referrals import verify_referrals
     from crmcli.services.stages import settle_stages
 
-    s = staged.c
-    customers = list(
-        session.execute(select(s.customer_id).where(s.action != "update").distinct().order_by(s.customer_id)).scalars()
-    )
-    settle_points(session, run.config, customers, now=run.now)
-    run.stage_changes = settle_stages(session, customers)
-    run.referrals_verified = len(verify_referrals(session, run.config, customers, now=run.now))
+    buyers = Table(f"{STAGED}_customers", MetaData(), Column("id", Integer, primary_key=True), prefixes=["TEMPORARY"])
+    conn = session.connection()
+    buyers.drop(conn, checkfirst=True)
+    buyers.create(conn)  # (inside the transaction: a failure rolls it back with the rest)
+    # the customers of the staged rows, not of updates (their own path settled them)
+    rows = select(staged.c.customer_id).where(staged.c.action != "update").distinct()
+    session.execute(insert(buyers).from_select(["id"], rows))
+    for page in _pages(session, buyers):
+        settle_points(session, run.config, page, now=run.now)
+    for page in _pages(session, buyers):
+        run.stage_changes += settle_stages(session, page)
+    for page in _pages(session, buyers):
+        run.referrals_verified += len(verify_referrals(session, run.config, page, now=run.now))
+    buyers.drop(conn)
+
+
+def _pages(session: Session, buyers: Table, size: int = 45_000) -> Iterator[list[int]]:
+    """The ids in ``buyers`` in order, ``size`` at a time."""
+    after = 0
+    while True:
+        query = select(buyers.c.id).where(buyers.c.id > after).order_by(buyers.c.id).limit(size)
+        page = list(session.execute(query).scalars())
+        if not page:
+            return
+        yield page
+        after = page[-1]
 
 
 PURCHASE_COLUMNS = (
