@@ -183,11 +183,20 @@ def _settle_simple(session: Session, simple: list[int]) -> int:
     if written is None or written < 0:  # (not every driver counts the rows of INSERT ... SELECT)
         rows = steps.subquery()
         written = session.execute(select(func.count()).select_from(rows)).scalar_one()
+
     # The stage now: the highest step written (none written: the stage joined with, unchanged).
-    step_to = sc.alias("step")
-    reached = select(step_to.c.id).where(step_to.c.customer_id == c.c.id, step_to.c.cause == "purchase")
-    final = case((reached.where(step_to.c.to_stage == "repeat").exists(), literal("repeat")), else_=literal("customer"))
-    session.execute(update(c).where(c.c.id.in_(simple), reached.exists(), c.c.stage != final).values(stage=final))
+    def reaching(stage: str) -> Any:
+        return select(sc.c.customer_id).where(
+            sc.c.customer_id.in_(simple), sc.c.cause == "purchase", sc.c.to_stage == stage
+        )
+
+    repeat = reaching("repeat")
+    session.execute(
+        update(c)
+        .where(c.c.id.in_(reaching("customer")), c.c.id.not_in(repeat), c.c.stage != "customer")
+        .values(stage="customer")
+    )
+    session.execute(update(c).where(c.c.id.in_(repeat), c.c.stage != "repeat").values(stage="repeat"))
     return int(written)
 
 
