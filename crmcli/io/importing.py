@@ -79,7 +79,6 @@ def run_import(
     every bad row. ``dry_run`` always rolls back.
     """
     with db.session(write=True) as session:
-        bulk_cache(session)
         batch: list[Item] = []
         for line, raw in source.rows(progress):
             try:
@@ -112,10 +111,9 @@ BULK_CACHE_KB = 32 * 1024
 
 
 def bulk_cache(session: Session) -> None:
-    """A larger SQLite page cache for this connection while it writes in bulk: the indexes of
-    the tables an import fills no longer fit SQLite's default 2 MB, and each page read back
-    from the OS costs more than it takes to keep it. (The connection returns to the pool with
-    the larger cache; it only grows as pages are used, up to a fixed limit.)"""
+    """A larger SQLite page cache for this connection while a purchase import writes: the indexes
+    of the tables it fills no longer fit SQLite's default 2 MB, and each page read back from the
+    OS costs more than keeping it. (The cache only grows as pages are used, up to this limit.)"""
     connection = session.connection()
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql(f"PRAGMA cache_size = -{BULK_CACHE_KB}")
