@@ -55,10 +55,8 @@ def cdnow_text(cache: Path) -> str:
         pass
     wheels = sorted(cache.glob("[Ll]ifetimes-*.whl"))
     if not wheels:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache), "lifetimes==0.11.3"],
-            check=True,
-        )
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache),
+                        "lifetimes==0.11.3"], check=True)
         wheels = sorted(cache.glob("[Ll]ifetimes-*.whl"))
     with zipfile.ZipFile(wheels[-1]) as wheel:
         return wheel.read("lifetimes/datasets/CDNOW_master.txt").decode()
@@ -224,27 +222,17 @@ def main() -> int:
         if got != expected_cohorts(rows, months):
             problems.append(f"cohorts by {period} differ from the independent computation")
 
-    print(
-        f"CDNOW: {len(rows)} transactions, {len({r for r, _, _ in rows})} customers; "
-        f"loaded through crmcli import in {load_seconds:.1f} s"
-    )
-    print(
-        f"buyers {pareto['customers']}, revenue {pareto['revenue']}, top 20% = {pareto['top_customers']} customers "
-        f"with {pareto['top_share']:.1%} of revenue; {pareto['customers_for_80_percent']} customers make 80%"
-    )
+    print(f"CDNOW: {len(rows)} transactions, {len({r for r, _, _ in rows})} customers; "
+          f"loaded through crmcli import in {load_seconds:.1f} s")
+    print(f"buyers {pareto['customers']}, revenue {pareto['revenue']}, top 20% = {pareto['top_customers']} customers "
+          f"with {pareto['top_share']:.1%} of revenue; {pareto['customers_for_80_percent']} customers make 80%")
     print("RFM segments: " + ", ".join(f"{s['segment']} {s['customers']}" for s in segments))
-    print(
-        f"value groups: champions {value['champions']}, affluents {value['affluents']}, "
-        f"advocates {value['advocates']}, misers {value['misers']}"
-    )
+    print(f"value groups: champions {value['champions']}, affluents {value['affluents']}, "
+          f"advocates {value['advocates']}, misers {value['misers']}")
     monthly = cohorts[("month", 1)]["cohorts"]
-    print(
-        "monthly cohorts (share still buying 1, 2, 3 months on): "
-        + ", ".join(
-            f"{c['cohort']} {c['customers']} customers " + "/".join(f"{p['share']:.1%}" for p in c["periods"][1:4])
-            for c in monthly
-        )
-    )
+    print("monthly cohorts (share still buying 1, 2, 3 months on): " + ", ".join(
+        f"{c['cohort']} {c['customers']} customers "
+        + "/".join(f"{p['share']:.1%}" for p in c["periods"][1:4]) for c in monthly))
     for problem in problems:
         print("MISMATCH:", problem)
     print("all figures match the independent computation" if not problems else f"{len(problems)} mismatch(es)")
