@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from crmcli.bulk import insert_tuples
+from crmcli.bulk import insert_tuples, sqlite_time
 from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
@@ -256,6 +256,17 @@ STAGED_COLUMNS = (
 )
 
 
+STAGE_SQL = f"INSERT INTO {STAGED} ({', '.join(STAGED_COLUMNS)}) VALUES ({', '.join('?' * len(STAGED_COLUMNS))})"
+
+
+def _sqlite_time(moment: datetime | None) -> str | None:
+    return None if moment is None else sqlite_time(moment)
+
+
+def _same(moment: datetime | None) -> datetime | None:
+    return moment
+
+
 def _drop(conn: Any, staged: Table) -> None:
     if conn.in_transaction():
         conn.rollback()
@@ -335,6 +346,8 @@ def _stage_batch(conn: Any, staged: Table, batch: list[Row], run: PurchaseRun) -
     existing = _by_ref(conn, p, p.c.id, refs) if refs else {}
     seen: dict[str, int] = {}
     values: list[tuple[Any, ...]] = []
+    sqlite = conn.dialect.name == "sqlite"
+    when = _sqlite_time if sqlite else _same
     for row in batch:
         cid = customers.get(row.customer)
         if cid is None:
@@ -361,6 +374,7 @@ def _stage_batch(conn: Any, staged: Table, batch: list[Row], run: PurchaseRun) -
         if action == "insert" and row.coupon:
             action = "special"  # a coupon changes another record: the command's path, row by row
         run.plain += action == "insert"
+        at = when(row.at)
         values.append(
             (
                 row.line,
@@ -370,15 +384,18 @@ def _stage_batch(conn: Any, staged: Table, batch: list[Row], run: PurchaseRun) -
                 target,
                 row.ref,
                 row.amount_minor,
-                row.at,
-                row.due_at,
-                row.paid_at,
-                row.refunded_at,
+                at,
+                when(row.due_at),
+                at if row.paid_at is row.at else when(row.paid_at),  # a sale paid at the till
+                when(row.refunded_at),
                 row.coupon,
                 None if action == "insert" else json.dumps(row.raw),
             )
         )
-    insert_tuples(conn, staged, STAGED_COLUMNS, values)
+    if sqlite and values:
+        conn.exec_driver_sql(STAGE_SQL, values)  # times already in SQLite's form
+    elif values:
+        insert_tuples(conn, staged, STAGED_COLUMNS, values)
 
 
 def _by_ref(conn: Any, table: Table, value: Any, refs: set[str]) -> dict[str, int]:
