@@ -24,7 +24,18 @@ def sqlite_time(value: datetime) -> str:
 
 def insert_rows(connection: Any, table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
     """INSERT ``rows`` (dicts with at least ``columns``) into ``table`` in one executemany."""
-    insert_tuples(connection, table, columns, [tuple(row[c] for c in columns) for row in rows])
+    if not rows:
+        return
+    if connection.dialect.name != "sqlite":
+        connection.execute(insert(table), [{c: row[c] for c in columns} for row in rows])
+        return
+    times = _time_columns(table, columns)
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    values = [
+        tuple((sqlite_time(row[c]) if row[c] is not None else None) if c in times else row[c] for c in columns)
+        for row in rows
+    ]
+    connection.exec_driver_sql(sql, values)
 
 
 def insert_tuples(connection: Any, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
