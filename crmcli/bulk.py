@@ -17,8 +17,9 @@ from sqlalchemy import Table, insert
 
 def sqlite_time(value: datetime) -> str:
     """The text SQLAlchemy's SQLite DateTime stores for an aware datetime, in UTC."""
-    v = value.astimezone(UTC)
-    return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
 
 
 def insert_rows(connection: Any, table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
@@ -35,6 +36,32 @@ def insert_rows(connection: Any, table: Table, columns: Sequence[str], rows: Seq
         for row in rows
     ]
     connection.exec_driver_sql(sql, values)
+
+
+def insert_tuples(connection: Any, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """INSERT ``rows`` (values in the order of ``columns``) into ``table`` in one executemany."""
+    if not rows:
+        return
+    if connection.dialect.name != "sqlite":
+        connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+        return
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    timed = _time_columns(table, columns)
+    times = [i for i, c in enumerate(columns) if c in timed]
+    connection.exec_driver_sql(sql, [_with_times(row, times) for row in rows] if times else [tuple(r) for r in rows])
+
+
+def _with_times(row: Sequence[Any], times: list[int]) -> tuple[Any, ...]:
+    values = list(row)
+    last: Any = None
+    text = ""
+    for i in times:
+        value = values[i]
+        if value is not None:
+            if value is not last:  # a sale paid at the till: its payment time is its sale time
+                last, text = value, sqlite_time(value)
+            values[i] = text
+    return tuple(values)
 
 
 def _time_columns(table: Table, columns: Sequence[str]) -> set[str]:

@@ -236,17 +236,24 @@ class Database:
         return self.engine.execution_options(**{WRITE_OPTION: True})
 
     @contextmanager
-    def session(self, *, write: bool = False) -> Iterator[Session]:
+    def session(self, *, write: bool = False, connection: Any = None) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on any error.
 
-        Inside :meth:`atomic` it is the atomic block's session instead, committed with it."""
+        Inside :meth:`atomic` it is the atomic block's session instead, committed with it.
+        ``connection`` (not in a transaction) runs it on that connection instead of a pooled
+        one: an import stages its rows in TEMP tables, which only their connection sees.
+        """
         from sqlmodel import Session
 
         if self._shared is not None:
             with self._shared_scope(self._shared, write=write) as session:
                 yield session
             return
-        with Session(self.writer if write else self.engine, expire_on_commit=False) as session:
+        if connection is not None:
+            bind = connection.execution_options(**{WRITE_OPTION: write})
+        else:
+            bind = self.writer if write else self.engine
+        with Session(bind, expire_on_commit=False) as session:
             if write and self.audit_command is not None:
                 from crmcli.audit import watch
 
@@ -284,6 +291,17 @@ class Database:
                 raise
             finally:
                 self._shared = None
+
+    @contextmanager
+    def staging_connection(self) -> Iterator[tuple[Any, bool]]:
+        """A connection for work staged before the write lock is taken (an import's TEMP tables),
+        and whether the caller commits on it: its own connection (True), or inside :meth:`atomic`
+        the block's, whose transaction the block commits (False)."""
+        if self._shared is not None:
+            yield self._shared.connection(), False
+            return
+        with self.engine.connect() as conn:
+            yield conn, True
 
     def atomic_intact(self) -> bool:
         """Inside :meth:`atomic`: the block's transaction is still the one it began (no command

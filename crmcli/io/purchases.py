@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from crmcli.bulk import insert_rows
+from crmcli.bulk import insert_rows, insert_tuples, sqlite_time
 from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
-from crmcli.errors import Conflict, CrmError, Invalid
-from crmcli.io.importing import ImportRun, check_options, run_import
+from crmcli.errors import Conflict, CrmError, ImportFailed, Invalid
+from crmcli.io.importing import BULK_CACHE_KB, ImportRun, bulk_cache, check_options, write_rejects
 from crmcli.io.reader import CsvOptions, open_source
 from crmcli.io.writer import Target, output_stream, write_csv, write_json
 from crmcli.models import Customer, Purchase, UTCDateTime, table_of
@@ -68,29 +87,19 @@ class Row:
         return self.amount_minor - (self.coupon_discount_minor or 0) - self.points_discount_minor
 
 
-class IdSet:
-    """A set of small positive ids in one byte each: a million customers cost 1 MB, not 60."""
-
-    def __init__(self) -> None:
-        self._flags = bytearray()
-
-    def add(self, value: int) -> None:
-        if value >= len(self._flags):
-            self._flags.extend(bytes(max(value + 1 - len(self._flags), len(self._flags))))
-        self._flags[value] = 1
-
-    def __bool__(self) -> bool:
-        return 1 in self._flags
-
-    def sorted(self) -> list[int]:
-        return [i for i, flag in enumerate(self._flags) if flag]
-
-
 @dataclass
 class PurchaseRun(ImportRun):
-    customers: IdSet = field(default_factory=IdSet)  # whose points, stages and referrals to settle at the end
     stage_changes: int = 0
     referrals_verified: int = 0
+    plain: int = 0  # rows staged for the set-based insert
+    fingerprint: tuple[Any, ...] = ()  # customers and purchases when staging began
+    partial: set[int] = field(default_factory=set)  # refused rows known by customer and ref only
+
+    def refuse(self, line: int, raw: str | None, customer: str, ref: str | None, reason: str) -> None:
+        """Refuse a staged row (its cells are read again from the file for the rejected-rows file)."""
+        if raw is None:
+            self.partial.add(line)
+        self.reject(line, json.loads(raw) if raw else {"customer": customer, "ref": ref or ""}, reason)
 
 
 def _when(
@@ -137,9 +146,10 @@ def validate_row(line: int, raw: dict[str, str], run: PurchaseRun) -> Row:
     if amount < 0:
         raise Invalid("the amount cannot be negative: a refund is recorded on the sale it refunds")
     at = _when(raw.get("at"), config, run.now, happened="at") or run.now
-    due = _when(raw.get("due"), config, run.now, end_of_day=True)
-    paid = _when(raw.get("paid_at"), config, run.now, happened="paid_at")
-    refunded = _when(raw.get("refunded_at"), config, run.now, happened="refunded_at")
+    # (empty cells, most of them, skip the call)
+    due = _when(text, config, run.now, end_of_day=True) if (text := raw.get("due")) else None
+    paid = _when(text, config, run.now, happened="paid_at") if (text := raw.get("paid_at")) else None
+    refunded = _when(text, config, run.now, happened="refunded_at") if (text := raw.get("refunded_at")) else None
     if due is not None and due < at:
         raise Invalid("the due date is before the purchase")
     if refunded is not None and refunded < at:
@@ -214,61 +224,221 @@ def import_purchases(
 ) -> dict[str, Any]:
     """Import purchases in one transaction: all or nothing unless ``reject_file`` is given.
 
-    Rows are written in batches with set-based SQL; points are earned on each row's
-    amount; late payments reset points, stages advance and pending referrals are
-    verified once, at the end.
+    Two phases on one connection. First, without the write lock, every row is read,
+    validated and its customer resolved, and the rows are staged in a TEMP table (other
+    writers, a till's sale, go on meanwhile). Then one write transaction re-checks what
+    another writer changed since (only if the database changed), inserts the staged rows
+    with one INSERT ... SELECT and runs the rules: points earned on each row's amount,
+    then late-payment resets, stages and referrals settled once, at the end.
     """
     check_options(on_duplicate, reject_file)
     required = (("customer", *CUSTOMER_COLUMNS), "amount")
     source = open_source(path, options, fields=FIELDS + tuple(CUSTOMER_COLUMNS), required=required)
     run = PurchaseRun(config=config, on_duplicate=on_duplicate, now=now or utcnow())
-
-    def finish(session: Session) -> None:
-        from crmcli.services.points import settle_points
-        from crmcli.services.referrals import verify_referrals
-        from crmcli.services.stages import settle_stages
-
-        customers = run.customers.sorted()
-        settle_points(session, config, customers, now=run.now)
-        run.stage_changes = settle_stages(session, customers)
-        run.referrals_verified = len(verify_referrals(session, config, customers, now=run.now))
-
+    staged = _staging_table()
     try:
-        run_import(
-            db=db,
-            source=source,
-            run=run,
-            batch_size=BATCH,
-            dry_run=dry_run,
-            reject_file=reject_file,
-            progress=progress,
-            validate=lambda line, raw: validate_row(line, raw, run),
-            write_batch=lambda session, batch: _write_batch(session, batch, run),
-            finish=finish,
-        )
+        with db.staging_connection() as (conn, own):
+            try:
+                version = _stage(conn, staged, source, run, progress, own=own)
+                if run.problems and reject_file is None:
+                    _fail(run, source.label)  # refused before the write lock was ever taken
+                with db.session(write=True, connection=conn) as session:
+                    bulk_cache(session)
+                    # (in a batch's one transaction, nothing else can have written meanwhile)
+                    if own and (version is None or _version(conn) != version):
+                        _recheck(session, staged, run, version)
+                        if run.problems and reject_file is None:
+                            session.rollback()
+                            _fail(run, source.label)
+                    _write_staged(session, staged, run)
+                    if run.problems and reject_file is None:  # a coupon refused on its row
+                        session.rollback()
+                        _fail(run, source.label)
+                    _settle(session, staged, run)
+                    from crmcli.audit import note
+
+                    note(session, file=source.label, **run.counts(dry_run))  # one audit entry per import
+                    if dry_run:
+                        session.rollback()
+            finally:
+                _drop(conn, staged, own=own)
+        if reject_file is not None and run.rejected and not dry_run:
+            if run.partial:
+                _read_again(source, run)
+            write_rejects(reject_file, source.fields, run.rejected)
     finally:
         source.close()
     return {**run.counts(dry_run), "stage_changes": run.stage_changes, "referrals_verified": run.referrals_verified}
 
 
-def _write_batch(session: Session, batch: list[Row], run: PurchaseRun) -> None:
-    p = table_of(Purchase)
-    from crmcli.services.identify import resolve
+def _read_again(source: Any, run: PurchaseRun) -> None:
+    """The cells of the rows refused after staging, read again from the file (or from the copy
+    of standard input, which lives until the source is closed)."""
+    cells = {line: raw for line, raw in source.rows() if line in run.partial}
+    run.rejected = [(line, cells.get(line, raw), reason) for line, raw, reason in run.rejected]
 
-    customers = resolve(session, {r.customer for r in batch}, run.config.default_phone_region)
+
+def _fail(run: PurchaseRun, label: str) -> None:
+    raise ImportFailed(f"{len(run.problems)} bad row(s) in {label}; nothing was imported", sorted(run.problems))
+
+
+# --- the staging area: a TEMP table on the import's own connection ---------------------------
+
+STAGED = "import_purchase_rows"
+
+
+def _staging_table() -> Table:
+    """The validated rows, with their customer resolved; ``action`` says what the write does:
+    ``insert`` (set-based), ``special`` (a coupon: the command's path) or ``update``."""
+    return Table(
+        STAGED,
+        MetaData(),
+        Column("line", Integer, primary_key=True),
+        Column("action", String, nullable=False),
+        Column("customer_id", Integer, nullable=False),
+        Column("customer", String, nullable=False),  # the cell, resolved again if customers changed meanwhile
+        Column("target_id", Integer),  # update: the purchase with this ref
+        Column("ref", String),  # duplicates within the file are found once, at the end of staging
+        Column("amount_minor", BigInteger, nullable=False),
+        Column("at", UTCDateTime, nullable=False),
+        Column("due_at", UTCDateTime),
+        Column("paid_at", UTCDateTime),
+        Column("refunded_at", UTCDateTime),
+        Column("coupon", String),
+        # the figures the sale was recorded with (an export read back); NULL: a command works them out
+        Column("coupon_discount_minor", BigInteger),
+        Column("points_used", BigInteger, nullable=False),
+        Column("points_discount_minor", BigInteger, nullable=False),
+        Column("coupon_id", Integer),  # a recorded coupon, found or recreated at the write
+        Column("raw", String),  # the cells as JSON, for the rows taken one by one (few)
+        prefixes=["TEMPORARY"],
+    )
+
+
+STAGED_COLUMNS = (
+    "line",
+    "action",
+    "customer_id",
+    "customer",
+    "target_id",
+    "ref",
+    "amount_minor",
+    "at",
+    "due_at",
+    "paid_at",
+    "refunded_at",
+    "coupon",
+    "coupon_discount_minor",
+    "points_used",
+    "points_discount_minor",
+    "raw",
+)
+
+
+STAGE_SQL = f"INSERT INTO {STAGED} ({', '.join(STAGED_COLUMNS)}) VALUES ({', '.join('?' * len(STAGED_COLUMNS))})"
+
+
+def _sqlite_time(moment: datetime | None) -> str | None:
+    return None if moment is None else sqlite_time(moment)
+
+
+def _same(moment: datetime | None) -> datetime | None:
+    return moment
+
+
+def _drop(conn: Any, staged: Table, *, own: bool) -> None:
+    """Drop the staging table; on a connection of its own, outside any transaction."""
+    if not own:  # (the shared transaction rolls it back with the rest if it failed)
+        with suppress(DBAPIError):
+            staged.drop(conn, checkfirst=True)
+        return
+    if conn.in_transaction():
+        conn.rollback()
+    staged.drop(conn, checkfirst=True)
+    conn.commit()
+
+
+def _version(conn: Any) -> int | None:
+    """SQLite's count of commits by other connections (None elsewhere: always re-check)."""
+    if conn.dialect.name != "sqlite":
+        return None
+    return int(conn.exec_driver_sql("PRAGMA data_version").scalar_one())
+
+
+def _fingerprint(conn: Any) -> tuple[Any, ...]:
+    """Customers and purchases summed up: adding, merging, erasing or editing a customer changes
+    the first four figures; the last is the newest purchase."""
+    c, p = table_of(Customer), table_of(Purchase)
+    row = conn.execute(
+        select(func.count(), func.max(c.c.id), func.max(c.c.updated_at), func.count(c.c.erased_at))
+    ).one()
+    return (*row, conn.execute(select(func.max(p.c.id))).scalar())
+
+
+def _stage(conn: Any, staged: Table, source: Any, run: PurchaseRun, progress: Any, *, own: bool) -> int | None:
+    """Phase one, under no write lock: read, validate, resolve and stage every row.
+
+    Returns SQLite's data version from before the snapshot began, for the write phase to
+    see whether another connection committed since.
+    """
+    _drop(conn, staged, own=own)
+    staged.create(conn)
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(f"PRAGMA temp.cache_size = -{BULK_CACHE_KB // 4}")
+    version = _version(conn)  # read before the snapshot starts: a commit in between only costs a re-check
+    run.fingerprint = _fingerprint(conn)
+    batch: list[Row] = []
+    for line, raw in source.rows(progress):
+        try:
+            batch.append(validate_row(line, raw, run))
+        except CrmError as exc:
+            run.reject(line, raw, str(exc))
+        if len(batch) >= BATCH:
+            _stage_batch(conn, staged, batch, run)
+            batch = []
+    if batch:
+        _stage_batch(conn, staged, batch, run)
+    _refuse_repeated_refs(conn, staged, run)
+    if own:
+        conn.commit()
+    return version
+
+
+def _refuse_repeated_refs(conn: Any, staged: Table, run: PurchaseRun) -> None:
+    """A ref that comes back in a later batch of the file: the later rows are refused (one sort of
+    the staged refs at the end, instead of an index kept up to date on every row)."""
+    s = staged.c
+    first = select(s.ref, func.min(s.line).label("first")).where(s.ref.is_not(None)).group_by(s.ref)
+    repeated = first.having(func.count() > 1).subquery()
+    rows = conn.execute(
+        select(s.line, s.ref, s.raw, s.customer, repeated.c.first)
+        .join(repeated, repeated.c.ref == s.ref)
+        .where(s.line > repeated.c.first)
+        .order_by(s.line)
+    ).all()
+    for line, ref, raw, customer, first_line in rows:
+        run.refuse(line, raw, customer, ref, f"same ref as line {first_line} of this file")
+        run.plain -= conn.execute(select(s.action).where(s.line == line)).scalar_one() == "insert"
+        conn.execute(delete(staged).where(s.line == line))
+
+
+def _stage_batch(conn: Any, staged: Table, batch: list[Row], run: PurchaseRun) -> None:
+    from crmcli.services.identify import resolve_ids
+
+    p = table_of(Purchase)
+    customers, problems = resolve_ids(conn, {r.customer for r in batch}, run.config.default_phone_region)
     refs = {r.ref for r in batch if r.ref}
-    existing: dict[str, int] = {}
-    if refs:
-        existing = dict(session.execute(select(p.c.ref, p.c.id).where(p.c.ref.in_(refs))).all())
+    existing = _by_ref(conn, p, p.c.id, refs) if refs else {}
     seen: dict[str, int] = {}
-    plain: list[tuple[Row, int]] = []
-    special: list[tuple[Row, int]] = []
+    values: list[tuple[Any, ...]] = []
+    sqlite = conn.dialect.name == "sqlite"
+    when = _sqlite_time if sqlite else _same
     for row in batch:
-        match = customers[row.customer]
-        if match.customer is None:
-            run.reject(row.line, row.raw, match.problem())
+        cid = customers.get(row.customer)
+        if cid is None:
+            run.reject(row.line, row.raw, problems[row.customer].problem())
             continue
-        cid = match.customer.id
+        action, target = "insert", None
         if row.ref is not None:
             if row.ref in seen:
                 run.reject(row.line, row.raw, f"same ref as line {seen[row.ref]} of this file")
@@ -277,23 +447,239 @@ def _write_batch(session: Session, batch: list[Row], run: PurchaseRun) -> None:
             if row.ref in existing:
                 if run.on_duplicate == "skip":
                     run.skipped += 1
-                elif run.on_duplicate == "update":
-                    _update_payment(session, existing[row.ref], row, run)
-                else:
+                    continue
+                if run.on_duplicate != "update":
                     run.reject(
                         row.line,
                         row.raw,
                         f"ref {row.ref} is already purchase {existing[row.ref]} (use --on-duplicate skip or update)",
                     )
+                    continue
+                action, target = "update", existing[row.ref]
+        if action == "insert" and row.coupon and not row.recorded:
+            action = "special"  # a coupon changes another record: the command's path, row by row
+        run.plain += action == "insert"
+        at = when(row.at)
+        values.append(
+            (
+                row.line,
+                action,
+                cid,
+                row.customer,
+                target,
+                row.ref,
+                row.amount_minor,
+                at,
+                when(row.due_at),
+                at if row.paid_at is row.at else when(row.paid_at),  # a sale paid at the till
+                when(row.refunded_at),
+                row.coupon,
+                row.coupon_discount_minor,
+                row.points_used,
+                row.points_discount_minor,
+                None if action == "insert" and not row.coupon else json.dumps(row.raw),
+            )
+        )
+    if sqlite and values:
+        conn.exec_driver_sql(STAGE_SQL, values)  # times already in SQLite's form
+    elif values:
+        insert_tuples(conn, staged, STAGED_COLUMNS, values)
+
+
+def _by_ref(conn: Any, table: Table, value: Any, refs: set[str]) -> dict[str, int]:
+    """ref -> ``value`` for the rows of ``table`` with these refs (on SQLite straight through the
+    driver: compiling an IN-list of thousands of values costs more than running it)."""
+    if conn.dialect.name != "sqlite":
+        return dict(conn.execute(select(table.c.ref, value).where(table.c.ref.in_(refs))).all())
+    sql = f"SELECT ref, {value.name} FROM {table.name} WHERE ref IN ({','.join('?' * len(refs))})"
+    return dict(conn.exec_driver_sql(sql, tuple(refs)).all())
+
+
+def _recheck(session: Session, staged: Table, run: PurchaseRun, version: int | None) -> None:
+    """The database changed between the phases: what another writer did meanwhile decides again.
+
+    Customers are resolved again only when one was added, merged, erased or edited (always
+    on PostgreSQL); refs are checked against the purchases recorded since.
+    """
+    conn = session.connection()
+    p = table_of(Purchase)
+    before = run.fingerprint
+    if version is None or _fingerprint(conn)[:4] != before[:4]:
+        _resolve_again(session, staged, run)
+    since = p.c.id > before[4] if version is not None and before[4] is not None else p.c.id > 0
+    clashes = session.execute(
+        select(staged.c.line, staged.c.ref, staged.c.raw, staged.c.customer, p.c.id)
+        .join(p, p.c.ref == staged.c.ref)
+        .where(since, staged.c.action != "update")
+        .order_by(staged.c.line)
+    ).all()
+    for line, ref, raw, customer, pid in clashes:
+        if run.on_duplicate == "update":
+            session.execute(update(staged).where(staged.c.line == line).values(action="update", target_id=pid))
+            continue
+        session.execute(delete(staged).where(staged.c.line == line))
+        if run.on_duplicate == "skip":
+            run.skipped += 1
+        else:
+            reason = f"ref {ref} is already purchase {pid} (use --on-duplicate skip or update)"
+            run.refuse(line, raw, customer, ref, reason)
+    run.plain = session.execute(select(func.count()).where(staged.c.action == "insert")).scalar_one()
+
+
+def _resolve_again(session: Session, staged: Table, run: PurchaseRun) -> None:
+    from crmcli.services.identify import resolve_ids
+
+    conn = session.connection()
+    last = ""
+    while True:
+        texts = dict(
+            session.execute(
+                select(staged.c.customer, func.min(staged.c.customer_id))
+                .where(staged.c.customer > last)
+                .group_by(staged.c.customer)
+                .order_by(staged.c.customer)
+                .limit(BATCH)
+            ).all()
+        )
+        if not texts:
+            return
+        last = max(texts)
+        ids, problems = resolve_ids(conn, texts, run.config.default_phone_region)
+        for text, cid in texts.items():
+            if ids.get(text) == cid:
                 continue
-        # A coupon changes another record: take the command's path, row by row (unless the row
-        # brings the discount it was given: then it is written as recorded).
-        (special if row.coupon and not row.recorded else plain).append((row, cid))
-        run.customers.add(cid)
-    if plain:
-        _insert_plain(session, plain, run)
-    for row, cid in special:
-        _insert_special(session, row, cid, run)
+            if text in ids:
+                session.execute(update(staged).where(staged.c.customer == text).values(customer_id=ids[text]))
+                continue
+            for line, raw, ref in session.execute(
+                select(staged.c.line, staged.c.raw, staged.c.ref).where(staged.c.customer == text)
+            ).all():
+                run.refuse(line, raw, text, ref, problems[text].problem())
+            session.execute(delete(staged).where(staged.c.customer == text))
+
+
+def _write_staged(session: Session, staged: Table, run: PurchaseRun) -> None:
+    """Phase two, in the write transaction: the plain rows in one INSERT ... SELECT and their
+    points in set-based SQL, then the rows that take the command's path, in file order."""
+    from crmcli.services.points import record_purchase_points, record_refund_points
+
+    p = table_of(Purchase)
+    _use_recorded_coupons(session, staged, run)
+    last_id = session.execute(select(func.coalesce(func.max(p.c.id), 0))).scalar_one()
+    s = staged.c
+    coupon_discount = func.coalesce(s.coupon_discount_minor, 0)
+    rows = (
+        select(
+            s.customer_id,
+            s.ref,
+            s.amount_minor,
+            coupon_discount,
+            s.points_used,
+            s.points_discount_minor,
+            s.amount_minor - coupon_discount - s.points_discount_minor,
+            s.at,
+            s.due_at,
+            s.paid_at,
+            s.refunded_at,
+            literal(run.now, UTCDateTime()),
+            s.coupon_id,
+        )
+        .where(s.action == "insert")
+        .order_by(s.line)
+    )
+    session.execute(insert(p).from_select(list(PURCHASE_COLUMNS), rows))
+    new = and_(p.c.id > last_id, p.c.created_at == literal(run.now, UTCDateTime()))
+    record_purchase_points(session, run.config, new)
+    refunded = list(session.execute(select(p.c.id).where(new, p.c.refunded_at.is_not(None))).scalars())
+    record_refund_points(session, refunded)
+    run.inserted += run.plain
+    after = 0
+    while True:  # the few rows taken one by one, a page at a time
+        page = session.execute(
+            select(staged).where(s.action != "insert", s.line > after).order_by(s.line).limit(1000)
+        ).all()
+        if not page:
+            return
+        for item in page:
+            after = item.line
+            row = Row(
+                item.line,
+                json.loads(item.raw),
+                item.customer,
+                item.amount_minor,
+                item.at,
+                item.due_at,
+                item.paid_at,
+                item.refunded_at,
+                item.coupon,
+                item.ref,
+            )
+            if item.action == "update":
+                _update_payment(session, item.target_id, row, run)
+            else:
+                _insert_special(session, row, item.customer_id, run)
+
+
+def _use_recorded_coupons(session: Session, staged: Table, run: PurchaseRun) -> None:
+    """The sales recorded with a coupon and its discount take a use of it (the coupon recreated
+    if the database lacks it); a row whose coupon has no use or budget left is refused."""
+    s = staged.c
+    found = session.execute(
+        select(s.line, s.raw, s.customer, s.customer_id, s.amount_minor, s.at, s.coupon, s.coupon_discount_minor)
+        .where(s.action == "insert", s.coupon.is_not(None))
+        .order_by(s.line)
+    ).all()
+    if not found:
+        return
+    rows = [
+        (Row(line, json.loads(raw), customer, amount, at, None, None, None, code, None, coupon_discount_minor=off), cid)
+        for line, raw, customer, cid, amount, at, code, off in found
+    ]
+    coupons = _recorded_coupons(session, rows, run)
+    if coupons:
+        session.execute(
+            update(staged).where(s.line == bindparam("row")).values(coupon_id=bindparam("found")),
+            [{"row": line, "found": coupon} for line, coupon in coupons.items()],
+        )
+    refused = [{"row": row.line} for row, _ in rows if row.line not in coupons]
+    if refused:
+        session.execute(delete(staged).where(s.line == bindparam("row")), refused)
+        run.plain -= len(refused)
+
+
+def _settle(session: Session, staged: Table, run: PurchaseRun) -> None:
+    """The rules, once, for every customer who bought: late payments, then stages, then
+    referrals, each over the customers a page at a time (memory stays flat at any size)."""
+    from crmcli.services.points import settle_points
+    from crmcli.services.referrals import verify_referrals
+    from crmcli.services.stages import settle_stages
+
+    buyers = Table(f"{STAGED}_customers", MetaData(), Column("id", Integer, primary_key=True), prefixes=["TEMPORARY"])
+    conn = session.connection()
+    buyers.drop(conn, checkfirst=True)
+    buyers.create(conn)  # (inside the transaction: a failure rolls it back with the rest)
+    # the customers of the staged rows, not of updates (their own path settled them)
+    rows = select(staged.c.customer_id).where(staged.c.action != "update").distinct()
+    session.execute(insert(buyers).from_select(["id"], rows))
+    for page in _pages(session, buyers):
+        settle_points(session, run.config, page, now=run.now)
+    for page in _pages(session, buyers):
+        run.stage_changes += settle_stages(session, page)
+    for page in _pages(session, buyers):
+        run.referrals_verified += len(verify_referrals(session, run.config, page, now=run.now))
+    buyers.drop(conn)
+
+
+def _pages(session: Session, buyers: Table, size: int = 45_000) -> Iterator[list[int]]:
+    """The ids in ``buyers`` in order, ``size`` at a time."""
+    after = 0
+    while True:
+        query = select(buyers.c.id).where(buyers.c.id > after).order_by(buyers.c.id).limit(size)
+        page = list(session.execute(query).scalars())
+        if not page:
+            return
+        yield page
+        after = page[-1]
 
 
 PURCHASE_COLUMNS = (
@@ -311,48 +697,6 @@ PURCHASE_COLUMNS = (
     "created_at",
     "coupon_id",
 )
-
-
-def _insert_plain(session: Session, rows: list[tuple[Row, int]], run: PurchaseRun) -> None:
-    """One executemany for the purchases, then the points rules on the whole batch.
-
-    The new rows are found again as those above the previous largest id that carry this
-    import's ``created_at``, so no per-row RETURNING is needed.
-    """
-    from crmcli.services.points import record_purchase_points, record_refund_points
-
-    p = table_of(Purchase)
-    conn = session.connection()
-    coupon_ids = _recorded_coupons(session, [(r, cid) for r, cid in rows if r.coupon], run)
-    rows = [(r, cid) for r, cid in rows if not r.coupon or r.line in coupon_ids]
-    if not rows:
-        return
-    last_id = conn.execute(select(func.coalesce(func.max(p.c.id), 0))).scalar_one()
-    values = [
-        {
-            "customer_id": cid,
-            "ref": r.ref,
-            "gross_minor": r.amount_minor,
-            "coupon_discount_minor": r.coupon_discount_minor or 0,
-            "points_used": r.points_used,
-            "points_discount_minor": r.points_discount_minor,
-            "net_minor": r.net_minor,
-            "coupon_id": coupon_ids.get(r.line),
-            "at": r.at,
-            "due_at": r.due_at,
-            "paid_at": r.paid_at,
-            "refunded_at": r.refunded_at,
-            "created_at": run.now,
-        }
-        for r, cid in rows
-    ]
-    insert_rows(conn, p, PURCHASE_COLUMNS, values)
-    new = and_(p.c.id > last_id, p.c.created_at == literal(run.now, UTCDateTime()))
-    record_purchase_points(session, run.config, new)
-    if any(r.refunded_at for r, _ in rows):
-        refunded = list(session.execute(select(p.c.id).where(new, p.c.refunded_at.is_not(None))).scalars())
-        record_refund_points(session, refunded)
-    run.inserted += len(rows)
 
 
 def _recorded_coupons(session: Session, rows: list[tuple[Row, int]], run: PurchaseRun) -> dict[int, int]:

@@ -313,7 +313,12 @@ class TableSource:
                 columns = self.header(values)
                 width = len(columns)
                 continue
-            row = {col: unneutralise(value) for col, value in zip(columns, values, strict=False) if col is not None}
+            # (unneutralise only a cell that starts with a quote: most cells of a big file don't)
+            row = {
+                col: unneutralise(value) if value[:1] == "'" else value
+                for col, value in zip(columns, values, strict=False)
+                if col is not None
+            }
             if len(values) > width and any(v.strip() for v in values[width:]):
                 row["__error__"] = f"{len(values)} cells but the header has {width}"
             elif "\x00" in "".join(values):

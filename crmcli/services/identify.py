@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlmodel import Session
 
 from crmcli.errors import Invalid, NotFound
@@ -88,49 +88,104 @@ class Match:
 
 
 def resolve(session: Session | Any, texts: Iterable[str], region: str | None = None) -> dict[str, Match]:
-    """Resolve many texts in one query (``session`` may be a Session or a Connection)."""
+    """Resolve many texts in one query per kind of key (``session`` may be a Session or a Connection)."""
     wanted = {t: identifier_keys(t, region) for t in set(texts)}
+    by_key = _lookup(session, wanted, full=True)
+    result: dict[str, Match] = {}
+    for text, keys in wanted.items():
+        result[text] = Match(text.strip(), _found(keys, by_key))
+    return result
+
+
+def resolve_ids(
+    session: Session | Any, texts: Iterable[str], region: str | None = None
+) -> tuple[dict[str, int], dict[str, Match]]:
+    """:func:`resolve` for a batch of file cells: the customer id of each text that names exactly
+    one customer, and the others as :class:`Match` (for their messages). Reads only ids and keys."""
+    wanted = {t: identifier_keys(t, region) for t in set(texts)}
+    by_key = _lookup(session, wanted, full=False)
+    ids: dict[str, int] = {}
+    problems: dict[str, Match] = {}
+    for text, keys in wanted.items():
+        if len(keys) == 1 and (row := by_key.get(keys[0])) is not None:  # the usual cell: one key, found
+            ids[text] = row[0]
+            continue
+        found = _found(keys, by_key)
+        if len(found) == 1:
+            ids[text] = found[0][1][0]
+        else:
+            problems[text] = Match(text.strip(), found)
+    return ids, problems
+
+
+def _found(keys: list[tuple[str, str]], by_key: dict[tuple[str, str], Any]) -> list[tuple[str, Any]]:
+    """(kind that matched, row) per customer the keys find, in the order of the keys."""
+    if len(keys) == 1:  # a till's ref, an email, an explicit form: one key, one answer
+        row = by_key.get(keys[0])
+        return [] if row is None else [(keys[0][0], row)]
+    found: dict[int, tuple[str, Any]] = {}
+    for key in keys:
+        row = by_key.get(key)
+        if row is not None and row[0] not in found:
+            found[row[0]] = (key[0], row)
+    return list(found.values())
+
+
+SQLITE_COLUMNS = {"id": "id", "ref": "ref", "email": "email", "phone": "phone", "code": "referral_code"}
+
+
+def _dialect(session: Session | Any) -> str:
+    return str(session.get_bind().dialect.name if isinstance(session, Session) else session.dialect.name)
+
+
+def _lookup_sqlite(session: Session | Any, kind: str, values: set[str], by_key: dict[Any, Any]) -> None:
+    """:func:`_lookup` of ids and keys straight through the driver on SQLite: compiling an
+    IN-list of thousands of values costs more than running it."""
+    conn = session.connection() if isinstance(session, Session) else session
+    column = SQLITE_COLUMNS[kind]
+    erased = "" if kind == "id" else " AND erased_at IS NULL"  # an erased customer keeps only its id
+    wanted = [int(v) for v in values] if kind == "id" else list(values)
+    for start in range(0, len(wanted), 10000):
+        chunk = wanted[start : start + 10000]
+        sql = f"SELECT id, {column} FROM customer WHERE {column} IN ({','.join('?' * len(chunk))}){erased}"
+        for row in conn.exec_driver_sql(sql, tuple(chunk)):
+            by_key[(kind, str(row[0]) if kind == "id" else row[1])] = row
+
+
+FULL_POSITION = {"email": 2, "phone": 3, "ref": 4, "code": 5}  # of each key in the full row
+
+
+def _lookup(session: Session | Any, wanted: dict[str, list[tuple[str, str]]], *, full: bool) -> dict[Any, Any]:
+    """The customer row of each (kind, value) key that names one: one query per kind of key, each
+    answered by its own unique index. ``full`` reads the columns a :class:`Match` shows, else
+    only the id and the key."""
     values: dict[str, set[str]] = {kind: set() for kind in KINDS}
     for keys in wanted.values():
         for kind, value in keys:
             values[kind].add(value)
     by_key: dict[tuple[str, str], Any] = {}
-    if any(values.values()):
-        t = table_of(Customer)
-        columns = {"ref": t.c.ref, "email": t.c.email, "phone": t.c.phone, "code": t.c.referral_code}
-        conditions = [columns[k].in_(v) for k, v in values.items() if v and k != "id"]
-        if values["id"]:
-            conditions.append(t.c.id.in_([int(v) for v in values["id"]]))
-        rows = session.execute(
-            select(t.c.id, t.c.name, t.c.email, t.c.phone, t.c.ref, t.c.referral_code, t.c.erased_at).where(
-                or_(*conditions)
-            )
-        )
-        wanted_keys = {(kind, value) for kind, found in values.items() for value in found}
-        kinds = [
-            (n, kind) for n, kind in ((0, "id"), (4, "ref"), (2, "email"), (3, "phone"), (5, "code")) if values[kind]
-        ]
-        for row in rows:
-            if row[6] is not None:  # an erased customer keeps only its id
-                by_key[("id", str(row[0]))] = row
-                continue
-            for n, kind in kinds:
-                key = (kind, str(row[n]) if n == 0 else row[n])
-                if key in wanted_keys:
-                    by_key[key] = row
-    result: dict[str, Match] = {}
-    for text, keys in wanted.items():
-        if len(keys) == 1:  # a till's ref, an email, an explicit form: one key, one answer
-            row = by_key.get(keys[0])
-            result[text] = Match(text.strip(), [] if row is None else [(keys[0][0], row)])
+    t = table_of(Customer)
+    columns = {"id": t.c.id, "ref": t.c.ref, "email": t.c.email, "phone": t.c.phone, "code": t.c.referral_code}
+    for kind in KINDS:
+        if not values[kind]:
             continue
-        found: dict[int, tuple[str, Any]] = {}
-        for key in keys:
-            row = by_key.get(key)
-            if row is not None and row[0] not in found:
-                found[row[0]] = (key[0], row)
-        result[text] = Match(text.strip(), list(found.values()))
-    return result
+        if not full and _dialect(session) == "sqlite":
+            _lookup_sqlite(session, kind, values[kind], by_key)
+            continue
+        shown: tuple[Any, ...]
+        if full:
+            shown = (t.c.id, t.c.name, t.c.email, t.c.phone, t.c.ref, t.c.referral_code, t.c.erased_at)
+        else:
+            shown = (t.c.id, columns[kind].label("key"))
+        n = 0 if kind == "id" else FULL_POSITION[kind] if full else 1
+        query = select(*shown)
+        if kind == "id":
+            query = query.where(t.c.id.in_([int(v) for v in values[kind]]))
+        else:  # an erased customer keeps only its id
+            query = query.where(columns[kind].in_(values[kind]), t.c.erased_at.is_(None))
+        for row in session.execute(query):
+            by_key[(kind, str(row[0]) if n == 0 else row[n])] = row
+    return by_key
 
 
 def find_customer(session: Session, text: str | int, region: str | None = None) -> Customer:

@@ -482,7 +482,13 @@ def _removals_due(session: Session, config: Config, customer_ids: list[int], now
     late_column = case((late_purchases(config, now), 1), else_=0).label("late")
     for cid, pid, due, refunded, net, late in session.execute(
         select(p.c.customer_id, p.c.id, p.c.due_at, p.c.refunded_at, p.c.net_minor, late_column).where(
-            p.c.customer_id.in_(customer_ids), or_(p.c.due_at.is_not(None), p.c.refunded_at.is_not(None))
+            # only the sales that call for a removal, found in the index of sales on credit or
+            # refunded (its condition, as the index states it, lets the database use it)
+            p.c.customer_id.in_(customer_ids),
+            or_(p.c.due_at.is_not(None), p.c.refunded_at.is_not(None)),
+            or_(p.c.refunded_at.is_not(None), late_purchases(config, now))
+            if config.points.reset_on_late_payment
+            else p.c.refunded_at.is_not(None),
         )
     ):
         if refunded is not None and refunded <= now and (earned := points_for_spend(net, config)):

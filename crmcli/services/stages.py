@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, literal, or_, select, update
 from sqlmodel import Session
 
 from crmcli.bulk import insert_rows
@@ -103,66 +103,157 @@ def replay_stages(
     return steps, froms, stage
 
 
-def settle_stages(session: Session, customer_ids: Iterable[int]) -> int:
+def settle_stages(session: Session, customer_ids: Iterable[int], *, replay_all: bool = False) -> int:
     """Rewrite the purchase-caused stage changes of these customers and their current stage.
 
-    Set-based: a few statements per 900 customers. Returns how many changes were written.
+    Set-based: a few statements per 900 customers. The common case of an import, a customer
+    whose only stage row is the one they joined with and who has no refunded sale, reads
+    just the first two purchases (only they can move such a customer); the rest read
+    their whole history. Both replay it with :func:`replay_stages`; ``replay_all`` reads every
+    history in full (the tests compare the two).
+    Returns how many changes were written.
     """
-    c, sc = table_of(Customer), table_of(StageChange)
     ids = sorted(set(customer_ids))
     written = 0
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        manual: dict[int, list[tuple[int, datetime, str | None, str]]] = {}
-        derived: dict[int, list[Step]] = {}
-        for sid, cid, at, frm, to, cause in session.execute(
-            select(sc.c.id, sc.c.customer_id, sc.c.at, sc.c.from_stage, sc.c.to_stage, sc.c.cause)
+        simple = [] if replay_all else _simple(session, chunk)
+        if simple:
+            written += _settle_simple(session, simple)
+            taken = set(simple)
+            chunk = [cid for cid in chunk if cid not in taken]
+        if chunk:
+            written += _settle_replay(session, chunk)
+    return written
+
+
+BEFORE_CUSTOMER = tuple(s for s, rank in STAGE_RANK.items() if rank < STAGE_RANK["customer"])
+
+
+def _simple(session: Session, chunk: list[int]) -> list[int]:
+    """The customers of ``chunk`` whose only stage row is the one they joined with and who
+    have no refunded sale."""
+    p, sc = table_of(Purchase), table_of(StageChange)
+    one = set(
+        session.execute(
+            select(sc.c.customer_id)
             .where(sc.c.customer_id.in_(chunk))
-            .order_by(sc.c.customer_id, sc.c.at, sc.c.id)
-        ):
-            if cause == "purchase":
-                derived.setdefault(cid, []).append(Step(at, frm, to))
-            else:
-                manual.setdefault(cid, []).append((sid, at, frm, to))
-        bought = _purchases(session, chunk, busy={cid for cid, rows in manual.items() if len(rows) > 1})
-        current = dict(session.execute(select(c.c.id, c.c.stage).where(c.c.id.in_(chunk))).all())
-        new_steps: list[dict[str, Any]] = []
-        stale: list[int] = []
-        froms: list[dict[str, Any]] = []
-        stages: list[dict[str, Any]] = []
-        for cid in chunk:
-            if cid not in bought and cid not in derived:
-                continue
-            rows = manual.get(cid, [])
-            steps, from_stages, final = replay_stages([(at, to) for _, at, _, to in rows], bought.get(cid, []))
-            if steps != derived.get(cid, []):
-                stale.append(cid)
-                new_steps += [
-                    {
-                        "customer_id": cid,
-                        "from_stage": s.from_stage,
-                        "to_stage": s.to_stage,
-                        "at": s.at,
-                        "cause": "purchase",
-                    }
-                    for s in steps
-                ]
-            froms += [
-                {"sid": sid, "frm": frm}
-                for (sid, _, old, _), frm in zip(rows, from_stages, strict=True)
-                if old != frm and frm is not None
+            .group_by(sc.c.customer_id)
+            .having(func.count() == 1, func.max(sc.c.cause) != "purchase")
+        ).scalars()
+    )
+    if not one:
+        return []
+    refunded = set(
+        session.execute(
+            select(p.c.customer_id).where(p.c.customer_id.in_(chunk), p.c.refunded_at.is_not(None)).distinct()
+        ).scalars()
+    )
+    return [cid for cid in chunk if cid in one and cid not in refunded]
+
+
+def _settle_simple(session: Session, simple: list[int]) -> int:
+    """:func:`replay_stages` in SQL for customers with no stage row but the one they joined with
+    and no refund: nothing derived is there yet, and only their first and second purchase
+    can move them (a window function over the covering index finds those): the first makes
+    a customer below 'customer' one, the second makes anyone below 'repeat' a repeat."""
+    c, p, sc = table_of(Customer), table_of(Purchase), table_of(StageChange)
+    order = func.row_number().over(partition_by=p.c.customer_id, order_by=(p.c.at, p.c.id)).label("n")
+    ranked = select(p.c.customer_id, p.c.at, order).where(p.c.customer_id.in_(simple)).subquery()
+    joined = sc.alias("joined")
+    first = ranked.c.n == 1
+    steps = (
+        select(
+            ranked.c.customer_id,
+            ranked.c.at,
+            case((first, joined.c.to_stage), else_=literal("customer")),
+            case((first, literal("customer")), else_=literal("repeat")),
+            literal("purchase"),
+        )
+        .join(joined, and_(joined.c.customer_id == ranked.c.customer_id, joined.c.cause != "purchase"))
+        .where(
+            or_(
+                and_(first, joined.c.to_stage.in_(BEFORE_CUSTOMER)),
+                and_(ranked.c.n == 2, joined.c.to_stage != "repeat"),
+            )
+        )
+    )
+    result = session.execute(insert(sc).from_select(["customer_id", "at", "from_stage", "to_stage", "cause"], steps))
+    written = getattr(result, "rowcount", -1)
+    if written is None or written < 0:  # (not every driver counts the rows of INSERT ... SELECT)
+        rows = steps.subquery()
+        written = session.execute(select(func.count()).select_from(rows)).scalar_one()
+
+    # The stage now: the highest step written (none written: the stage joined with, unchanged).
+    def reaching(stage: str) -> Any:
+        return select(sc.c.customer_id).where(
+            sc.c.customer_id.in_(simple), sc.c.cause == "purchase", sc.c.to_stage == stage
+        )
+
+    repeat = reaching("repeat")
+    session.execute(
+        update(c)
+        .where(c.c.id.in_(reaching("customer")), c.c.id.not_in(repeat), c.c.stage != "customer")
+        .values(stage="customer")
+    )
+    session.execute(update(c).where(c.c.id.in_(repeat), c.c.stage != "repeat").values(stage="repeat"))
+    return int(written)
+
+
+def _settle_replay(session: Session, chunk: list[int]) -> int:
+    """:func:`replay_stages` for each customer of ``chunk``, the differences written back."""
+    c, sc = table_of(Customer), table_of(StageChange)
+    written = 0
+    manual: dict[int, list[tuple[int, datetime, str | None, str]]] = {}
+    derived: dict[int, list[Step]] = {}
+    for sid, cid, at, frm, to, cause in session.execute(
+        select(sc.c.id, sc.c.customer_id, sc.c.at, sc.c.from_stage, sc.c.to_stage, sc.c.cause)
+        .where(sc.c.customer_id.in_(chunk))
+        .order_by(sc.c.customer_id, sc.c.at, sc.c.id)
+    ):
+        if cause == "purchase":
+            derived.setdefault(cid, []).append(Step(at, frm, to))
+        else:
+            manual.setdefault(cid, []).append((sid, at, frm, to))
+    bought = _purchases(session, chunk, busy={cid for cid, rows in manual.items() if len(rows) > 1})
+    current = dict(session.execute(select(c.c.id, c.c.stage).where(c.c.id.in_(chunk))).all())
+    new_steps: list[dict[str, Any]] = []
+    stale: list[int] = []
+    froms: list[dict[str, Any]] = []
+    stages: list[dict[str, Any]] = []
+    for cid in chunk:
+        if cid not in bought and cid not in derived:
+            continue
+        rows = manual.get(cid, [])
+        steps, from_stages, final = replay_stages([(at, to) for _, at, _, to in rows], bought.get(cid, []))
+        if steps != derived.get(cid, []):
+            stale.append(cid)
+            new_steps += [
+                {
+                    "customer_id": cid,
+                    "from_stage": s.from_stage,
+                    "to_stage": s.to_stage,
+                    "at": s.at,
+                    "cause": "purchase",
+                }
+                for s in steps
             ]
-            if current.get(cid) != final:
-                stages.append({"cid": cid, "stage": final})
-        if stale:
-            session.execute(delete(sc).where(sc.c.customer_id.in_(stale), sc.c.cause == "purchase"))
-        if new_steps:
-            insert_rows(session.connection(), sc, STEP_COLUMNS, new_steps)
-            written += len(new_steps)
-        if froms:
-            session.execute(update(sc).where(sc.c.id == bindparam("sid")).values(from_stage=bindparam("frm")), froms)
-        if stages:
-            session.execute(update(c).where(c.c.id == bindparam("cid")).values(stage=bindparam("stage")), stages)
+        froms += [
+            {"sid": sid, "frm": frm}
+            for (sid, _, old, _), frm in zip(rows, from_stages, strict=True)
+            if old != frm and frm is not None
+        ]
+        if current.get(cid) != final:
+            stages.append({"cid": cid, "stage": final})
+    if stale:
+        session.execute(delete(sc).where(sc.c.customer_id.in_(stale), sc.c.cause == "purchase"))
+    if new_steps:
+        insert_rows(session.connection(), sc, STEP_COLUMNS, new_steps)
+        written += len(new_steps)
+    if froms:
+        session.execute(update(sc).where(sc.c.id == bindparam("sid")).values(from_stage=bindparam("frm")), froms)
+    if stages:
+        session.execute(update(c).where(c.c.id == bindparam("cid")).values(stage=bindparam("stage")), stages)
     return written
 
 

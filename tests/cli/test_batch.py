@@ -272,3 +272,25 @@ def test_a_dry_run_inside_an_atomic_batch_writes_nothing_and_the_batch_goes_on(c
     ]
     commands = [e["command"] for e in cli.ok("audit", "list", "-f", "json").json()]
     assert len(commands) == 3 and not any("daily" in c for c in commands)
+
+
+def test_a_purchase_import_inside_an_atomic_batch_sees_earlier_lines_and_rolls_back_with_them(
+    shop: Cli, tmp_path: Path
+) -> None:
+    sales = tmp_path / "sales.csv"
+    sales.write_text("customer,amount,coupon,coupon_discount\ncy@example.com,20.00,,\n1,30.00,WELCOME5,5.00\n")
+    steps = (
+        cmd("customer add", name="Cy", email="cy@example.com"),
+        cmd("purchase import", file=str(sales)),
+        cmd("customer show", customer="cy@example.com"),
+    )
+    result, out = run_batch(
+        shop, *steps, cmd("purchase add", customer="nobody@example.com", amount="1"), options=("--atomic",)
+    )
+    assert result.exit_code == 1 and out[1]["error"] == "rolled back: line 4 failed"
+    assert purchases(shop) == [] and len(shop.ok("customer", "list", "-f", "json").json()) == 2
+
+    result, out = run_batch(shop, *steps, options=("--atomic",))
+    assert result.exit_code == 0, out
+    assert out[1]["result"]["inserted"] == 2 and out[2]["result"]["totals"]["orders"] == 1
+    assert sorted(p["net"] for p in purchases(shop)) == ["20.00", "25.00"]
