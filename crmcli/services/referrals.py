@@ -323,10 +323,11 @@ def verify_referrals(session: Session, config: Config, customer_ids: Iterable[in
                 by_moment.setdefault(min(when, now), []).append(ref)  # their ids and sides, all reward_all needs
             for when, referrals in sorted(by_moment.items()):
                 reward_all(session, referrals, config, when)
-            # Points dated in the past may fall before a reset already recorded: replay those ledgers.
-            settle_points(
-                session, config, {side for ref, _ in passed for side in (ref.referrer_id, ref.referred_id)}, now=now
-            )
+            # Points dated in the past may fall before a reset already recorded: replay those ledgers
+            # (rewards in coupons leave the ledgers as they were).
+            if config.referrals.reward_referrer.points or config.referrals.reward_referred.points:
+                sides = {side for ref, _ in passed for side in (ref.referrer_id, ref.referred_id)}
+                settle_points(session, config, sides, now=now)
         verified.update((ref.referred_id, ref.id) for ref, _ in passed if ref.id is not None)
     return verified
 
