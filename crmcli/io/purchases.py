@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -179,6 +179,7 @@ def _read_recorded(row: Row, raw: dict[str, str], config: Config) -> None:
     """The discounts and net amount a sale was recorded with (another database's export): kept as
     they are, checked to add up, rather than worked out again from today's coupons and points."""
     from crmcli.services.points import points_value_minor
+
     digits = config.currency.minor_digits
 
     def amount(column: str) -> int | None:
@@ -207,9 +208,7 @@ def _read_recorded(row: Row, raw: dict[str, str], config: Config) -> None:
         raise Invalid("the discounts are more than the amount")
     net = amount("net")
     if net is not None and net != row.net_minor:
-        raise Invalid(
-            f"net {money(net, digits)} is not the amount less the discounts ({money(row.net_minor, digits)})"
-        )
+        raise Invalid(f"net {money(net, digits)} is not the amount less the discounts ({money(row.net_minor, digits)})")
 
 
 def import_purchases(
@@ -389,21 +388,55 @@ def _stage(conn: Any, staged: Table, source: Any, run: PurchaseRun, progress: An
         conn.exec_driver_sql(f"PRAGMA temp.cache_size = -{BULK_CACHE_KB // 4}")
     version = _version(conn)  # read before the snapshot starts: a commit in between only costs a re-check
     run.fingerprint = _fingerprint(conn)
-    batch: list[Row] = []
-    for line, raw in source.rows(progress):
-        try:
-            batch.append(validate_row(line, raw, run))
-        except CrmError as exc:
-            run.reject(line, raw, str(exc))
-        if len(batch) >= BATCH:
-            _stage_batch(conn, staged, batch, run)
-            batch = []
-    if batch:
+    from crmcli.io.parallel import validated_batches
+
+    when = _sqlite_time if conn.dialect.name == "sqlite" else _same
+    # (a large file is read and validated by a second process while this one stages)
+    for batch in validated_batches(
+        source,
+        lambda line, raw: _ready(validate_row(line, raw, run), when),
+        size=BATCH,
+        reject=run.reject,
+        progress=progress,
+    ):
         _stage_batch(conn, staged, batch, run)
     _refuse_repeated_refs(conn, staged, run)
     if own:
         conn.commit()
     return version
+
+
+_COLUMNS: dict[tuple[str, ...], tuple[str, ...]] = {}  # a file's few column lists, each one object
+
+
+def _ready(row: Row, when: Callable[[datetime | None], Any]) -> tuple[Any, ...]:
+    """A validated row as the plain values staging needs: (line, customer, ref, special,
+    figures, columns, cells). ``figures`` are its staged columns from the amount on, times in
+    the database's form; the cells travel as a column list shared by the rows and their values
+    (cheap to send between processes), made a dict again only for the few rows that need it."""
+    at = when(row.at)
+    figures = (
+        row.amount_minor,
+        at,
+        when(row.due_at),
+        at if row.paid_at is row.at else when(row.paid_at),  # a sale paid at the till
+        when(row.refunded_at),
+        row.coupon,
+        row.coupon_discount_minor,
+        row.points_used,
+        row.points_discount_minor,
+    )
+    columns = tuple(row.raw)
+    special = row.coupon is not None and not row.recorded  # a coupon to apply: the command's path
+    return (
+        row.line,
+        row.customer,
+        row.ref,
+        special,
+        figures,
+        _COLUMNS.setdefault(columns, columns),
+        tuple(row.raw.values()),
+    )
 
 
 def _refuse_repeated_refs(conn: Any, staged: Table, run: PurchaseRun) -> None:
@@ -424,65 +457,43 @@ def _refuse_repeated_refs(conn: Any, staged: Table, run: PurchaseRun) -> None:
         conn.execute(delete(staged).where(s.line == line))
 
 
-def _stage_batch(conn: Any, staged: Table, batch: list[Row], run: PurchaseRun) -> None:
+def _stage_batch(conn: Any, staged: Table, batch: list[tuple[Any, ...]], run: PurchaseRun) -> None:
+    """Resolve a batch of rows made ready by :func:`_ready` and write them to the staging table."""
     from crmcli.services.identify import resolve_ids
 
     p = table_of(Purchase)
-    customers, problems = resolve_ids(conn, {r.customer for r in batch}, run.config.default_phone_region)
-    refs = {r.ref for r in batch if r.ref}
+    customers, problems = resolve_ids(conn, {item[1] for item in batch}, run.config.default_phone_region)
+    refs = {item[2] for item in batch if item[2]}
     existing = _by_ref(conn, p, p.c.id, refs) if refs else {}
     seen: dict[str, int] = {}
     values: list[tuple[Any, ...]] = []
-    sqlite = conn.dialect.name == "sqlite"
-    when = _sqlite_time if sqlite else _same
-    for row in batch:
-        cid = customers.get(row.customer)
+    for line, customer, ref, special, figures, columns, cells in batch:
+        cid = customers.get(customer)
         if cid is None:
-            run.reject(row.line, row.raw, problems[row.customer].problem())
+            run.reject(line, dict(zip(columns, cells, strict=True)), problems[customer].problem())
             continue
         action, target = "insert", None
-        if row.ref is not None:
-            if row.ref in seen:
-                run.reject(row.line, row.raw, f"same ref as line {seen[row.ref]} of this file")
+        if ref is not None:
+            if ref in seen:
+                run.reject(line, dict(zip(columns, cells, strict=True)), f"same ref as line {seen[ref]} of this file")
                 continue
-            seen[row.ref] = row.line
-            if row.ref in existing:
+            seen[ref] = line
+            if ref in existing:
                 if run.on_duplicate == "skip":
                     run.skipped += 1
                     continue
                 if run.on_duplicate != "update":
-                    run.reject(
-                        row.line,
-                        row.raw,
-                        f"ref {row.ref} is already purchase {existing[row.ref]} (use --on-duplicate skip or update)",
-                    )
+                    reason = f"ref {ref} is already purchase {existing[ref]} (use --on-duplicate skip or update)"
+                    run.reject(line, dict(zip(columns, cells, strict=True)), reason)
                     continue
-                action, target = "update", existing[row.ref]
-        if action == "insert" and row.coupon and not row.recorded:
+                action, target = "update", existing[ref]
+        if action == "insert" and special:
             action = "special"  # a coupon changes another record: the command's path, row by row
         run.plain += action == "insert"
-        at = when(row.at)
-        values.append(
-            (
-                row.line,
-                action,
-                cid,
-                row.customer,
-                target,
-                row.ref,
-                row.amount_minor,
-                at,
-                when(row.due_at),
-                at if row.paid_at is row.at else when(row.paid_at),  # a sale paid at the till
-                when(row.refunded_at),
-                row.coupon,
-                row.coupon_discount_minor,
-                row.points_used,
-                row.points_discount_minor,
-                None if action == "insert" and not row.coupon else json.dumps(row.raw),
-            )
-        )
-    if sqlite and values:
+        coupon = figures[5]
+        raw = None if action == "insert" and not coupon else json.dumps(dict(zip(columns, cells, strict=True)))
+        values.append((line, action, cid, customer, target, ref, *figures, raw))
+    if conn.dialect.name == "sqlite" and values:
         conn.exec_driver_sql(STAGE_SQL, values)  # times already in SQLite's form
     elif values:
         insert_tuples(conn, staged, STAGED_COLUMNS, values)
