@@ -31,10 +31,17 @@ def insert_rows(connection: Any, table: Table, columns: Sequence[str], rows: Seq
         return
     times = _time_columns(table, columns)
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-    values = [
-        tuple((sqlite_time(row[c]) if row[c] is not None else None) if c in times else row[c] for c in columns)
-        for row in rows
-    ]
+    texts: dict[datetime, str] = {}  # (most rows of a batch share their times: each is formatted once)
+
+    def text(moment: datetime | None) -> str | None:
+        if moment is None:
+            return None
+        found = texts.get(moment)
+        if found is None:
+            found = texts[moment] = sqlite_time(moment)
+        return found
+
+    values = [tuple(text(row[c]) if c in times else row[c] for c in columns) for row in rows]
     connection.exec_driver_sql(sql, values)
 
 

@@ -207,6 +207,37 @@ def validate_row(line: int, raw: dict[str, str], config: Config, now: datetime |
     return Pending(line, raw, values, tags, referred_by, joined, history)
 
 
+_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}  # a file's few lists of columns, each one object
+
+
+def _keys(mapping: dict[str, Any]) -> tuple[str, ...]:
+    keys = tuple(mapping)
+    return _KEYS.setdefault(keys, keys)
+
+
+def _plain(p: Pending) -> tuple[Any, ...]:
+    """A validated row as plain values, cheap to send from a reading process (see ``_pending``)."""
+    raw, values = p.raw, p.values
+    history = tuple(p.history)
+    return (
+        p.line,
+        _keys(raw),
+        tuple(raw.values()),
+        _keys(values),
+        tuple(values.values()),
+        tuple(p.tags),
+        p.referred_by,
+        p.joined,
+        history,
+    )
+
+
+def _pending(plain: tuple[Any, ...]) -> Pending:
+    line, raw_keys, raw, keys, values, tags, referred_by, joined, history = plain
+    cells = dict(zip(raw_keys, raw, strict=True))
+    return Pending(line, cells, dict(zip(keys, values, strict=True)), list(tags), referred_by, joined, list(history))
+
+
 def import_customers(
     *,
     db: Database,
@@ -234,11 +265,12 @@ def import_customers(
     run = CustomerRun(config=config, on_duplicate=on_duplicate, now=now or utcnow(), keep_going=reject_file is not None)
     by_digits = False
 
-    def validate(line: int, raw: dict[str, str]) -> Pending:
+    def write(session: Session, batch: list[Pending]) -> None:
         nonlocal by_digits
-        by_digits = by_digits or phone_compared_by_digits(raw.get("phone"), config.default_phone_region)
-        return validate_row(line, raw, config, run.now)
+        by_digits = by_digits or any(phone_compared_by_digits(p.raw.get("phone"), region) for p in batch)
+        _write_batch(session, batch, run, source)
 
+    region = config.default_phone_region
     try:
         run_import(
             db=db,
@@ -248,9 +280,12 @@ def import_customers(
             dry_run=dry_run,
             reject_file=reject_file,
             progress=progress,
-            validate=validate,
-            write_batch=lambda session, batch: _write_batch(session, batch, run, source),
+            validate=lambda line, raw: validate_row(line, raw, config, run.now),
+            write_batch=write,
+            pack=_plain,
+            unpack=_pending,
         )
+        by_digits = by_digits or any(phone_compared_by_digits(raw.get("phone"), region) for _, raw, _ in run.rejected)
         if by_digits and warn is not None:
             warn(PHONE_REGION_HINT)
     finally:
@@ -293,7 +328,7 @@ def _write_batch(session: Session, batch: list[Pending], run: CustomerRun, sourc
     conn = session.connection()
     if not run.first_new_id:
         run.first_new_id = conn.execute(select(func.coalesce(func.max(table_of(Customer).c.id), 0))).scalar_one() + 1
-    last = bool(batch) and batch[-1] is END
+    last = bool(batch) and batch[-1].line == END.line  # (END itself, or its copy from a reading process)
     if last:
         batch = batch[:-1]
     _write_new(session, _new_rows(conn, batch, run), run)

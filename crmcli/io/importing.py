@@ -14,7 +14,7 @@ from sqlmodel import Session
 from crmcli.choices import DUPLICATE_MODES
 from crmcli.config import Config
 from crmcli.db import Database
-from crmcli.errors import CrmError, ImportFailed, Invalid
+from crmcli.errors import ImportFailed, Invalid
 from crmcli.io.reader import TableSource
 from crmcli.io.writer import Target, neutralise, output_stream
 
@@ -70,25 +70,25 @@ def run_import(
     dry_run: bool,
     reject_file: Path | Target | None,
     progress: Callable[[int], None] | None = None,
+    pack: Callable[[Item], Any] | None = None,
+    unpack: Callable[[Any], Item] | None = None,
 ) -> None:
     """Stream the file through ``validate`` and ``write_batch`` in one write transaction.
 
-    Memory stays flat: only one batch is held. Rows keep being written after a bad one so
+    Memory stays flat: only a batch or two is held. Rows keep being written after a bad one so
     that duplicates later in the file are still found; then, unless ``reject_file`` is
     given, any problem rolls everything back and raises :class:`ImportFailed` listing
-    every bad row. ``dry_run`` always rolls back.
+    every bad row. ``dry_run`` always rolls back. ``pack``/``unpack``: see
+    :func:`crmcli.io.parallel.validated_batches`.
     """
+    from crmcli.io.parallel import validated_batches
+
     with db.session(write=True) as session:
-        batch: list[Item] = []
-        for line, raw in source.rows(progress):
-            try:
-                batch.append(validate(line, raw))
-            except CrmError as exc:
-                run.reject(line, raw, str(exc))
-            if len(batch) >= batch_size:
-                write_batch(session, batch)
-                batch = []
-        if batch:
+        # (a large file is read and validated by a second process while this one writes)
+        batches = validated_batches(
+            source, validate, size=batch_size, reject=run.reject, progress=progress, pack=pack, unpack=unpack
+        )
+        for batch in batches:
             write_batch(session, batch)
         if run.problems and reject_file is None:
             session.rollback()

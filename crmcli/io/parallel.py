@@ -36,17 +36,27 @@ def validated_batches(
     size: int,
     reject: Callable[[int, dict[str, str], str], None],
     progress: Callable[[int], None] | None = None,
+    pack: Callable[[T], Any] | None = None,
+    unpack: Callable[[Any], T] | None = None,
 ) -> Iterator[list[T]]:
     """The rows of ``source`` passed through ``validate``, ``size`` valid rows at a time; a row
     it refuses (a :class:`CrmError`) goes to ``reject(line, cells, reason)`` instead.
 
-    ``validate`` should return plain values (tuples of str, int, datetime, None): they are what
-    travels through the pipe when a second process reads.
+    What ``validate`` returns travels through a pipe when a second process reads: plain
+    values (tuples of str, int, datetime, None) are cheap to send, objects with dicts are
+    not. ``pack`` makes them plain in the reading process and ``unpack`` rebuilds them here.
     """
     if not second_process_pays(source):
         yield from _batches(source, validate, size, reject, progress)
         return
-    yield from _from_child(source, validate, size, reject, progress)
+    if pack is not None:
+        validate = _then(validate, pack)
+    for batch in _from_child(source, validate, size, reject, progress):
+        yield batch if unpack is None else [unpack(item) for item in batch]
+
+
+def _then(first: Callable[[int, dict[str, str]], Any], then: Callable[[Any], Any]) -> Callable[..., Any]:
+    return lambda line, raw: then(first(line, raw))
 
 
 def second_process_pays(source: Any) -> bool:

@@ -1,5 +1,6 @@
-"""Differential: a purchase file read and validated by a second process imports exactly as one
-read in the same process (the same rows, refusals, rejected-rows file and database)."""
+"""Differential: a file read and validated by a second process imports exactly as one read in
+the same process (the same rows, refusals, rejected-rows file and database), for purchases and
+for customers."""
 
 from __future__ import annotations
 
@@ -76,13 +77,13 @@ def copy_of(template: Path, folder: Path, name: str) -> Path:
 
 
 def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of the tables an import changes (coupon codes are random: left out)."""
+    """Every row of the tables an import changes (coupon and referral codes are random: left out)."""
     out = {}
     with sqlite3.connect(path) as conn:
         for table in TABLES:
             cursor = conn.execute(f"SELECT * FROM {table} ORDER BY id")  # noqa: S608
             names = [d[0] for d in cursor.description]
-            out[table] = [tuple(v for n, v in zip(names, row, strict=True) if n != "code") for row in cursor]
+            out[table] = [tuple(v for n, v in zip(names, row, strict=True) if n not in ("code", "referral_code")) for row in cursor]
     return out
 
 
@@ -108,8 +109,10 @@ def import_both_ways(
     *,
     on_duplicate: str = "error",
     rejects: bool = False,
+    importer: Any = None,
 ) -> list[dict[str, Any]]:
     """The outcome of importing ``text`` into a copy of the template, read in one process and in two."""
+    importer = importer or purchase_io.import_purchases
     file = folder / "sales.csv"
     file.write_text(text, encoding="utf-8")
     outcomes = []
@@ -119,7 +122,7 @@ def import_both_ways(
         rejected = folder / f"{mode}.rejected.csv"
         db = Database(str(path))
         try:
-            result: Any = purchase_io.import_purchases(
+            result: Any = importer(
                 db=db,
                 config=Config(),
                 path=file,
@@ -128,7 +131,7 @@ def import_both_ways(
                 reject_file=rejected if rejects else None,
                 now=NOW,
             )
-        except ImportFailed as exc:
+        except ImportFailed as exc:  # (the problems, sorted, are the same list)
             result = (str(exc), exc.problems)
         except CrmError as exc:
             result = str(exc)
@@ -288,3 +291,55 @@ print(batches)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout == "an earlier result\n[[(2,), (3,)]]\n" and done.stderr == ""
+
+
+people = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["Ann Lee", "Bo", "", "Chen Wei", "Person 3"]),
+        "email": st.sampled_from(["", "ann@example.com", "p3@example.com", "bad@", "new@example.org"]),
+        "phone": st.sampled_from(["", "+14155550101", "(415) 555-0102", "12", "+86 138 0013 8000"]),
+        "ref": st.sampled_from(["", "", "N1", "N2", "C4"]),
+        "referred_by": st.sampled_from(["", "", "ref:C1", "ref:N1", "ref:N2", "nobody@example.com"]),
+        "stage": st.sampled_from(["", "lead", "prospect", "vip"]),
+        "created_at": st.sampled_from(["", "2026-01-02", "2031-01-01"]),
+    }
+)
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    rows=st.lists(people, min_size=1, max_size=20),
+    batch=st.sampled_from([1, 4, 5000]),
+    on_duplicate=st.sampled_from(["error", "skip", "update"]),
+    rejects=st.booleans(),
+)
+def test_two_processes_import_customers_exactly_as_one(
+    template: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    forced: list[int],
+    rows: list[dict[str, str]],
+    batch: int,
+    on_duplicate: str,
+    rejects: bool,
+) -> None:
+    from crmcli.io import customers as customer_io
+
+    monkeypatch.setattr(customer_io, "BATCH", batch)
+    columns = list(rows[0])
+    text = ",".join(columns) + "\n" + "".join(",".join(row[c] for c in columns) + "\n" for row in rows)
+    config = Config(default_phone_region="US")
+
+    def importer(**kw: Any) -> Any:
+        return customer_io.import_customers(**{**kw, "config": config})
+
+    with tempfile.TemporaryDirectory() as folder:
+        before = len(forced)
+        one, two = import_both_ways(
+            template, Path(folder), text, monkeypatch, on_duplicate=on_duplicate, rejects=rejects, importer=importer
+        )
+        assert len(forced) == before + 1
+        assert two == one
