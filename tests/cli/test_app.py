@@ -87,6 +87,16 @@ def test_a_read_loads_only_what_it_uses(tmp_path: Path) -> None:
     }
 
 
+def test_a_read_without_a_config_file_loads_no_yaml(tmp_path: Path) -> None:
+    db = str(tmp_path / "crm.db")
+    assert run("--db", db, "customer", "add", "Ann").returncode == 0
+    loaded = loaded_by("--db", db, "customer", "show", "1")  # the test's config folder is empty
+    assert "crmcli.services.profile" in loaded and "yaml" not in loaded
+    config = tmp_path / "config.yaml"
+    config.write_text("timezone: Europe/Paris\n")
+    assert "yaml" in loaded_by("--db", db, "--config", str(config), "customer", "show", "1")
+
+
 def test_help_lists_each_command_with_its_own_help() -> None:
     from crmcli.cli.app import COMMANDS, load_command
 
