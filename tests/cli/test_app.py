@@ -72,7 +72,8 @@ def test_a_read_loads_only_what_it_uses(tmp_path: Path) -> None:
     config.write_text("default_phone_region: US\n")  # checked without importing phonenumbers
     assert run("--db", db, "customer", "add", "Ann", "--email", "ann@example.com").returncode == 0
     loaded = loaded_by("--db", db, "--config", str(config), "customer", "show", "1")
-    assert "crmcli.services.profile" in loaded  # it did run
+    assert "crmcli.services.profile" in loaded and "rich.table" in loaded  # it did run, as a table
+    assert "rich._emoji_codes" not in loaded  # titles and headers are text, not emoji codes
     # the schema is current: no Alembic; nothing parses emails, phones, amounts or file encodings
     unused = ("alembic", "email_validator", "phonenumbers", "babel", "charset_normalizer", "openpyxl", "numpy")
     assert not {m for m in loaded if m.split(".")[0] in unused}
