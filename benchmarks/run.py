@@ -32,6 +32,7 @@ PY = sys.executable
 class Measure:
     seconds: float
     peak_mb: float
+    cpu_seconds: float | None = None  # user + system CPU of the process: what a busy machine does not inflate
 
 
 @dataclass
@@ -47,9 +48,15 @@ class Row:
     def ratio(self) -> float:
         return self.crmcli.seconds / self.base.seconds if self.base.seconds else float("inf")
 
+    @property
+    def cpu_ratio(self) -> float | None:
+        if not self.crmcli.cpu_seconds or not self.base.cpu_seconds:
+            return None
+        return self.crmcli.cpu_seconds / self.base.cpu_seconds
+
 
 def run(command: list[str], *, env: dict[str, str] | None = None, stdout: int | None = subprocess.DEVNULL) -> Measure:
-    """Wall time and peak RSS of one process (and only that one)."""
+    """Wall time, CPU time and peak RSS of one process (and only that one)."""
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
     _, status, usage = os.wait4(proc.pid, 0)
@@ -57,7 +64,15 @@ def run(command: list[str], *, env: dict[str, str] | None = None, stdout: int | 
     if os.waitstatus_to_exitcode(status) != 0:
         err = proc.stderr.read().decode() if proc.stderr else ""
         raise SystemExit(f"failed: {' '.join(command)}\n{err[-2000:]}")
-    return Measure(round(seconds, 3), round(usage.ru_maxrss / 1024, 1))
+    return Measure(round(seconds, 3), round(usage.ru_maxrss / 1024, 1), round(usage.ru_utime + usage.ru_stime, 3))
+
+
+def median_of(runs: list[Measure]) -> Measure:
+    return Measure(
+        round(statistics.median(r.seconds for r in runs), 3),
+        max(r.peak_mb for r in runs),
+        round(statistics.median(r.cpu_seconds or 0.0 for r in runs), 3),
+    )
 
 
 def run_with_till(command: list[str], till: list[str], *, after: float = 3.0) -> tuple[Measure, dict[str, object]]:
@@ -85,8 +100,28 @@ def run_with_till(command: list[str], till: list[str], *, after: float = 3.0) ->
 
 
 def best_of(times: int, command: list[str], **kw: object) -> Measure:
-    runs = [run(command, **kw) for _ in range(times)]  # type: ignore[arg-type]
-    return Measure(round(statistics.median(r.seconds for r in runs), 3), max(r.peak_mb for r in runs))
+    return median_of([run(command, **kw) for _ in range(times)])  # type: ignore[arg-type]
+
+
+def side_by_side(times: int, command: list[str], base: list[str]) -> tuple[Measure, Measure]:
+    """The median of ``times`` runs of each, taken in turn, so that a change in the machine's
+    load between them weighs on both alike."""
+    ours: list[Measure] = []
+    theirs: list[Measure] = []
+    for _ in range(times):
+        ours.append(run(command))
+        theirs.append(run(base))
+    return median_of(ours), median_of(theirs)
+
+
+def compile_crmcli() -> None:
+    """Write crmcli's bytecode, as installing the package does (pip compiles every module), so
+    start-up is timed as a user runs it, not with crmcli compiled from source in every process
+    (a checkout run with PYTHONDONTWRITEBYTECODE); the libraries it is compared with have theirs."""
+    import compileall
+
+    spec = subprocess.run([PY, "-c", "import crmcli; print(crmcli.__file__)"], capture_output=True, text=True)
+    compileall.compile_dir(str(Path(spec.stdout.strip()).parent), quiet=1)
 
 
 def crmcli(db: Path, config: Path, *args: str) -> list[str]:
@@ -213,23 +248,13 @@ def scripting_rows(work: Path, config: Path, db: Path, customer: str) -> list[Ro
         "import typer\napp = typer.Typer()\n@app.command()\ndef hello(name: str) -> None:\n    print(name)\n"
         "@app.command()\ndef bye(name: str) -> None:\n    print(name)\napp()\n"
     )
+    compile_crmcli()
+    run([PY, "-m", "crmcli", "--help"])  # a first run to warm the file cache, not timed
+    helped, typer_app = side_by_side(7, [PY, "-m", "crmcli", "--help"], [PY, str(app), "--help"])
+    shown, sqlmodel = side_by_side(7, crmcli(db, config, "customer", "show", customer), [PY, "-c", "import sqlmodel"])
     rows = [
-        Row(
-            "crmcli --help",
-            1,
-            best_of(7, [PY, "-m", "crmcli", "--help"]),
-            "2-command Typer app --help",
-            best_of(7, [PY, str(app), "--help"]),
-            1.5,
-        ),
-        Row(
-            "crmcli customer show",
-            1,
-            best_of(7, crmcli(db, config, "customer", "show", customer)),
-            'python -c "import sqlmodel"',
-            best_of(7, [PY, "-c", "import sqlmodel"]),
-            1.3,
-        ),
+        Row("crmcli --help", 1, helped, "2-command Typer app --help", typer_app, 1.5),
+        Row("crmcli customer show", 1, shown, 'python -c "import sqlmodel"', sqlmodel, 1.3),
     ]
     # the sales of a day, spread over the shop's first 200 customers (written last: nothing reads them after)
     sales = db
@@ -244,7 +269,9 @@ def scripting_rows(work: Path, config: Path, db: Path, customer: str) -> list[Ro
     one = best_of(5, crmcli(sales, config, "purchase", "add", "1", "19.90"))
     batch = run(crmcli(sales, config, "batch", str(commands)))
     atomic = run(crmcli(sales, config, "batch", "--atomic", str(commands)))
-    processes = Measure(round(one.seconds * BATCH_COMMANDS, 3), one.peak_mb)
+    processes = Measure(
+        round(one.seconds * BATCH_COMMANDS, 3), one.peak_mb, round((one.cpu_seconds or 0.0) * BATCH_COMMANDS, 3)
+    )
     rows += [
         Row(f"batch: {BATCH_COMMANDS:,} purchase add", BATCH_COMMANDS, batch, "one purchase add process", one, 5.0),
         Row(
@@ -293,7 +320,8 @@ def print_report(rows: list[Row], memory: dict[str, object], n: int, out: Path) 
         f"{os.cpu_count()} cores, Python {platform.python_version()}, SQLite "
         f"{__import__('sqlite3').sqlite_version})"
     )
-    for col in ("task", "rows", "crmcli s", "rows/s", "peak MB", "baseline", "base s", "base MB", "ratio", "target"):
+    columns = ("task", "rows", "crmcli s", "rows/s", "peak MB", "baseline", "base s", "base MB", "ratio", "CPU ratio")
+    for col in (*columns, "target"):
         table.add_column(col, justify="left" if col in ("task", "baseline") else "right")
     for r in rows:
         met = r.target is None or r.ratio <= r.target
@@ -307,6 +335,7 @@ def print_report(rows: list[Row], memory: dict[str, object], n: int, out: Path) 
             f"{r.base.seconds:.2f}",
             f"{r.base.peak_mb:.0f}",
             f"[{'green' if met else 'red'}]{r.ratio:.2f}x[/]",
+            "" if r.cpu_ratio is None else f"{r.cpu_ratio:.2f}x",
             f"≤ {r.target}x" if r.target else "",
         )
     console = Console()
@@ -324,7 +353,11 @@ def print_report(rows: list[Row], memory: dict[str, object], n: int, out: Path) 
                     "python": platform.python_version(),
                     "sqlite": __import__("sqlite3").sqlite_version,
                 },
-                "tasks": [{**asdict(r), "ratio": round(r.ratio, 3)} for r in rows],
+                "tasks": [
+                    {**asdict(r), "ratio": round(r.ratio, 3), "cpu_ratio": r.cpu_ratio and round(r.cpu_ratio, 3)}
+                    for r in rows
+                ],
+                "load_average": [round(x, 2) for x in os.getloadavg()],
                 "memory": memory,
             },
             indent=2,

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crmcli.choices import STAGES as STAGES  # re-exported: the services import it from here
@@ -242,6 +241,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(f"cannot read config file {file}: {reason}") from None
+    import yaml  # only with a file to read: PyYAML costs a command a hundredth of a second to load
+
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

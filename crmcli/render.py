@@ -430,6 +430,7 @@ class Output:
         Console(
             file=buffer,
             highlight=False,
+            emoji=False,  # a ":name:" in a title or header is text (and Rich's emoji table is not loaded)
             soft_wrap=False,
             width=self._table_width(),
             force_terminal=color,

@@ -345,6 +345,10 @@ def load_command(name: str) -> Any:
 
 
 def main() -> None:
+    """The process's entry point (the ``crmcli`` script and ``python -m crmcli``)."""
+    from crmcli.cli.process import exit_now, hold_collection
+
+    hold_collection()
     code: Any = 0
     try:
         app(prog_name="crmcli")
@@ -356,4 +360,4 @@ def main() -> None:
         sys.stdout.flush()
     except BrokenPipeError:  # the reader of a pipe left before the last line was flushed
         _silence_stdout()
-    sys.exit(code)
+    exit_now(code)

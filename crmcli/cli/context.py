@@ -58,10 +58,12 @@ class Runtime:
 
     def database(self, *, migrate: bool = True) -> Database:
         if self._db is None:
+            from crmcli.cli.process import work_begins
             from crmcli.config import database_target
             from crmcli.db import Database
 
             config = self.config
+            work_begins()
             self._db = Database(
                 database_target(self.db_target, config),
                 migrate=migrate,

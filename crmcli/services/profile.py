@@ -88,12 +88,13 @@ def customer_profile(
         coupon_rows = [coupon_row(c, config) for c in coupons]
     else:
         coupon_rows = [coupon_row(c, config, now=as_of, uses=n) for c, n in coupons_as_of(session, cid, as_of)]
-    history = select(StageChange).where(col(StageChange.customer_id) == cid)
+    sc = table_of(StageChange)
+    history = select(sc.c.at, sc.c.from_stage, sc.c.to_stage).where(sc.c.customer_id == cid)
     if as_of is not None:
-        history = history.where(col(StageChange.at) <= as_of)
+        history = history.where(sc.c.at <= as_of)
     stage_history = [
-        {"at": s.at, "from": s.from_stage, "to": s.to_stage}
-        for s in session.execute(history.order_by(col(StageChange.id))).scalars()
+        {"at": at, "from": from_stage, "to": to_stage}
+        for at, from_stage, to_stage in session.execute(history.order_by(sc.c.id))
     ]
     if as_of is not None:
         stage_history.sort(key=lambda step: step["at"])  # derived steps are rewritten with new ids
@@ -135,22 +136,21 @@ def recent_timeline(
     """The latest interactions and purchases (up to ``as_of``), newest first."""
     digits = config.currency.minor_digits
     events: list[dict[str, Any]] = []
-    interactions = select(Interaction).where(col(Interaction.customer_id) == customer_id)
-    bought = select(Purchase).where(col(Purchase.customer_id) == customer_id)
+    i, p = table_of(Interaction), table_of(Purchase)  # Core: the columns shown, no ORM objects to build
+    interactions = select(i.c.at, i.c.kind, i.c.summary, i.c.rating).where(i.c.customer_id == customer_id)
+    bought = select(p.c.at, p.c.net_minor, p.c.refunded_at).where(p.c.customer_id == customer_id)
     if as_of is not None:
-        interactions = interactions.where(col(Interaction.at) <= as_of)
-        bought = bought.where(col(Purchase.at) <= as_of)
-    for i in session.execute(
-        interactions.order_by(col(Interaction.at).desc(), col(Interaction.id).desc()).limit(limit)
-    ).scalars():
-        detail = i.summary or ""
-        if i.rating is not None:
-            detail = f"rating {i.rating}" + (f": {detail}" if detail else "")
-        events.append({"at": i.at, "event": i.kind, "detail": detail})
-    for p in session.execute(bought.order_by(col(Purchase.at).desc(), col(Purchase.id).desc()).limit(limit)).scalars():
-        refunded = p.refunded_at is not None and (as_of is None or p.refunded_at <= as_of)
-        detail = str(money(p.net_minor, digits)) + (" (refunded)" if refunded else "")
-        events.append({"at": p.at, "event": "purchase", "detail": detail})
+        interactions = interactions.where(i.c.at <= as_of)
+        bought = bought.where(p.c.at <= as_of)
+    for at, kind, summary, rating in session.execute(interactions.order_by(i.c.at.desc(), i.c.id.desc()).limit(limit)):
+        detail = summary or ""
+        if rating is not None:
+            detail = f"rating {rating}" + (f": {detail}" if detail else "")
+        events.append({"at": at, "event": kind, "detail": detail})
+    for at, net_minor, refunded_at in session.execute(bought.order_by(p.c.at.desc(), p.c.id.desc()).limit(limit)):
+        refunded = refunded_at is not None and (as_of is None or refunded_at <= as_of)
+        detail = str(money(net_minor, digits)) + (" (refunded)" if refunded else "")
+        events.append({"at": at, "event": "purchase", "detail": detail})
     events.sort(key=lambda e: e["at"], reverse=True)
     return events[:limit]
 

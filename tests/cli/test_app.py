@@ -43,12 +43,11 @@ def all_commands() -> list[list[str]]:
 
 
 def test_help_does_not_import_the_database_stack() -> None:
-    code = (
-        "import sys, runpy\n"
+    code = (  # the process ends in crmcli's exit: what it loaded is printed by an exit handler
+        "import atexit, sys, runpy\n"
         "sys.argv = ['crmcli', '--help']\n"
-        "try:\n    runpy.run_module('crmcli', run_name='__main__')\n"
-        "except SystemExit:\n    pass\n"
-        f"print('LOADED', sorted(m for m in sys.modules if m.startswith({HEAVY!r})))\n"
+        f"atexit.register(lambda: print('LOADED', sorted(m for m in sys.modules if m.startswith({HEAVY!r}))))\n"
+        "runpy.run_module('crmcli', run_name='__main__')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "LOADED []" in result.stdout, result.stdout[-500:]
@@ -57,11 +56,10 @@ def test_help_does_not_import_the_database_stack() -> None:
 def loaded_by(*args: str) -> set[str]:
     """The modules a run of ``crmcli ARGS`` imported."""
     code = (
-        "import sys, runpy\n"
+        "import atexit, sys, runpy\n"
         f"sys.argv = ['crmcli', *{list(args)!r}]\n"
-        "try:\n    runpy.run_module('crmcli', run_name='__main__')\n"
-        "except SystemExit:\n    pass\n"
-        "print('LOADED', ' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+        "atexit.register(lambda: print('LOADED', ' '.join(sorted(sys.modules)), file=sys.stderr))\n"
+        "runpy.run_module('crmcli', run_name='__main__')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     line = next(line for line in result.stderr.splitlines() if line.startswith("LOADED "))
@@ -74,7 +72,8 @@ def test_a_read_loads_only_what_it_uses(tmp_path: Path) -> None:
     config.write_text("default_phone_region: US\n")  # checked without importing phonenumbers
     assert run("--db", db, "customer", "add", "Ann", "--email", "ann@example.com").returncode == 0
     loaded = loaded_by("--db", db, "--config", str(config), "customer", "show", "1")
-    assert "crmcli.services.profile" in loaded  # it did run
+    assert "crmcli.services.profile" in loaded and "rich.table" in loaded  # it did run, as a table
+    assert "rich._emoji_codes" not in loaded  # titles and headers are text, not emoji codes
     # the schema is current: no Alembic; nothing parses emails, phones, amounts or file encodings
     unused = ("alembic", "email_validator", "phonenumbers", "babel", "charset_normalizer", "openpyxl", "numpy")
     assert not {m for m in loaded if m.split(".")[0] in unused}
@@ -85,7 +84,18 @@ def test_a_read_loads_only_what_it_uses(tmp_path: Path) -> None:
         "crmcli.cli.customer",
         "crmcli.cli.hints",
         "crmcli.cli.options",
+        "crmcli.cli.process",
     }
+
+
+def test_a_read_without_a_config_file_loads_no_yaml(tmp_path: Path) -> None:
+    db = str(tmp_path / "crm.db")
+    assert run("--db", db, "customer", "add", "Ann").returncode == 0
+    loaded = loaded_by("--db", db, "customer", "show", "1")  # the test's config folder is empty
+    assert "crmcli.services.profile" in loaded and "yaml" not in loaded
+    config = tmp_path / "config.yaml"
+    config.write_text("timezone: Europe/Paris\n")
+    assert "yaml" in loaded_by("--db", db, "--config", str(config), "customer", "show", "1")
 
 
 def test_help_lists_each_command_with_its_own_help() -> None:

@@ -166,3 +166,29 @@ def test_interaction_import_is_all_or_nothing_and_exports_back(cli: Cli, tmp_pat
     for report in ("sla", "satisfaction"):
         args = ("report", report, "--as-of", "2026-01-31", "-f", "json")
         assert fresh.ok(*args).json() == cli.ok(*args).json()
+
+
+def test_profile_timeline_and_stage_history_now_and_then(cli: Cli) -> None:
+    """What customer show lists as the latest events and the stage steps: ratings and
+    summaries, refunds marked once they happened, newest first, and nothing after --as-of."""
+    cli.ok("customer", "add", "Ann", "--ref", "Ann", "--at", "2026-09-01")
+    cli.ok("interaction", "log", "Ann", "--kind", "survey", "--rating", "4", "--summary", "nice", "--at", "2026-09-10")
+    cli.ok("interaction", "log", "Ann", "--kind", "call", "--at", "2026-09-12")
+    sale = cli.ok("purchase", "add", "Ann", "10", "--at", "2026-10-01", "-q").stdout.strip()
+    cli.ok("purchase", "add", "Ann", "12.50", "--at", "2026-10-03")
+    cli.ok("purchase", "refund", sale, "--at", "2026-10-04")
+    now = cli.ok("customer", "show", "Ann", "-f", "json").json()
+    assert [(e["at"][:10], e["event"], e["detail"]) for e in now["timeline"]] == [
+        ("2026-10-03", "purchase", "12.50"),
+        ("2026-10-01", "purchase", "10.00 (refunded)"),
+        ("2026-09-12", "call", ""),
+        ("2026-09-10", "survey", "rating 4: nice"),
+    ]
+    assert [(h["at"][:10], h["from"], h["to"]) for h in now["stage_history"]][0] == ("2026-09-01", None, "lead")
+    then = cli.ok("customer", "show", "Ann", "--as-of", "2026-10-02", "-f", "json").json()
+    assert [(e["at"][:10], e["detail"]) for e in then["timeline"]] == [
+        ("2026-10-01", "10.00"),  # not refunded yet then
+        ("2026-09-12", ""),
+        ("2026-09-10", "rating 4: nice"),
+    ]
+    assert all(h["at"][:10] <= "2026-10-02" for h in then["stage_history"])

@@ -417,3 +417,12 @@ def test_fields_on_an_empty_row_set_without_columns_give_nothing(tmp_path: Path)
     out = io.StringIO()
     Output(format=Format.json, stdout=out, shape=Shape(fields=("id",))).record({"overdue": []}, csv_rows="overdue")
     assert json.loads(out.getvalue()) == []
+
+
+def test_a_title_or_header_with_colons_is_printed_as_written() -> None:
+    """Rich would turn ":thumbs_up:" in a title or a column name into an emoji."""
+    out = io.StringIO()
+    record = {"note:smile:": "a value long enough for the title to fit on its line", "rows": [{"a:cake:": 1}]}
+    Output(stdout=out, width=80).record(record, title="Coupon :thumbs_up:")
+    text = out.getvalue()
+    assert "Coupon :thumbs_up:" in text and "note:smile:" in text and "a:cake:" in text
