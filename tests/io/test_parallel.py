@@ -83,7 +83,8 @@ def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         for table in TABLES:
             cursor = conn.execute(f"SELECT * FROM {table} ORDER BY id")  # noqa: S608
             names = [d[0] for d in cursor.description]
-            out[table] = [tuple(v for n, v in zip(names, row, strict=True) if n not in ("code", "referral_code")) for row in cursor]
+            kept = [i for i, name in enumerate(names) if name not in ("code", "referral_code")]
+            out[table] = [tuple(row[i] for i in kept) for row in cursor]
     return out
 
 
