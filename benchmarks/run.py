@@ -142,6 +142,7 @@ def main() -> int:
     parser.add_argument(
         "--scripting", action="store_true", help="only start-up and batch mode, on a demo database (~2 min)"
     )
+    parser.add_argument("--imports", action="store_true", help="only the imports and the till (no reports)")
     args = parser.parse_args()
     if args.scripting:
         return scripting_only(args.work, args.out)
@@ -200,6 +201,16 @@ def main() -> int:
     # the limit: the same plain writer with its best pragma (a 256 MB page cache)
     best_p = run(baseline("insert-purchases-fast", str(fast_p), str(data / "purchases.csv")))
     rows.append(Row("purchase import", 5 * n, ours_p, "sqlite3, 256 MB cache", best_p, 1.5))
+    imports = {
+        "customer import peak MB": ours.peak_mb,
+        "customer import peak MB at N/10": ours_small.peak_mb,
+        "customer import growth (N vs N/10)": round(ours.peak_mb / ours_small.peak_mb, 2),
+        "purchase import peak MB": ours_p.peak_mb,
+        **{f"till during purchase import: {k}": v for k, v in till.items()},
+    }
+    if args.imports:
+        print_report(rows, imports, n, args.out)
+        return 0
 
     # --- reports: crmcli start-up, SQL and rendering vs the same SQL through sqlite3
     timed: dict[str, Measure] = {}
@@ -223,11 +234,7 @@ def main() -> int:
 
     rows += scripting_rows(work, config, db, str(n // 2))
     memory = {
-        "customer import peak MB": ours.peak_mb,
-        "customer import peak MB at N/10": ours_small.peak_mb,
-        "customer import growth (N vs N/10)": round(ours.peak_mb / ours_small.peak_mb, 2),
-        "purchase import peak MB": ours_p.peak_mb,
-        **{f"till during purchase import: {k}": v for k, v in till.items()},
+        **imports,
         "customer export peak MB": ours_x.peak_mb,
         "customer export growth (N vs N/10)": round(ours_x.peak_mb / ours_x_small.peak_mb, 2),
     }
