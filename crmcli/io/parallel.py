@@ -128,7 +128,7 @@ def _from_child(
 
 
 def _produce(source: Any, validate: Callable[[int, dict[str, str]], Any], size: int, pipe: Any) -> None:
-    """The child: the same loop as :func:`_batches`, each batch sent with the rows it refused.
+    """The child: the loop of :func:`_batches`, each batch sent with the rows refused before it.
 
     It writes nothing to the terminal (its failures travel to the parent) and leaves Ctrl-C to
     the parent, which ends it.
@@ -136,22 +136,19 @@ def _produce(source: Any, validate: Callable[[int, dict[str, str]], Any], size: 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     position = [0]
+    refused: list[tuple[int, dict[str, str], str]] = []
 
     def seen(offset: int) -> None:
         position[0] = offset
 
+    def refuse(line: int, raw: dict[str, str], reason: str) -> None:
+        refused.append((line, raw, reason))
+
     try:
-        batch: list[tuple[Any, ...]] = []
-        refused: list[tuple[int, dict[str, str], str]] = []
-        for line, raw in source.rows(seen):
-            try:
-                batch.append(validate(line, raw))
-            except CrmError as exc:
-                refused.append((line, raw, str(exc)))
-            if len(batch) >= size:
-                pipe.send(("rows", (refused, batch), position[0]))
-                batch, refused = [], []
-        pipe.send(("rows", (refused, batch), position[0]))
+        for batch in _batches(source, validate, size, refuse, seen):
+            pipe.send(("rows", (refused[:], batch), position[0]))
+            refused.clear()
+        pipe.send(("rows", (refused, []), position[0]))  # the rows refused after the last batch
         pipe.send(("done", None, 0))
     except BrokenPipeError:
         pass  # the parent stopped reading (it failed or was interrupted): nothing to tell
