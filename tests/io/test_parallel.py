@@ -344,3 +344,32 @@ def test_two_processes_import_customers_exactly_as_one(
         )
         assert len(forced) == before + 1
         assert two == one
+
+
+def test_a_workbook_is_read_by_a_second_process_as_by_one(
+    template: Path, monkeypatch: pytest.MonkeyPatch, forced: list[int], tmp_path: Path
+) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Customer", "Amount", "At", "Ref"])
+    for i in range(40):
+        sheet.append([f"C{i % 10 + 1}", 10 + i, datetime(2026, 1, 1 + i % 28, 9, 30), f"W{i}"])
+    sheet.append(["nobody", 5, datetime(2026, 1, 2), "W99"])
+    path = tmp_path / "sales.xlsx"
+    book.save(path)
+    outcomes = []
+    for two in (False, True):
+        monkeypatch.setattr(parallel, "second_process_pays", lambda source, two=two: two)
+        db_path = copy_of(template, tmp_path, f"book{two}.db")
+        db = Database(str(db_path))
+        try:
+            result = purchase_io.import_purchases(
+                db=db, config=Config(), path=path, options=CsvOptions(), reject_file=tmp_path / f"r{two}.csv", now=NOW
+            )
+        finally:
+            db.close()
+        outcomes.append((result, (tmp_path / f"r{two}.csv").read_text(encoding="utf-8-sig"), dump(db_path)))
+    assert forced == [1]
+    assert outcomes[0][0]["inserted"] == 40 and "nobody" in outcomes[0][1]
+    assert outcomes[1] == outcomes[0]
