@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
 from sqlmodel import Session
 
-from crmcli.bulk import insert_rows
+from crmcli.bulk import insert_rows, sqlite_rows_in
 from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
@@ -296,22 +296,27 @@ def import_customers(
 def _existing(conn: Any, batch: list[Pending]) -> dict[tuple[str, str], int]:
     """(key, value) -> customer id for the batch's emails, phones, refs and keyless names."""
     t = table_of(Customer)
-    conditions: list[Any] = []
-    for key in KEYS:
-        values = {p.values[key] for p in batch if p.values.get(key)}
-        if values:
-            conditions.append(t.c[key].in_(values))
+    by_key = {key: {p.values[key] for p in batch if p.values.get(key)} for key in KEYS}
     names = {p.values["name"] for p in batch if not any(p.values.get(k) for k in KEYS)}
-    if names:
-        keyless = [t.c[k].is_(None) for k in KEYS]
-        conditions.append(and_(t.c.name.in_(names), t.c.erased_at.is_(None), *keyless))
     found: dict[tuple[str, str], int] = {}
-    if not conditions:
-        return found
-    for row in conn.execute(select(t.c.id, t.c.name, t.c.email, t.c.phone, t.c.ref).where(or_(*conditions))):
-        keys = [(k, getattr(row, k)) for k in KEYS if getattr(row, k) is not None]
-        for match in keys or [("name", row.name)]:
-            found[match] = row.id
+    columns = (t.c.id, t.c.name, *(t.c[k] for k in KEYS))
+    if conn.dialect.name == "sqlite":  # one query per key, straight through the driver
+        shown = f"SELECT {', '.join(c.name for c in columns)} FROM customer"
+        keyless = " AND ".join(["erased_at IS NULL", *(f"{k} IS NULL" for k in KEYS)])
+        rows: Iterable[Any] = [
+            *(row for key, values in by_key.items() for row in sqlite_rows_in(conn, shown, key, values)),
+            *sqlite_rows_in(conn, shown, "name", names, keyless),
+        ]
+    else:
+        conditions: list[Any] = [t.c[key].in_(values) for key, values in by_key.items() if values]
+        if names:
+            keyless_sql = [t.c[k].is_(None) for k in KEYS]
+            conditions.append(and_(t.c.name.in_(names), t.c.erased_at.is_(None), *keyless_sql))
+        rows = conn.execute(select(*columns).where(or_(*conditions))) if conditions else []
+    for cid, name, *keys in rows:
+        matches = [(k, v) for k, v in zip(KEYS, keys, strict=True) if v is not None]
+        for match in matches or [("name", name)]:
+            found[match] = cid
     return found
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from crmcli.bulk import insert_rows, insert_tuples, sqlite_time
+from crmcli.bulk import insert_rows, insert_tuples, sqlite_rows_in, sqlite_time
 from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
@@ -504,8 +504,7 @@ def _by_ref(conn: Any, table: Table, value: Any, refs: set[str]) -> dict[str, in
     driver: compiling an IN-list of thousands of values costs more than running it)."""
     if conn.dialect.name != "sqlite":
         return dict(conn.execute(select(table.c.ref, value).where(table.c.ref.in_(refs))).all())
-    sql = f"SELECT ref, {value.name} FROM {table.name} WHERE ref IN ({','.join('?' * len(refs))})"
-    return dict(conn.exec_driver_sql(sql, tuple(refs)).all())
+    return dict(sqlite_rows_in(conn, f"SELECT ref, {value.name} FROM {table.name}", "ref", refs))
 
 
 def _recheck(session: Session, staged: Table, run: PurchaseRun, version: int | None) -> None:

@@ -141,15 +141,14 @@ def _dialect(session: Session | Any) -> str:
 def _lookup_sqlite(session: Session | Any, kind: str, values: set[str], by_key: dict[Any, Any]) -> None:
     """:func:`_lookup` of ids and keys straight through the driver on SQLite: compiling an
     IN-list of thousands of values costs more than running it."""
+    from crmcli.bulk import sqlite_rows_in
+
     conn = session.connection() if isinstance(session, Session) else session
     column = SQLITE_COLUMNS[kind]
-    erased = "" if kind == "id" else " AND erased_at IS NULL"  # an erased customer keeps only its id
-    wanted = [int(v) for v in values] if kind == "id" else list(values)
-    for start in range(0, len(wanted), 10000):
-        chunk = wanted[start : start + 10000]
-        sql = f"SELECT id, {column} FROM customer WHERE {column} IN ({','.join('?' * len(chunk))}){erased}"
-        for row in conn.exec_driver_sql(sql, tuple(chunk)):
-            by_key[(kind, str(row[0]) if kind == "id" else row[1])] = row
+    erased = "" if kind == "id" else "erased_at IS NULL"  # an erased customer keeps only its id
+    wanted = [int(v) for v in values] if kind == "id" else values
+    for row in sqlite_rows_in(conn, f"SELECT id, {column} FROM customer", column, wanted, erased):
+        by_key[(kind, str(row[0]) if kind == "id" else row[1])] = row
 
 
 FULL_POSITION = {"email": 2, "phone": 3, "ref": 4, "code": 5}  # of each key in the full row
