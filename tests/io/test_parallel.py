@@ -34,7 +34,7 @@ TABLES = ("customer", "purchase", "points_entry", "coupon", "referral", "stage_c
 EXAMPLES = int(os.environ.get("CRMCLI_PARALLEL_EXAMPLES", "25"))
 
 
-def shop(path: Path, config: Config) -> None:
+def shop(path: Path | str, config: Config) -> None:
     """Ten customers (refs C1..C10, C2 referred by C1), a coupon and a sale with ref EXIST."""
     db = Database(str(path))
     db.upgrade()
@@ -372,4 +372,43 @@ def test_a_workbook_is_read_by_a_second_process_as_by_one(
         outcomes.append((result, (tmp_path / f"r{two}.csv").read_text(encoding="utf-8-sig"), dump(db_path)))
     assert forced == [1]
     assert outcomes[0][0]["inserted"] == 40 and "nobody" in outcomes[0][1]
+    assert outcomes[1] == outcomes[0]
+
+
+def test_both_ways_agree_on_each_backend(backend: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A second process forked while the import holds a database connection (a socket on
+    PostgreSQL) leaves that connection working: the same import both ways, on both databases."""
+    from sqlalchemy import text
+
+    rows = [f"C{i % 10 + 1},{i % 97 + 1}.50,2026-01-{i % 28 + 1:02d},,,,,S{i}" for i in range(300)]
+    file = tmp_path / "sales.csv"
+    file.write_text(",".join(HEADER) + "\n" + "\n".join([*rows, "nobody,1,,,,,,X"]) + "\n", encoding="utf-8")
+    monkeypatch.setattr(purchase_io, "BATCH", 50)
+    outcomes = []
+    for two in (False, True):
+        monkeypatch.setattr(parallel, "second_process_pays", lambda source, two=two: two)
+        target, drop = backend(tmp_path, f"both{two}")
+        try:
+            shop(target, Config())
+            db = Database(target)
+            try:
+                result = purchase_io.import_purchases(
+                    db=db,
+                    config=Config(),
+                    path=file,
+                    options=CsvOptions(),
+                    reject_file=tmp_path / f"r{two}.csv",
+                    now=NOW,
+                )
+                with db.engine.connect() as conn:  # the connection the import used works after the fork
+                    state = {
+                        table: [tuple(row) for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY id"))]  # noqa: S608
+                        for table in ("purchase", "points_entry", "stage_change")
+                    }
+            finally:
+                db.close()
+        finally:
+            drop()
+        outcomes.append((result, state))
+    assert outcomes[0][0]["inserted"] == 300 and outcomes[0][0]["rejected"] == 1
     assert outcomes[1] == outcomes[0]
