@@ -1,0 +1,97 @@
+"""points export / points import: points given and redeemed by hand and referral rewards."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from tests.conftest import Cli
+
+ROUND_TRIP = ("customer", "coupon", "points", "purchase")
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def move(cli: Cli, tmp_path: Path) -> Cli:
+    """Export every file and import them in the documented order into an empty database."""
+    files = {noun: tmp_path / f"{noun}.csv" for noun in ROUND_TRIP}
+    for noun, path in files.items():
+        cli.ok(noun, "export", "--out", str(path))
+    copy = Cli(tmp_path / "copy.db", cli.config_path)
+    for noun, path in files.items():
+        copy.ok(noun, "import", str(path))
+    return copy
+
+
+def balance(cli: Cli, who: str) -> int:
+    return int(cli.ok("points", "show", who, "-f", "json").json()["balance"])
+
+
+def test_points_by_hand_and_a_reopened_referrals_points_come_back(cli: Cli, tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("referrals:\n  reward_referrer: {points: 30}\n  reward_referred: {points: 20}\n")
+    cli.config_path = config
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com", "--at", "2026-01-01")
+    cli.ok("customer", "add", "Bob", "--ref", "7", "--referred-by", "ann@example.com", "--at", "2026-01-02")
+    sale = cli.new_id("purchase", "add", "ref:7", "40", "--at", "2026-02-01T10:00")  # verifies: 30 and 20 points
+    cli.ok("purchase", "refund", str(sale), "--at", "2026-02-03T10:00")  # reopens; the points stay given
+    cli.ok("points", "add", "ann@example.com", "15", "--reason", "=gift")
+    cli.ok("points", "redeem", "ann@example.com", "40", "--reason", "mug")
+    assert balance(cli, "ann@example.com") == 5
+    assert balance(cli, "ref:7") == 20
+    rows = read_export(cli, tmp_path)
+    assert [(r["customer"], r["kind"], r["points"], r["referral"]) for r in rows] == [
+        ("email:ann@example.com", "referral", "30", "ref:7"),
+        ("ref:7", "referral", "20", "ref:7"),
+        ("email:ann@example.com", "adjust", "15", ""),
+        ("email:ann@example.com", "redeem", "40", ""),
+    ]
+    assert rows[2]["reason"] == "'=gift"  # guarded against formula injection
+    copy = move(cli, tmp_path)
+    assert balance(copy, "ann@example.com") == 5 and balance(copy, "ref:7") == 20
+    assert [r["status"] for r in copy.ok("referral", "list", "-f", "json").json()] == ["pending"]
+    # A later sale verifies the referral again: its points were given once, in either database.
+    for shop in (cli, copy):
+        shop.ok("purchase", "add", "ref:7", "10", "--at", "2026-03-01T10:00")
+        assert balance(shop, "ann@example.com") == 5 and balance(shop, "ref:7") == 21  # 1 earned on 10.00
+
+
+def read_export(cli: Cli, tmp_path: Path) -> list[dict[str, str]]:
+    out = tmp_path / "points-listed.csv"
+    cli.ok("points", "export", "--out", str(out))
+    return read(out)
+
+
+def test_a_bad_row_names_its_line_and_nothing_is_written(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com")
+    cli.ok("customer", "add", "Bob", "--email", "bob@example.com", "--referred-by", "ann@example.com")
+    cli.ok("customer", "add", "Cy", "--email", "cy@example.com")
+    file = tmp_path / "points.csv"
+    file.write_text(
+        "customer,at,kind,points,reason,referral\n"
+        "email:ann@example.com,2026-01-05T09:00:00+00:00,adjust,10,welcome,\n"
+        "email:ann@example.com,2026-01-05T09:00:00+00:00,redeem,-5,,\n"
+        "email:ann@example.com,2026-01-05T09:00:00+00:00,bonus,5,,\n"
+        "email:cy@example.com,2026-01-05T09:00:00+00:00,referral,5,,email:bob@example.com\n"
+        "email:ann@example.com,2026-01-05T09:00:00+00:00,referral,30,,email:bob@example.com\n"
+        "email:ann@example.com,2026-01-06T09:00:00+00:00,referral,30,,email:bob@example.com\n"
+        "email:nobody@example.com,,adjust,1,,\n",
+        encoding="utf-8",
+    )
+    result = cli("points", "import", str(file))
+    assert result.exit_code == 1
+    assert "line 3: points must be a positive whole number, not '-5'" in result.stderr
+    assert "line 4: kind must be one of adjust, redeem, referral, not 'bonus'" in result.stderr
+    assert "line 5: referral: customer 3 is neither side of referral 1" in result.stderr
+    assert "line 7: referral 1 rewards customer 1 once (line 6)" in result.stderr
+    assert "line 8: no customer 'email:nobody@example.com'" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: 5 bad row(s)")
+    assert balance(cli, "ann@example.com") == 0
+    dry = cli.ok("points", "import", str(file), "--dry-run", "--skip-invalid", str(tmp_path / "r.csv"), "-f", "json")
+    assert dry.json()["inserted"] == 2 and balance(cli, "ann@example.com") == 0
+    cli.ok("points", "import", str(file), "--skip-invalid", str(tmp_path / "rejects.csv"))
+    assert balance(cli, "ann@example.com") == 40
+    assert [r["line"] for r in read(tmp_path / "rejects.csv")] == ["3", "4", "5", "7", "8"]
