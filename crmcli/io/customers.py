@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, literal, or_, select, update
 from sqlmodel import Session
 
 from crmcli.bulk import insert_rows
@@ -20,7 +20,7 @@ from crmcli.errors import Invalid
 from crmcli.io.importing import ImportRun, check_options, run_import
 from crmcli.io.reader import CsvOptions, TableSource, open_source
 from crmcli.io.writer import Target, output_stream, write_csv, write_json
-from crmcli.models import Customer, CustomerTag, Referral, StageChange, table_of
+from crmcli.models import Customer, CustomerTag, Purchase, Referral, StageChange, table_of
 from crmcli.services.codes import referral_code, unused_codes
 from crmcli.services.customers import CustomerInput, clean_fields, clean_tags
 from crmcli.services.identify import identifier_keys
@@ -42,7 +42,11 @@ FIELDS = (
     "birthday",
     "created_at",
     "stage_history",
+    "referral_status",
+    "referral_decided_at",
+    "referral_reason",
 )
+DECIDED_BY_HAND = ("verified", "rejected")
 KEYS = ("email", "phone", "ref")
 COLUMNS = (
     "name",
@@ -71,6 +75,16 @@ class Pending:
     referred_by: str | None
     joined: datetime | None = None  # when the customer joined (the created_at column), else the import's time
     history: list[tuple[str, datetime]] = field(default_factory=list)  # stage changes by hand, the first on joining
+    decision: Decision | None = None  # the referral decided by hand
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A referral verified or rejected by hand (``referral verify``/``reject``), as the export writes it."""
+
+    status: str
+    at: datetime
+    reason: str | None
 
 
 @dataclass
@@ -113,6 +127,7 @@ class CustomerRun(ImportRun):
     keep_going: bool = False  # --skip-invalid: a rejected row must leave nothing behind
     referrals: int = 0
     first_new_id: int = 0
+    decisions: dict[int, Decision] = field(default_factory=dict)  # new customer id -> its referral's decision
     line_of: LineOf = field(default_factory=LineOf)
     deferred: list[Deferred] = field(default_factory=list)
     dropped: set[int] = field(default_factory=set)
@@ -204,7 +219,33 @@ def validate_row(line: int, raw: dict[str, str], config: Config, now: datetime |
         values["stage"] = history[-1][0]  # the stage set by hand last: purchases then move it on
     elif joined is not None:
         history = [(values["stage"], joined)]
-    return Pending(line, raw, values, tags, referred_by, joined, history)
+    decision = _decision(raw, referred_by, joined or now, config, now)
+    return Pending(line, raw, values, tags, referred_by, joined, history, decision)
+
+
+def _decision(
+    raw: dict[str, str], referred_by: str | None, joined: datetime | None, config: Config, now: datetime | None
+) -> Decision | None:
+    """The referral's decision made by hand: verified or rejected, when, and why (a rejection)."""
+    status = (raw.get("referral_status") or "").strip().lower()
+    when = (raw.get("referral_decided_at") or "").strip()
+    reason = (raw.get("referral_reason") or "").strip() or None
+    if not status:
+        if when or reason:
+            raise Invalid("referral_decided_at and referral_reason need a referral_status")
+        return None
+    if status not in DECIDED_BY_HAND:
+        raise Invalid(f"referral_status must be verified or rejected (a decision made by hand), not {status!r}")
+    if referred_by is None:
+        raise Invalid("a referral_status needs the referral: give referred_by")
+    if not when:
+        raise Invalid("a referral_status needs the time it was decided (referral_decided_at)")
+    at = _moment(when, "referral_decided_at", config, now)
+    if joined is not None and at < joined:
+        raise Invalid("referral_decided_at: the referral is decided before the customer joined")
+    if status == "rejected" and reason is None:
+        raise Invalid("a rejected referral needs its reason (referral_reason)")
+    return Decision(status, at, reason if status == "rejected" else None)
 
 
 def import_customers(
@@ -299,7 +340,26 @@ def _write_batch(session: Session, batch: list[Pending], run: CustomerRun, sourc
     _write_new(session, _new_rows(conn, batch, run), run)
     if last:
         _settle_deferred(session, run)
+        _apply_decisions(conn, run)
         _fill_rejected_rows(run, source)
+
+
+def _apply_decisions(conn: Any, run: CustomerRun) -> None:
+    """The referrals decided by hand take their decision, with no reward: the rewards they gave
+    are in the coupon and points files, and a later sale neither verifies nor rewards them again."""
+    r = table_of(Referral)
+    params = [
+        {"cid": cid, "status": d.status, "at": d.at, "reason": d.reason}
+        for cid, d in run.decisions.items()
+        if cid not in run.dropped
+    ]
+    for start in range(0, len(params), BATCH):
+        conn.execute(
+            update(r)
+            .where(r.c.referred_id == bindparam("cid"), r.c.status == "pending")
+            .values(status=bindparam("status"), decided_at=bindparam("at"), reason=bindparam("reason")),
+            params[start : start + BATCH],
+        )
 
 
 def _new_rows(conn: Any, batch: list[Pending], run: CustomerRun) -> list[Pending]:
@@ -514,6 +574,8 @@ def _insert_new(session: Session, new: list[Pending], referrer_of: dict[int, Any
     joined_by_line = {p.line: p.joined for p in new}
     for cid, p in zip(ids, new, strict=True):
         run.line_of[cid] = p.line
+        if p.decision is not None:
+            run.decisions[cid] = p.decision
     # The stage history starts when the customer joined, with the changes by hand the file gives.
     steps = []
     for cid, p in zip(ids, new, strict=True):
@@ -666,6 +728,7 @@ def export_query() -> Any:
     tag = table_of(CustomerTag)
     r = table_of(Referral)
     referrer = c.alias("referrer")
+    sale = table_of(Purchase).alias("sale")
     tags = select(func.aggregate_strings(tag.c.tag, ";")).where(tag.c.customer_id == c.c.id).scalar_subquery()
     # Explicit forms (ref:12), so a till's numeric ref is never read as another customer's id.
     referred_by = func.coalesce(
@@ -690,9 +753,15 @@ def export_query() -> Any:
             c.c.birthday,
             c.c.created_at,
             c.c.id,
+            r.c.status,
+            r.c.decided_at,
+            r.c.reason,
+            r.c.created_at,
+            sale.c.at,
         )
         .select_from(c)
         .outerjoin(r, r.c.referred_id == c.c.id)
+        .outerjoin(sale, sale.c.id == r.c.purchase_id)
         .outerjoin(referrer, and_(referrer.c.id == r.c.referrer_id, referrer.c.erased_at.is_(None)))
         .where(c.c.erased_at.is_(None))
         .order_by(c.c.id)
@@ -708,7 +777,7 @@ def export_rows(conn: Any, config: Config | None = None, history: Any = None) ->
     steps = iter(_manual_steps(history or conn, tz)) if history is not None else None
     pending: tuple[int, str] | None = None
     for row in result:
-        *fields, joined, cid = tuple(row)
+        *fields, joined, cid, status, decided, reason, linked, sale_at = tuple(row)
         own: list[str] = []
         if steps is not None:
             while True:
@@ -719,7 +788,15 @@ def export_rows(conn: Any, config: Config | None = None, history: Any = None) ->
                 if pending[0] == cid:
                     own.append(pending[1])
                 pending = None
-        yield (*fields, _iso(joined, tz), ";".join(own) or None)
+        decision: tuple[Any, ...] = (None, None, None)
+        # The decisions made by hand; those the sales make (verified at the first qualifying
+        # sale, held for review) come back with the purchase file. No referrer named, no referral.
+        by_hand = status == "rejected" or (
+            status == "verified" and (sale_at is None or decided != max(sale_at, linked))
+        )
+        if by_hand and fields[9] is not None:
+            decision = (status, _iso(decided, tz), reason)
+        yield (*fields, _iso(joined, tz), ";".join(own) or None, *decision)
 
 
 def _manual_steps(conn: Any, tz: Any) -> Iterator[tuple[int, str]]:

@@ -95,3 +95,60 @@ def test_a_bad_row_names_its_line_and_nothing_is_written(cli: Cli, tmp_path: Pat
     cli.ok("points", "import", str(file), "--skip-invalid", str(tmp_path / "rejects.csv"))
     assert balance(cli, "ann@example.com") == 40
     assert [r["line"] for r in read(tmp_path / "rejects.csv")] == ["3", "4", "5", "7", "8"]
+
+
+def test_referral_decisions_by_hand_travel_with_the_customers(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com", "--at", "2026-01-01")
+    cli.ok("customer", "add", "Bob", "--ref", "7", "--referred-by", "ann@example.com", "--at", "2026-01-02")
+    cli.ok("customer", "add", "Cy", "--ref", "8", "--referred-by", "ann@example.com", "--at", "2026-01-03")
+    cli.ok("customer", "add", "Di", "--ref", "9", "--referred-by", "ann@example.com", "--at", "2026-01-04")
+    cli.ok("referral", "verify", "1")  # by hand, before any sale: both sides get a coupon
+    cli.ok("referral", "reject", "2", "--reason", "=same household")
+    cli.ok("purchase", "add", "ref:9", "30", "--at", "2026-02-01T10:00")  # verified by its sale
+    for who in ("ref:7", "ref:8"):
+        cli.ok("purchase", "add", who, "30", "--at", "2026-02-02T10:00")
+    exported = tmp_path / "customers-listed.csv"
+    cli.ok("customer", "export", "--out", str(exported))
+    decided = {r["ref"]: (r["referral_status"], r["referral_reason"]) for r in read(exported) if r["ref"]}
+    assert decided == {"7": ("verified", ""), "8": ("rejected", "'=same household"), "9": ("", "")}
+    copy = move(cli, tmp_path)
+    shown = ("referrer_id", "referred_id", "status", "created_at", "decided_at", "reason")
+
+    def referrals(shop: Cli) -> list[dict[str, object]]:
+        return [{k: r[k] for k in shown} for r in shop.ok("referral", "list", "-f", "json").json()]
+
+    assert referrals(copy) == referrals(cli)
+    assert [r["status"] for r in referrals(copy)] == ["verified", "rejected", "verified"]
+    rewards = [c["code"] for c in cli.ok("coupon", "list", "--campaign", "referral", "-f", "json").json()]
+    assert len(rewards) == 4  # two referrals verified, both sides once: no second reward for the hand-verified one
+    assert sorted(
+        c["code"] for c in copy.ok("coupon", "list", "--campaign", "referral", "-f", "json").json()
+    ) == sorted(rewards)
+
+
+def test_a_referral_decision_is_checked(cli: Cli, tmp_path: Path) -> None:
+    file = tmp_path / "customers.csv"
+    file.write_text(
+        "name,ref,referred_by,created_at,referral_status,referral_decided_at,referral_reason\n"
+        "Ann,1,,2026-01-01T09:00:00+00:00,,,\n"
+        "Bob,2,ref:1,2026-01-02T09:00:00+00:00,rejected,2026-01-03T09:00:00+00:00,\n"
+        "Cy,3,ref:1,2026-01-02T09:00:00+00:00,verified,2026-01-01T09:00:00+00:00,\n"
+        "Di,4,,2026-01-02T09:00:00+00:00,verified,2026-01-03T09:00:00+00:00,\n"
+        "Ed,5,ref:1,2026-01-02T09:00:00+00:00,review,2026-01-03T09:00:00+00:00,\n"
+        "Flo,6,ref:1,2026-01-02T09:00:00+00:00,rejected,2026-01-03T09:00:00+00:00,fake\n",
+        encoding="utf-8",
+    )
+    result = cli("customer", "import", str(file))
+    assert result.exit_code == 1
+    assert "line 3: a rejected referral needs its reason (referral_reason)" in result.stderr
+    assert "line 4: referral_decided_at: the referral is decided before the customer joined" in result.stderr
+    assert "line 5: a referral_status needs the referral: give referred_by" in result.stderr
+    assert "line 6: referral_status must be verified or rejected (a decision made by hand), not 'review'" in (
+        result.stderr
+    )
+    assert cli.ok("referral", "list", "-f", "json").json() == []
+    cli.ok("customer", "import", str(file), "--skip-invalid", str(tmp_path / "rejects.csv"))
+    rows = cli.ok("referral", "list", "-f", "json").json()
+    assert [(r["status"], r["reason"], r["decided_at"]) for r in rows] == [
+        ("rejected", "fake", "2026-01-03T09:00:00+00:00")
+    ]
