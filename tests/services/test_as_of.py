@@ -305,7 +305,9 @@ def as_of_reports(db: Database, config: Config, as_of: datetime, *, people: bool
             "value": value_report(session=s, with_customers=True, **kw),
             "funnel": funnel(session=s, **kw),
             # Its fraud-signal counts are the findings of the latest check (crmcli daily), not a
-            # history: documented as such in docs/reports.md, and left out here.
+            # history, and cannot be one: the checks read what the customers' records say now
+            # (phone, email, city and name keep no past values) and how long ago the referred
+            # customer bought. Documented in docs/reports.md, and left out here.
             "referrals": {k: v for k, v in referral_report(session=s, **kw).items() if k != "signals"},
             "payment": payment_report(session=s, **kw),
             "satisfaction": satisfaction(session=s, **kw),
