@@ -71,6 +71,7 @@ class Row:
 @dataclass
 class CouponRun(ImportRun):
     seen: dict[str, int] | None = None  # code -> line, for codes repeated in the file
+    rewarded: dict[tuple[int, int], str] | None = None  # (referral, customer) -> a live reward's code
 
 
 def _when(raw: dict[str, str], column: str, run: ImportRun, *, happened: bool = True) -> datetime | None:
@@ -173,7 +174,7 @@ def import_coupons(
         raise Invalid("a coupon the database has is skipped or refused, not updated")
     check_options(on_duplicate, reject_file)
     source = open_source(path, options, fields=FIELDS, required=("code",))
-    run = CouponRun(config=config, on_duplicate=on_duplicate, now=now or utcnow(), seen={})
+    run = CouponRun(config=config, on_duplicate=on_duplicate, now=now or utcnow(), seen={}, rewarded={})
     try:
         run_import(
             db=db,
@@ -212,6 +213,14 @@ def _write_batch(session: Session, batch: list[Row], run: CouponRun) -> None:
             select(r.c.id, r.c.referred_id, r.c.referrer_id).where(r.c.referred_id.in_(referred_ids))
         )
     }
+    live = conn.execute(
+        select(c.c.referral_id, c.c.customer_id, c.c.code).where(
+            c.c.referral_id.in_([rid for rid, _ in referrals.values()]), c.c.voided_at.is_(None)
+        )
+    ).all()
+    assert run.rewarded is not None
+    for rid, cid, held in live:
+        run.rewarded.setdefault((rid, cid), held)
     rows = []
     for row in batch:
         code = row.values["code"]
@@ -249,6 +258,13 @@ def _write_batch(session: Session, batch: list[Row], run: CouponRun) -> None:
                 run.reject(row.line, row.raw, f"referral: the coupon's customer is neither side of referral {link[0]}")
                 continue
             referral_id = link[0]
+            assert customer_id is not None
+            if row.values["voided_at"] is None:  # each side holds one live reward (a voided one was replaced)
+                if held := run.rewarded.get((referral_id, customer_id)):
+                    why = f"referral {referral_id} has already rewarded customer {customer_id} (coupon {held})"
+                    run.reject(row.line, row.raw, why)
+                    continue
+                run.rewarded[(referral_id, customer_id)] = code
         rows.append({**row.values, "customer_id": customer_id, "referral_id": referral_id})
     for campaign in sorted({row["campaign"] for row in rows if row["campaign"] is not None}):
         ensure_campaign(session, campaign)

@@ -112,3 +112,20 @@ def test_a_reward_coupon_keeps_its_referral_and_is_not_given_twice(cli: Cli, tmp
     codes = sorted(c["code"] for c in copy.ok("coupon", "list", "-f", "json").json())
     assert codes == sorted(c["code"] for c in cli.ok("coupon", "list", "-f", "json").json())
     assert [r["status"] for r in copy.ok("referral", "list", "-f", "json").json()] == ["verified"]
+
+
+def test_a_side_already_rewarded_is_not_rewarded_again(cli: Cli, tmp_path: Path) -> None:
+    """The purchases imported before the coupons rewarded the referral: its reward coupons are refused."""
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com")
+    cli.ok("customer", "add", "Bob", "--email", "bob@example.com", "--referred-by", "ann@example.com")
+    cli.ok("purchase", "add", "bob@example.com", "30", "--at", "2026-03-01T10:00")
+    files = {n: tmp_path / f"{n}.csv" for n in ("customer", "purchase", "coupon")}
+    for noun, path in files.items():
+        cli.ok(noun, "export", "--out", str(path))
+    copy = Cli(tmp_path / "copy.db")
+    copy.ok("customer", "import", str(files["customer"]))
+    copy.ok("purchase", "import", str(files["purchase"]))  # verifies and rewards both sides
+    result = copy("coupon", "import", str(files["coupon"]))
+    assert result.exit_code == 1
+    assert "line 2: referral 1 has already rewarded customer 1 (coupon " in result.stderr
+    assert "line 3: referral 1 has already rewarded customer 2 (coupon " in result.stderr
