@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, literal, or_, select, union_all, update
 from sqlmodel import Session
 
 from crmcli.bulk import insert_rows
@@ -20,7 +20,7 @@ from crmcli.errors import Invalid
 from crmcli.io.importing import ImportRun, check_options, run_import
 from crmcli.io.reader import CsvOptions, TableSource, open_source
 from crmcli.io.writer import Target, output_stream, write_csv, write_json
-from crmcli.models import Customer, CustomerTag, Purchase, Referral, StageChange, table_of
+from crmcli.models import AutoReward, Customer, CustomerTag, Purchase, Referral, StageChange, table_of
 from crmcli.services.codes import referral_code, unused_codes
 from crmcli.services.customers import CustomerInput, clean_fields, clean_tags
 from crmcli.services.identify import identifier_keys
@@ -45,6 +45,7 @@ FIELDS = (
     "referral_status",
     "referral_decided_at",
     "referral_reason",
+    "birthday_rewards",
 )
 DECIDED_BY_HAND = ("verified", "rejected")
 KEYS = ("email", "phone", "ref")
@@ -76,6 +77,7 @@ class Pending:
     joined: datetime | None = None  # when the customer joined (the created_at column), else the import's time
     history: list[tuple[str, datetime]] = field(default_factory=list)  # stage changes by hand, the first on joining
     decision: Decision | None = None  # the referral decided by hand
+    birthdays: list[tuple[str, datetime]] = field(default_factory=list)  # (year, when) the daily job rewarded
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,24 @@ def validate_row(line: int, raw: dict[str, str], config: Config, now: datetime |
     elif joined is not None:
         history = [(values["stage"], joined)]
     decision = _decision(raw, referred_by, joined or now, config, now)
-    return Pending(line, raw, values, tags, referred_by, joined, history, decision)
+    birthdays = _birthday_rewards(raw.get("birthday_rewards") or "", config, now)
+    return Pending(line, raw, values, tags, referred_by, joined, history, decision, birthdays)
+
+
+def _birthday_rewards(text: str, config: Config, now: datetime | None) -> list[tuple[str, datetime]]:
+    """``2025@2025-04-28T06:00:00+00:00;2026@…``: the years the daily job gave a birthday reward, and when."""
+    given = []
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        year, at, when = part.partition("@")
+        year = year.strip()
+        if not at or not (year.isascii() and year.isdigit() and len(year) == 4):
+            raise Invalid(f"birthday_rewards: {part!r} is not year@time")
+        given.append((year, _moment(when.strip(), "birthday_rewards", config, now)))
+    if len({year for year, _ in given}) < len(given):
+        raise Invalid("birthday_rewards: a year is given twice (a birthday is rewarded once a year)")
+    return given
 
 
 def _decision(
@@ -528,6 +547,7 @@ def _reject_written(conn: Any, run: CustomerRun, rejected: dict[int, tuple[int, 
         ).rowcount
         conn.execute(delete(tags).where(tags.c.customer_id.in_(todo)))
         conn.execute(delete(stages).where(stages.c.customer_id.in_(todo)))
+        conn.execute(delete(table_of(AutoReward)).where(table_of(AutoReward).c.customer_id.in_(todo)))
         conn.execute(delete(c).where(c.c.id.in_(todo)))
         run.inserted -= len(todo)
         run.dropped.update(todo)
@@ -576,6 +596,12 @@ def _insert_new(session: Session, new: list[Pending], referrer_of: dict[int, Any
         run.line_of[cid] = p.line
         if p.decision is not None:
             run.decisions[cid] = p.decision
+    given = [
+        {"rule": "birthday", "customer_id": cid, "key": year, "coupon_id": None, "points": None, "at": at}
+        for cid, p in zip(ids, new, strict=True)
+        for year, at in p.birthdays
+    ]
+    insert_rows(conn, table_of(AutoReward), ("rule", "customer_id", "key", "coupon_id", "points", "at"), given)
     # The stage history starts when the customer joined, with the changes by hand the file gives.
     steps = []
     for cid, p in zip(ids, new, strict=True):
@@ -775,10 +801,10 @@ def export_rows(conn: Any, config: Config | None = None, history: Any = None) ->
     tz = config.tz if config is not None else None
     result = conn.execution_options(stream_results=True, yield_per=5000).execute(export_query())
     steps = iter(_manual_steps(history or conn, tz)) if history is not None else None
-    pending: tuple[int, str] | None = None
+    pending: tuple[int, str, str] | None = None
     for row in result:
         *fields, joined, cid, status, decided, reason, linked, sale_at = tuple(row)
-        own: list[str] = []
+        own: dict[str, list[str]] = {"stage": [], "birthday": []}
         if steps is not None:
             while True:
                 if pending is None:
@@ -786,7 +812,7 @@ def export_rows(conn: Any, config: Config | None = None, history: Any = None) ->
                 if pending is None or pending[0] > cid:
                     break
                 if pending[0] == cid:
-                    own.append(pending[1])
+                    own[pending[1]].append(pending[2])
                 pending = None
         decision: tuple[Any, ...] = (None, None, None)
         # The decisions made by hand; those the sales make (verified at the first qualifying
@@ -796,19 +822,27 @@ def export_rows(conn: Any, config: Config | None = None, history: Any = None) ->
         )
         if by_hand and fields[9] is not None:
             decision = (status, _iso(decided, tz), reason)
-        yield (*fields, _iso(joined, tz), ";".join(own) or None, *decision)
+        stages, birthdays = (";".join(own[k]) or None for k in ("stage", "birthday"))
+        yield (*fields, _iso(joined, tz), stages, *decision, birthdays)
 
 
-def _manual_steps(conn: Any, tz: Any) -> Iterator[tuple[int, str]]:
-    sc, c = table_of(StageChange), table_of(Customer)
+def _manual_steps(conn: Any, tz: Any) -> Iterator[tuple[int, str, str]]:
+    """In customer order: the stage changes made by hand (``stage``) and the birthday rewards the
+    daily job gave (``birthday``: the year), each as ``what@time``."""
+    sc, c, a = table_of(StageChange), table_of(Customer), table_of(AutoReward)
+    stages = select(
+        sc.c.customer_id, literal("stage").label("kind"), sc.c.to_stage.label("what"), sc.c.at, sc.c.id
+    ).where(sc.c.cause == "manual")
+    birthdays = select(a.c.customer_id, literal("birthday"), a.c.key, a.c.at, a.c.id).where(a.c.rule == "birthday")
+    both = union_all(stages, birthdays).subquery("beside")
     query = (
-        select(sc.c.customer_id, sc.c.to_stage, sc.c.at)
-        .join(c, c.c.id == sc.c.customer_id)
-        .where(sc.c.cause == "manual", c.c.erased_at.is_(None))
-        .order_by(sc.c.customer_id, sc.c.at, sc.c.id)
+        select(both.c.customer_id, both.c.kind, both.c.what, both.c.at)
+        .join(c, c.c.id == both.c.customer_id)
+        .where(c.c.erased_at.is_(None))
+        .order_by(both.c.customer_id, both.c.kind, both.c.at, both.c.id)
     )
-    for cid, stage, at in conn.execution_options(stream_results=True, yield_per=5000).execute(query):
-        yield cid, f"{stage}@{_iso(at, tz)}"
+    for cid, kind, what, at in conn.execution_options(stream_results=True, yield_per=5000).execute(query):
+        yield cid, kind, f"{what}@{_iso(at, tz)}"
 
 
 def _iso(moment: datetime | None, tz: Any) -> str | None:

@@ -2,9 +2,11 @@
 
 The purchase file brings back the points each sale earned and spent, ``points accrue``
 the tenure points, and the rules the resets, reversals and expiries. This file carries
-the rest: points given (``adjust``) and redeemed (``redeem``) by hand, and the points a
+the rest: points given (``adjust``) and redeemed (``redeem``) by hand, the points a
 referral rewarded (``referral``), which stay given when a refund later reopens the
-referral, so the sales as they ended cannot give them again.
+referral, so the sales as they ended cannot give them again, and the rewards the daily job
+gave (``birthday``, ``apology``; the record that they were given comes back with the
+customer and interaction files).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from crmcli.models import Customer, PointsEntry, Referral, table_of
 from crmcli.values import check_happened, parse_when, utcnow
 
 FIELDS = ("customer", "at", "kind", "points", "reason", "referral")
-KINDS = ("adjust", "redeem", "referral")
+KINDS = ("adjust", "redeem", "referral", "birthday", "apology")
 COLUMNS = ("customer_id", "delta", "kind", "reason", "purchase_id", "period", "at")
 BATCH = 5000
 
@@ -219,7 +221,10 @@ def export_points(
         .outerjoin(referred, referred.c.id == r.c.referred_id)
         .where(
             c.c.erased_at.is_(None),
-            or_(e.c.kind.in_(("adjust", "referral")), and_(e.c.kind == "redeem", e.c.purchase_id.is_(None))),
+            or_(
+                e.c.kind.in_(("adjust", "referral", "birthday", "apology")),
+                and_(e.c.kind == "redeem", e.c.purchase_id.is_(None)),
+            ),
         )
         .order_by(e.c.at, e.c.id)
     )

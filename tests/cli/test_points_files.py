@@ -84,7 +84,7 @@ def test_a_bad_row_names_its_line_and_nothing_is_written(cli: Cli, tmp_path: Pat
     result = cli("points", "import", str(file))
     assert result.exit_code == 1
     assert "line 3: points must be a positive whole number, not '-5'" in result.stderr
-    assert "line 4: kind must be one of adjust, redeem, referral, not 'bonus'" in result.stderr
+    assert "line 4: kind must be one of adjust, redeem, referral, birthday, apology, not 'bonus'" in result.stderr
     assert "line 5: referral: customer 3 is neither side of referral 1" in result.stderr
     assert "line 7: referral 1 rewards customer 1 once (line 6)" in result.stderr
     assert "line 8: no customer 'email:nobody@example.com'" in result.stderr
@@ -152,3 +152,34 @@ def test_a_referral_decision_is_checked(cli: Cli, tmp_path: Path) -> None:
     assert [(r["status"], r["reason"], r["decided_at"]) for r in rows] == [
         ("rejected", "fake", "2026-01-03T09:00:00+00:00")
     ]
+
+
+def test_the_daily_jobs_rewards_are_not_given_again_after_a_move(cli: Cli, tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "birthday_reward: {points: 10, days_before: 60}\nsla:\n  breach_reward: {amount: 5, campaign: apology}\n"
+    )
+    cli.config_path = config
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com", "--birthday", "03-10", "--at", "2026-01-01")
+    cli.ok("interaction", "log", "ann@example.com", "--kind", "complaint", "--summary", "late", "--at", "2026-02-01")
+    cli.ok("interaction", "log", "ann@example.com", "--kind", "note", "--summary", "fine", "--at", "2026-02-02")
+    cli.ok("daily", "--as-of", "2026-03-01")  # 10 birthday points, an apology coupon
+    files = {noun: tmp_path / f"{noun}.csv" for noun in (*ROUND_TRIP, "interaction")}
+    for noun, path in files.items():
+        cli.ok(noun, "export", "--out", str(path))
+    contacts = read(files["interaction"])
+    assert [(r["kind"], r["apology_points"], bool(r["apology_coupon"])) for r in contacts] == [
+        ("complaint", "", True),
+        ("note", "", False),
+    ]
+    assert read(files["customer"])[0]["birthday_rewards"].startswith("2026@2026-03-01")
+    copy = Cli(tmp_path / "copy.db", config)
+    for noun, path in files.items():
+        copy.ok(noun, "import", str(path))
+    for shop in (cli, copy):
+        shop.ok("daily", "--as-of", "2026-03-02")  # nothing new is due
+    assert balance(copy, "ann@example.com") == balance(cli, "ann@example.com") == 10 + 2  # and two months' tenure
+    codes = [sorted(c["code"] for c in shop.ok("coupon", "list", "-f", "json").json()) for shop in (cli, copy)]
+    assert codes[0] == codes[1] and len(codes[0]) == 1
+    amends = [shop.ok("report", "sla", "--as-of", "2026-03-02", "-f", "json").json() for shop in (cli, copy)]
+    assert amends[0] == amends[1]
