@@ -53,13 +53,16 @@ COLUMNS = (
 )
 
 
+Apology = tuple[datetime, str | None, int | None]  # what the daily job gave for a late complaint: when, coupon, points
+
+
 @dataclass
 class Row:
     line: int
     raw: dict[str, str]
     customer: str
     values: dict[str, Any]
-    apology: tuple[datetime, str | None, int | None] | None = None  # what the daily job gave for a late complaint
+    apology: Apology | None = None  # what the daily job gave for a late complaint
 
 
 @dataclass
@@ -132,9 +135,7 @@ def validate_row(line: int, raw: dict[str, str], run: ImportRun) -> Row:
     )
 
 
-def _apology(
-    raw: dict[str, str], run: ImportRun, kind: str, at: datetime
-) -> tuple[datetime, str | None, int | None] | None:
+def _apology(raw: dict[str, str], run: ImportRun, kind: str, at: datetime) -> Apology | None:
     """The apology the daily job gave for a complaint past its deadline: when, and the coupon
     (by code: the coupon file comes first) or the points it was."""
     given = _when(raw, "apology_at", run)
@@ -203,8 +204,7 @@ def _write_batch(session: Session, batch: list[Row], run: InteractionRun) -> Non
     codes = sorted({r.apology[1] for r in batch if r.apology is not None and r.apology[1] is not None})
     k = table_of(Coupon)
     coupon_of = dict(session.connection().execute(select(k.c.code, k.c.id).where(k.c.code.in_(codes))).all())
-    rows: list[dict[str, Any]] = []
-    apologies: list[tuple[dict[str, Any], tuple[datetime, str | None, int | None]]] = []
+    rows: list[tuple[dict[str, Any], Apology | None]] = []
     for row in batch:
         match = customers[row.customer]
         if match.customer is None:
@@ -216,22 +216,14 @@ def _write_batch(session: Session, batch: list[Row], run: InteractionRun) -> Non
         if row.apology is not None and row.apology[1] is not None and row.apology[1] not in coupon_of:
             run.reject(row.line, row.raw, f"apology_coupon {row.apology[1]} is not a coupon of this database")
             continue
-        values = {**row.values, "customer_id": match.customer.id}
-        if row.apology is not None:
-            apologies.append((values, row.apology))
-        rows.append(values)
+        rows.append(({**row.values, "customer_id": match.customer.id}, row.apology))
         assert run.customers is not None
         run.customers.add(match.customer.id)
-    _insert(session, rows, {id(values): (values, given) for values, given in apologies}, coupon_of)
+    _insert(session, rows, coupon_of)
     run.inserted += len(rows)
 
 
-def _insert(
-    session: Session,
-    rows: list[dict[str, Any]],
-    apologies: dict[int, tuple[dict[str, Any], tuple[datetime, str | None, int | None]]],
-    coupon_of: dict[str, int],
-) -> None:
+def _insert(session: Session, rows: list[tuple[dict[str, Any], Apology | None]], coupon_of: dict[str, int]) -> None:
     """The contacts in file order; a complaint with its apology one at a time, to record the
     apology under the complaint's new id (as the daily job did, so it does not apologise again)."""
     from sqlalchemy import insert
@@ -239,8 +231,8 @@ def _insert(
     conn = session.connection()
     i = table_of(Interaction)
     plain: list[dict[str, Any]] = []
-    for values in rows:
-        if id(values) not in apologies:
+    for values, apology in rows:
+        if apology is None:
             plain.append(values)
             continue
         insert_rows(conn, i, COLUMNS, plain)
@@ -248,7 +240,7 @@ def _insert(
         key = conn.execute(insert(i).values(**{c: values[c] for c in COLUMNS})).inserted_primary_key
         assert key is not None
         iid = key[0]
-        at, code, points = apologies[id(values)][1]
+        at, code, points = apology
         conn.execute(
             insert(table_of(AutoReward)).values(
                 rule="apology",
