@@ -183,3 +183,25 @@ def test_the_daily_jobs_rewards_are_not_given_again_after_a_move(cli: Cli, tmp_p
     assert codes[0] == codes[1] and len(codes[0]) == 1
     amends = [shop.ok("report", "sla", "--as-of", "2026-03-02", "-f", "json").json() for shop in (cli, copy)]
     assert amends[0] == amends[1]
+
+
+def test_an_apology_in_the_contact_file_is_checked(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com")
+    file = tmp_path / "contacts.csv"
+    file.write_text(
+        "customer,kind,at,apology_at,apology_coupon,apology_points\n"
+        "email:ann@example.com,note,2026-01-05T09:00:00+00:00,2026-01-06T09:00:00+00:00,,5\n"
+        "email:ann@example.com,complaint,2026-01-05T09:00:00+00:00,2026-01-04T09:00:00+00:00,,5\n"
+        "email:ann@example.com,complaint,2026-01-05T09:00:00+00:00,2026-01-06T09:00:00+00:00,NOPE-1,\n"
+        "email:ann@example.com,complaint,2026-01-05T09:00:00+00:00,,,5\n"
+        "email:ann@example.com,complaint,2026-01-05T09:00:00+00:00,2026-01-06T09:00:00+00:00,,5\n",
+        encoding="utf-8",
+    )
+    result = cli("interaction", "import", str(file))
+    assert result.exit_code == 1
+    assert "line 2: only a complaint gets an apology, not a note" in result.stderr
+    assert "line 3: the apology is before the complaint" in result.stderr
+    assert "line 4: apology_coupon NOPE-1 is not a coupon of this database" in result.stderr
+    assert "line 5: apology_coupon and apology_points need the time of the apology (apology_at)" in result.stderr
+    assert "line 6" not in result.stderr
+    assert cli.ok("interaction", "list", "-f", "json").json() == []
