@@ -73,8 +73,9 @@ def validate_row(line: int, raw: dict[str, str], run: ImportRun) -> Row:
         raise Invalid(f"at: {exc}") from None
     check_happened(at, "at", now=run.now, tz=config.tz)
     referred = (raw.get("referral") or "").strip() or None
-    if (referred is None) == (kind == "referral"):
-        raise Invalid("a referral reward names its referral (the referred customer), and only it does")
+    if referred is not None and kind != "referral":
+        raise Invalid(f"only a referral reward names a referral, not an entry of kind {kind}")
+    # (A referral reward without its referral, one a merge or an erasure took away, is kept as given.)
     values = {"delta": points, "kind": kind, "reason": (raw.get("reason") or "").strip() or None, "at": at}
     return Row(line, raw, customer, referred, values)
 
