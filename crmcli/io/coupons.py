@@ -90,8 +90,8 @@ def _whole(raw: dict[str, str], column: str, default: int) -> int:
     text = (raw.get(column) or "").strip()
     if not text:
         return default
-    if not (text.isascii() and text.isdigit()):
-        raise Invalid(f"{column} must be a whole number, not {text!r}")
+    if not (text.isascii() and text.isdigit()) or int(text) > 10**9:
+        raise Invalid(f"{column} must be a whole number up to {10**9}, not {text!r}")
     return int(text)
 
 

@@ -149,7 +149,7 @@ def _apology(raw: dict[str, str], run: ImportRun, kind: str, at: datetime) -> Ap
         raise Invalid(f"only a complaint gets an apology, not a {kind}")
     if given < at:
         raise Invalid("the apology is before the complaint")
-    if text and not (text.isascii() and text.isdigit() and int(text) > 0):
+    if text and not (text.isascii() and text.isdigit() and 0 < int(text) <= 10**9):
         raise Invalid(f"apology_points must be a positive whole number, not {text!r}")
     if (code is None) == (not text):
         raise Invalid("an apology is a coupon or points: give one of apology_coupon and apology_points")

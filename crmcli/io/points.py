@@ -34,6 +34,7 @@ FIELDS = ("customer", "at", "kind", "points", "reason", "referral")
 KINDS = ("adjust", "redeem", "referral", "birthday", "apology")
 COLUMNS = ("customer_id", "delta", "kind", "reason", "purchase_id", "period", "at")
 BATCH = 5000
+MAX_POINTS = 10**9  # far above any entry, within every database's integer
 
 
 @dataclass
@@ -63,8 +64,8 @@ def validate_row(line: int, raw: dict[str, str], run: ImportRun) -> Row:
     if kind not in KINDS:
         raise Invalid(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     text = (raw.get("points") or "").strip()
-    if not (text.isascii() and text.isdigit()) or int(text) == 0:
-        raise Invalid(f"points must be a positive whole number, not {text!r}")
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_POINTS:
+        raise Invalid(f"points must be a positive whole number up to {MAX_POINTS}, not {text!r}")
     points = -int(text) if kind == "redeem" else int(text)  # a redeem takes them, the others give
     at_text = (raw.get("at") or "").strip()
     try:

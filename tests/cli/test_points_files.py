@@ -83,7 +83,7 @@ def test_a_bad_row_names_its_line_and_nothing_is_written(cli: Cli, tmp_path: Pat
     )
     result = cli("points", "import", str(file))
     assert result.exit_code == 1
-    assert "line 3: points must be a positive whole number, not '-5'" in result.stderr
+    assert "line 3: points must be a positive whole number up to 1000000000, not '-5'" in result.stderr
     assert "line 4: kind must be one of adjust, redeem, referral, birthday, apology, not 'bonus'" in result.stderr
     assert "line 5: referral: customer 3 is neither side of referral 1" in result.stderr
     assert "line 7: referral 1 rewards customer 1 once (line 6)" in result.stderr
