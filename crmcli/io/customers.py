@@ -368,7 +368,14 @@ def _apply_decisions(conn: Any, run: CustomerRun) -> None:
     are in the coupon and points files, and a later sale neither verifies nor rewards them again."""
     r = table_of(Referral)
     params = [
-        {"cid": cid, "status": d.status, "at": d.at, "reason": d.reason}
+        # a referral verified by hand was rewarded then: the daily check leaves it as it is
+        {
+            "cid": cid,
+            "status": d.status,
+            "at": d.at,
+            "reason": d.reason,
+            "given": d.at if d.status == "verified" else None,
+        }
         for cid, d in run.decisions.items()
         if cid not in run.dropped
     ]
@@ -376,7 +383,12 @@ def _apply_decisions(conn: Any, run: CustomerRun) -> None:
         conn.execute(
             update(r)
             .where(r.c.referred_id == bindparam("cid"), r.c.status == "pending")
-            .values(status=bindparam("status"), decided_at=bindparam("at"), reason=bindparam("reason")),
+            .values(
+                status=bindparam("status"),
+                decided_at=bindparam("at"),
+                reason=bindparam("reason"),
+                rewarded_at=bindparam("given"),
+            ),
             params[start : start + BATCH],
         )
 

@@ -205,3 +205,14 @@ def test_an_apology_in_the_contact_file_is_checked(cli: Cli, tmp_path: Path) -> 
     assert "line 5: apology_coupon and apology_points need the time of the apology (apology_at)" in result.stderr
     assert "line 6" not in result.stderr
     assert cli.ok("interaction", "list", "-f", "json").json() == []
+
+
+def test_a_referral_verified_by_hand_stays_verified_after_the_daily_check(cli: Cli, tmp_path: Path) -> None:
+    """Regression: imported without its reward time, the daily check sent it back to review."""
+    cli.ok("customer", "add", "Ann Lee", "--email", "ann@example.com", "--city", "Riverton", "--at", "2026-01-01")
+    cli.ok("customer", "add", "Bob Lee", "--ref", "7", "--city", "Riverton", "--referred-by", "ann@example.com")
+    cli.ok("referral", "verify", "1")  # same household: a person looked and said yes
+    copy = move(cli, tmp_path)
+    for shop in (cli, copy):
+        shop.ok("daily")
+        assert [r["status"] for r in shop.ok("referral", "list", "-f", "json").json()] == ["verified"]
