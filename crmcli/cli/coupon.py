@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,8 +12,21 @@ from crmcli.cli.options import (
     SEGMENT_HELP,
     CouponStatus,
     CustomerOpt,
+    DecimalCommaOpt,
+    DelimiterOpt,
+    DryRunOpt,
+    DuplicateMode,
+    EncodingOpt,
+    ExportFormat,
+    ExportFormatOpt,
+    ForceOpt,
     FormatOpt,
     LimitOpt,
+    MapOpt,
+    NoBomOpt,
+    OutOpt,
+    SheetOpt,
+    SkipInvalidOpt,
     Stage,
     WhenHelp,
     complete_customer,
@@ -236,3 +250,68 @@ def stats(
         Column("left_amount", "left", numeric=True),
     ]
     rt.output(fmt).rows(rows, columns, empty="No coupons yet.")
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV or .xlsx file with a header row; - for standard input.")],
+    encoding: EncodingOpt = None,
+    delimiter: DelimiterOpt = None,
+    sheet: SheetOpt = None,
+    mapping: MapOpt = None,
+    decimal_comma: DecimalCommaOpt = False,
+    dry_run: DryRunOpt = False,
+    skip_invalid: SkipInvalidOpt = None,
+    force: ForceOpt = False,
+    on_duplicate: Annotated[
+        DuplicateMode,
+        typer.Option(help="What to do with a code the database has: skip or error.", case_sensitive=False),
+    ] = DuplicateMode("error"),
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Import coupons (used or not, void or not) from CSV or Excel: all or nothing unless --skip-invalid.
+
+    Columns: code required; customer, percent or amount, min_spend, expires_at, max_uses,
+    uses_without_sale, campaign, issued_at, voided_at, referral (the referred customer of
+    the referral a reward coupon rewards). Import it before the purchases that used them.
+
+    Example: crmcli --db new.db coupon import coupons.csv
+    """
+    from crmcli.io.coupons import import_coupons
+    from crmcli.io.reader import CsvOptions
+
+    rt = runtime(ctx)
+    rt.use_decimal_comma(decimal_comma)
+    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [], sheet=sheet)
+    summary = import_coupons(
+        db=rt.db,
+        config=rt.config,
+        path=file,
+        options=options,
+        dry_run=dry_run,
+        reject_file=rt.target(skip_invalid, force=force, reading=file),
+        on_duplicate=on_duplicate,
+        progress=rt.progress(file),
+    )
+    rt.output(fmt).record(summary, title="Dry run: nothing written" if dry_run else "Imported")
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    out_file: OutOpt = None,
+    fmt: ExportFormatOpt = ExportFormat("csv"),
+    no_bom: NoBomOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Export every coupon, used or not, as CSV or JSON, in the columns 'coupon import' reads.
+
+    Example: crmcli coupon export --out coupons.csv
+    """
+    from crmcli.io.coupons import export_coupons
+
+    rt = runtime(ctx)
+    count = export_coupons(db=rt.db, config=rt.config, path=rt.target(out_file, force=force), fmt=fmt, bom=not no_bom)
+    if out_file is not None:
+        rt.output().message(f"Exported {count} coupons to {out_file}")

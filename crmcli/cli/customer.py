@@ -383,7 +383,9 @@ def import_(
     """Import customers from CSV or Excel: all or nothing unless --skip-invalid.
 
     Columns: name (required), email, phone, company, city, source, stage,
-    tags (separated by ;), ref, referred_by, note, birthday (MM-DD).
+    tags (separated by ;), ref, referred_by, note, birthday (MM-DD); and, as 'customer export'
+    writes them, created_at, stage_history, referral_status, referral_decided_at,
+    referral_reason, birthday_rewards.
 
     Example: crmcli customer import till.csv --map "E-mail=email" --on-duplicate skip
     """

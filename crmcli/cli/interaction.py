@@ -191,7 +191,8 @@ def import_(
     """Import a contact history from CSV or Excel: all or nothing unless --skip-invalid.
 
     Columns: customer (id, email, ref, or id:/ref:/email:/phone:) and kind required; at, summary,
-    rating, follow_up_at, follow_up_done_at, responded_at, resolved_at, resolution. A contact
+    rating, follow_up_at, follow_up_done_at, responded_at, resolved_at, resolution, apology_at,
+    apology_coupon, apology_points (what the daily job gave for a late complaint). A contact
     closes the customer's earlier open follow-ups, as 'interaction log' does.
 
     Example: crmcli interaction import contacts.csv --map "Date=at"

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from crmcli.cli.context import runtime
-from crmcli.cli.options import CustomerArg, FormatOpt, LimitOpt, WhenHelp, whole
+from crmcli.cli.options import (
+    CustomerArg,
+    DelimiterOpt,
+    DryRunOpt,
+    EncodingOpt,
+    ExportFormat,
+    ExportFormatOpt,
+    ForceOpt,
+    FormatOpt,
+    LimitOpt,
+    MapOpt,
+    NoBomOpt,
+    OutOpt,
+    SheetOpt,
+    SkipInvalidOpt,
+    WhenHelp,
+    whole,
+)
 from crmcli.render import Format
 
 app = typer.Typer(
@@ -110,3 +128,62 @@ def accrue(
     with rt.session(write=True) as session:
         result = accrue_tenure(session=session, config=rt.config, as_of=rt.when(as_of, happened="--as-of"))
     rt.output(fmt).record(result, title="Tenure points accrued")
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV or .xlsx file with a header row; - for standard input.")],
+    encoding: EncodingOpt = None,
+    delimiter: DelimiterOpt = None,
+    sheet: SheetOpt = None,
+    mapping: MapOpt = None,
+    dry_run: DryRunOpt = False,
+    skip_invalid: SkipInvalidOpt = None,
+    force: ForceOpt = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Import points given or redeemed by hand and referral rewards: all or nothing unless --skip-invalid.
+
+    Columns: customer, kind (adjust, redeem or referral) and points (a redeem takes them)
+    required; at, reason, referral (the referred customer, for a referral reward). Import it
+    after the customers and coupons, before the purchases.
+
+    Example: crmcli --db new.db points import points.csv
+    """
+    from crmcli.io.points import import_points
+    from crmcli.io.reader import CsvOptions
+
+    rt = runtime(ctx)
+    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [], sheet=sheet)
+    summary = import_points(
+        db=rt.db,
+        config=rt.config,
+        path=file,
+        options=options,
+        dry_run=dry_run,
+        reject_file=rt.target(skip_invalid, force=force, reading=file),
+        progress=rt.progress(file),
+    )
+    rt.output(fmt).record(summary, title="Dry run: nothing written" if dry_run else "Imported")
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    out_file: OutOpt = None,
+    fmt: ExportFormatOpt = ExportFormat("csv"),
+    no_bom: NoBomOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Export the points given or redeemed by hand and the referral rewards, in the columns
+    'points import' reads (the sales' points come back with the purchase export).
+
+    Example: crmcli points export --out points.csv
+    """
+    from crmcli.io.points import export_points
+
+    rt = runtime(ctx)
+    count = export_points(db=rt.db, config=rt.config, path=rt.target(out_file, force=force), fmt=fmt, bom=not no_bom)
+    if out_file is not None:
+        rt.output().message(f"Exported {count} points entries to {out_file}")

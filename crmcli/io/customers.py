@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, literal, or_, select, union_all, update
 from sqlmodel import Session
 
 from crmcli.bulk import insert_rows, sqlite_rows_in
@@ -20,7 +20,7 @@ from crmcli.errors import Invalid
 from crmcli.io.importing import ImportRun, check_options, run_import
 from crmcli.io.reader import CsvOptions, TableSource, open_source
 from crmcli.io.writer import Target, output_stream, write_csv, write_json
-from crmcli.models import Customer, CustomerTag, Referral, StageChange, table_of
+from crmcli.models import AutoReward, Customer, CustomerTag, Purchase, Referral, StageChange, table_of
 from crmcli.services.codes import referral_code, unused_codes
 from crmcli.services.customers import CustomerInput, clean_fields, clean_tags
 from crmcli.services.identify import identifier_keys
@@ -42,7 +42,12 @@ FIELDS = (
     "birthday",
     "created_at",
     "stage_history",
+    "referral_status",
+    "referral_decided_at",
+    "referral_reason",
+    "birthday_rewards",
 )
+DECIDED_BY_HAND = ("verified", "rejected")
 KEYS = ("email", "phone", "ref")
 COLUMNS = (
     "name",
@@ -71,6 +76,17 @@ class Pending:
     referred_by: str | None
     joined: datetime | None = None  # when the customer joined (the created_at column), else the import's time
     history: list[tuple[str, datetime]] = field(default_factory=list)  # stage changes by hand, the first on joining
+    decision: Decision | None = None  # the referral decided by hand
+    birthdays: list[tuple[str, datetime]] = field(default_factory=list)  # (year, when) the daily job rewarded
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A referral verified or rejected by hand (``referral verify``/``reject``), as the export writes it."""
+
+    status: str
+    at: datetime
+    reason: str | None
 
 
 @dataclass
@@ -113,6 +129,7 @@ class CustomerRun(ImportRun):
     keep_going: bool = False  # --skip-invalid: a rejected row must leave nothing behind
     referrals: int = 0
     first_new_id: int = 0
+    decisions: dict[int, Decision] = field(default_factory=dict)  # new customer id -> its referral's decision
     line_of: LineOf = field(default_factory=LineOf)
     deferred: list[Deferred] = field(default_factory=list)
     dropped: set[int] = field(default_factory=set)
@@ -204,7 +221,50 @@ def validate_row(line: int, raw: dict[str, str], config: Config, now: datetime |
         values["stage"] = history[-1][0]  # the stage set by hand last: purchases then move it on
     elif joined is not None:
         history = [(values["stage"], joined)]
-    return Pending(line, raw, values, tags, referred_by, joined, history)
+    decision = _decision(raw, referred_by, joined or now, config, now)
+    birthdays = _birthday_rewards(raw.get("birthday_rewards") or "", config, now)
+    return Pending(line, raw, values, tags, referred_by, joined, history, decision, birthdays)
+
+
+def _birthday_rewards(text: str, config: Config, now: datetime | None) -> list[tuple[str, datetime]]:
+    """``2025@2025-04-28T06:00:00+00:00;2026@…``: the years the daily job gave a birthday reward, and when."""
+    given = []
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        year, at, when = part.partition("@")
+        year = year.strip()
+        if not at or not (year.isascii() and year.isdigit() and len(year) == 4):
+            raise Invalid(f"birthday_rewards: {part!r} is not year@time")
+        given.append((year, _moment(when.strip(), "birthday_rewards", config, now)))
+    if len({year for year, _ in given}) < len(given):
+        raise Invalid("birthday_rewards: a year is given twice (a birthday is rewarded once a year)")
+    return given
+
+
+def _decision(
+    raw: dict[str, str], referred_by: str | None, joined: datetime | None, config: Config, now: datetime | None
+) -> Decision | None:
+    """The referral's decision made by hand: verified or rejected, when, and why (a rejection)."""
+    status = (raw.get("referral_status") or "").strip().lower()
+    when = (raw.get("referral_decided_at") or "").strip()
+    reason = (raw.get("referral_reason") or "").strip() or None
+    if not status:
+        if when or reason:
+            raise Invalid("referral_decided_at and referral_reason need a referral_status")
+        return None
+    if status not in DECIDED_BY_HAND:
+        raise Invalid(f"referral_status must be verified or rejected (a decision made by hand), not {status!r}")
+    if referred_by is None:
+        raise Invalid("a referral_status needs the referral: give referred_by")
+    if not when:
+        raise Invalid("a referral_status needs the time it was decided (referral_decided_at)")
+    at = _moment(when, "referral_decided_at", config, now)
+    if joined is not None and at < joined:
+        raise Invalid("referral_decided_at: the referral is decided before the customer joined")
+    if status == "rejected" and reason is None:
+        raise Invalid("a rejected referral needs its reason (referral_reason)")
+    return Decision(status, at, reason if status == "rejected" else None)
 
 
 _KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}  # a file's few lists of columns, each one object
@@ -339,7 +399,38 @@ def _write_batch(session: Session, batch: list[Pending], run: CustomerRun, sourc
     _write_new(session, _new_rows(conn, batch, run), run)
     if last:
         _settle_deferred(session, run)
+        _apply_decisions(conn, run)
         _fill_rejected_rows(run, source)
+
+
+def _apply_decisions(conn: Any, run: CustomerRun) -> None:
+    """The referrals decided by hand take their decision, with no reward: the rewards they gave
+    are in the coupon and points files, and a later sale neither verifies nor rewards them again."""
+    r = table_of(Referral)
+    params = [
+        # a referral verified by hand was rewarded then: the daily check leaves it as it is
+        {
+            "cid": cid,
+            "status": d.status,
+            "at": d.at,
+            "reason": d.reason,
+            "given": d.at if d.status == "verified" else None,
+        }
+        for cid, d in run.decisions.items()
+        if cid not in run.dropped
+    ]
+    for start in range(0, len(params), BATCH):
+        conn.execute(
+            update(r)
+            .where(r.c.referred_id == bindparam("cid"), r.c.status == "pending")
+            .values(
+                status=bindparam("status"),
+                decided_at=bindparam("at"),
+                reason=bindparam("reason"),
+                rewarded_at=bindparam("given"),
+            ),
+            params[start : start + BATCH],
+        )
 
 
 def _new_rows(conn: Any, batch: list[Pending], run: CustomerRun) -> list[Pending]:
@@ -508,6 +599,7 @@ def _reject_written(conn: Any, run: CustomerRun, rejected: dict[int, tuple[int, 
         ).rowcount
         conn.execute(delete(tags).where(tags.c.customer_id.in_(todo)))
         conn.execute(delete(stages).where(stages.c.customer_id.in_(todo)))
+        conn.execute(delete(table_of(AutoReward)).where(table_of(AutoReward).c.customer_id.in_(todo)))
         conn.execute(delete(c).where(c.c.id.in_(todo)))
         run.inserted -= len(todo)
         run.dropped.update(todo)
@@ -554,6 +646,14 @@ def _insert_new(session: Session, new: list[Pending], referrer_of: dict[int, Any
     joined_by_line = {p.line: p.joined for p in new}
     for cid, p in zip(ids, new, strict=True):
         run.line_of[cid] = p.line
+        if p.decision is not None:
+            run.decisions[cid] = p.decision
+    given = [
+        {"rule": "birthday", "customer_id": cid, "key": year, "coupon_id": None, "points": None, "at": at}
+        for cid, p in zip(ids, new, strict=True)
+        for year, at in p.birthdays
+    ]
+    insert_rows(conn, table_of(AutoReward), ("rule", "customer_id", "key", "coupon_id", "points", "at"), given)
     # The stage history starts when the customer joined, with the changes by hand the file gives.
     steps = []
     for cid, p in zip(ids, new, strict=True):
@@ -706,6 +806,7 @@ def export_query() -> Any:
     tag = table_of(CustomerTag)
     r = table_of(Referral)
     referrer = c.alias("referrer")
+    sale = table_of(Purchase).alias("sale")
     tags = select(func.aggregate_strings(tag.c.tag, ";")).where(tag.c.customer_id == c.c.id).scalar_subquery()
     # Explicit forms (ref:12), so a till's numeric ref is never read as another customer's id.
     referred_by = func.coalesce(
@@ -730,9 +831,15 @@ def export_query() -> Any:
             c.c.birthday,
             c.c.created_at,
             c.c.id,
+            r.c.status,
+            r.c.decided_at,
+            r.c.reason,
+            r.c.created_at,
+            sale.c.at,
         )
         .select_from(c)
         .outerjoin(r, r.c.referred_id == c.c.id)
+        .outerjoin(sale, sale.c.id == r.c.purchase_id)
         .outerjoin(referrer, and_(referrer.c.id == r.c.referrer_id, referrer.c.erased_at.is_(None)))
         .where(c.c.erased_at.is_(None))
         .order_by(c.c.id)
@@ -746,10 +853,10 @@ def export_rows(conn: Any, config: Config | None = None, history: Any = None) ->
     tz = config.tz if config is not None else None
     result = conn.execution_options(stream_results=True, yield_per=5000).execute(export_query())
     steps = iter(_manual_steps(history or conn, tz)) if history is not None else None
-    pending: tuple[int, str] | None = None
+    pending: tuple[int, str, str] | None = None
     for row in result:
-        *fields, joined, cid = tuple(row)
-        own: list[str] = []
+        *fields, joined, cid, status, decided, reason, linked, sale_at = tuple(row)
+        own: dict[str, list[str]] = {"stage": [], "birthday": []}
         if steps is not None:
             while True:
                 if pending is None:
@@ -757,21 +864,37 @@ def export_rows(conn: Any, config: Config | None = None, history: Any = None) ->
                 if pending is None or pending[0] > cid:
                     break
                 if pending[0] == cid:
-                    own.append(pending[1])
+                    own[pending[1]].append(pending[2])
                 pending = None
-        yield (*fields, _iso(joined, tz), ";".join(own) or None)
+        decision: tuple[Any, ...] = (None, None, None)
+        # The decisions made by hand; those the sales make (verified at the first qualifying
+        # sale, held for review) come back with the purchase file. No referrer named, no referral.
+        by_hand = status == "rejected" or (
+            status == "verified" and (sale_at is None or decided != max(sale_at, linked))
+        )
+        if by_hand and fields[9] is not None:
+            decision = (status, _iso(decided, tz), reason)
+        stages, birthdays = (";".join(own[k]) or None for k in ("stage", "birthday"))
+        yield (*fields, _iso(joined, tz), stages, *decision, birthdays)
 
 
-def _manual_steps(conn: Any, tz: Any) -> Iterator[tuple[int, str]]:
-    sc, c = table_of(StageChange), table_of(Customer)
+def _manual_steps(conn: Any, tz: Any) -> Iterator[tuple[int, str, str]]:
+    """In customer order: the stage changes made by hand (``stage``) and the birthday rewards the
+    daily job gave (``birthday``: the year), each as ``what@time``."""
+    sc, c, a = table_of(StageChange), table_of(Customer), table_of(AutoReward)
+    stages = select(
+        sc.c.customer_id, literal("stage").label("kind"), sc.c.to_stage.label("what"), sc.c.at, sc.c.id
+    ).where(sc.c.cause == "manual")
+    birthdays = select(a.c.customer_id, literal("birthday"), a.c.key, a.c.at, a.c.id).where(a.c.rule == "birthday")
+    both = union_all(stages, birthdays).subquery("beside")
     query = (
-        select(sc.c.customer_id, sc.c.to_stage, sc.c.at)
-        .join(c, c.c.id == sc.c.customer_id)
-        .where(sc.c.cause == "manual", c.c.erased_at.is_(None))
-        .order_by(sc.c.customer_id, sc.c.at, sc.c.id)
+        select(both.c.customer_id, both.c.kind, both.c.what, both.c.at)
+        .join(c, c.c.id == both.c.customer_id)
+        .where(c.c.erased_at.is_(None))
+        .order_by(both.c.customer_id, both.c.kind, both.c.at, both.c.id)
     )
-    for cid, stage, at in conn.execution_options(stream_results=True, yield_per=5000).execute(query):
-        yield cid, f"{stage}@{_iso(at, tz)}"
+    for cid, kind, what, at in conn.execution_options(stream_results=True, yield_per=5000).execute(query):
+        yield cid, kind, f"{what}@{_iso(at, tz)}"
 
 
 def _iso(moment: datetime | None, tz: Any) -> str | None:

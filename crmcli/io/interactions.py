@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, and_, cast, select
 from sqlmodel import Session
 
 from crmcli.bulk import insert_rows
@@ -18,7 +18,7 @@ from crmcli.errors import Invalid
 from crmcli.io.importing import ImportRun, check_options, run_import
 from crmcli.io.reader import CsvOptions, open_source
 from crmcli.io.writer import Target, output_stream, write_csv, write_json
-from crmcli.models import Customer, Interaction, table_of
+from crmcli.models import AutoReward, Coupon, Customer, Interaction, table_of
 from crmcli.services.interactions import check_kind, check_rating, close_followups
 from crmcli.values import check_happened, parse_when, utcnow
 
@@ -33,6 +33,9 @@ FIELDS = (
     "responded_at",
     "resolved_at",
     "resolution",
+    "apology_at",
+    "apology_coupon",
+    "apology_points",
 )
 BATCH = 5000
 COLUMNS = (
@@ -50,12 +53,16 @@ COLUMNS = (
 )
 
 
+Apology = tuple[datetime, str | None, int | None]  # what the daily job gave for a late complaint: when, coupon, points
+
+
 @dataclass
 class Row:
     line: int
     raw: dict[str, str]
     customer: str
     values: dict[str, Any]
+    apology: Apology | None = None  # what the daily job gave for a late complaint
 
 
 @dataclass
@@ -107,6 +114,7 @@ def validate_row(line: int, raw: dict[str, str], run: ImportRun) -> Row:
     resolution = (raw.get("resolution") or "").strip() or None
     if resolution and resolved is None:
         raise Invalid("a resolution needs the time it was resolved")
+    apology = _apology(raw, run, kind, at)
     return Row(
         line,
         raw,
@@ -123,7 +131,29 @@ def validate_row(line: int, raw: dict[str, str], run: ImportRun) -> Row:
             "resolution": resolution,
             "created_at": run.now,
         },
+        apology,
     )
+
+
+def _apology(raw: dict[str, str], run: ImportRun, kind: str, at: datetime) -> Apology | None:
+    """The apology the daily job gave for a complaint past its deadline: when, and the coupon
+    (by code: the coupon file comes first) or the points it was."""
+    given = _when(raw, "apology_at", run)
+    code = (raw.get("apology_coupon") or "").strip().upper() or None
+    text = (raw.get("apology_points") or "").strip()
+    if given is None:
+        if code or text:
+            raise Invalid("apology_coupon and apology_points need the time of the apology (apology_at)")
+        return None
+    if kind != "complaint":
+        raise Invalid(f"only a complaint gets an apology, not a {kind}")
+    if given < at:
+        raise Invalid("the apology is before the complaint")
+    if text and not (text.isascii() and text.isdigit() and 0 < int(text) <= 10**9):
+        raise Invalid(f"apology_points must be a positive whole number, not {text!r}")
+    if (code is None) == (not text):
+        raise Invalid("an apology is a coupon or points: give one of apology_coupon and apology_points")
+    return given, code, int(text) if text else None
 
 
 def import_interactions(
@@ -171,7 +201,10 @@ def _write_batch(session: Session, batch: list[Row], run: InteractionRun) -> Non
     from crmcli.services.identify import resolve
 
     customers = resolve(session, {r.customer for r in batch}, run.config.default_phone_region)
-    rows = []
+    codes = sorted({r.apology[1] for r in batch if r.apology is not None and r.apology[1] is not None})
+    k = table_of(Coupon)
+    coupon_of = dict(session.connection().execute(select(k.c.code, k.c.id).where(k.c.code.in_(codes))).all())
+    rows: list[tuple[dict[str, Any], Apology | None]] = []
     for row in batch:
         match = customers[row.customer]
         if match.customer is None:
@@ -180,11 +213,45 @@ def _write_batch(session: Session, batch: list[Row], run: InteractionRun) -> Non
         if match.customer.erased_at is not None:
             run.reject(row.line, row.raw, f"customer {match.customer.id} was erased")
             continue
-        rows.append({**row.values, "customer_id": match.customer.id})
+        if row.apology is not None and row.apology[1] is not None and row.apology[1] not in coupon_of:
+            run.reject(row.line, row.raw, f"apology_coupon {row.apology[1]} is not a coupon of this database")
+            continue
+        rows.append(({**row.values, "customer_id": match.customer.id}, row.apology))
         assert run.customers is not None
         run.customers.add(match.customer.id)
-    insert_rows(session.connection(), table_of(Interaction), COLUMNS, rows)
+    _insert(session, rows, coupon_of)
     run.inserted += len(rows)
+
+
+def _insert(session: Session, rows: list[tuple[dict[str, Any], Apology | None]], coupon_of: dict[str, int]) -> None:
+    """The contacts in file order; a complaint with its apology one at a time, to record the
+    apology under the complaint's new id (as the daily job did, so it does not apologise again)."""
+    from sqlalchemy import insert
+
+    conn = session.connection()
+    i = table_of(Interaction)
+    plain: list[dict[str, Any]] = []
+    for values, apology in rows:
+        if apology is None:
+            plain.append(values)
+            continue
+        insert_rows(conn, i, COLUMNS, plain)
+        plain = []
+        key = conn.execute(insert(i).values(**{c: values[c] for c in COLUMNS})).inserted_primary_key
+        assert key is not None
+        iid = key[0]
+        at, code, points = apology
+        conn.execute(
+            insert(table_of(AutoReward)).values(
+                rule="apology",
+                customer_id=values["customer_id"],
+                key=str(iid),
+                coupon_id=coupon_of[code] if code is not None else None,
+                points=points,
+                at=at,
+            )
+        )
+    insert_rows(conn, i, COLUMNS, plain)
 
 
 def export_interactions(
@@ -193,7 +260,8 @@ def export_interactions(
     """Interactions in import-column order, oldest first; the customer named as in the purchase export."""
     if fmt not in EXPORT_FORMATS:
         raise Invalid(f"export format must be csv or json, not {fmt!r}")
-    i, c = table_of(Interaction), table_of(Customer)
+    i, c, a, k = table_of(Interaction), table_of(Customer), table_of(AutoReward), table_of(Coupon)
+    apology = and_(a.c.rule == "apology", a.c.key == cast(i.c.id, String), a.c.customer_id == i.c.customer_id)
     query = (
         select(
             c.c.ref,
@@ -209,8 +277,13 @@ def export_interactions(
             i.c.responded_at,
             i.c.resolved_at,
             i.c.resolution,
+            a.c.at,
+            k.c.code,
+            a.c.points,
         )
         .join(c, c.c.id == i.c.customer_id)
+        .outerjoin(a, apology)
+        .outerjoin(k, k.c.id == a.c.coupon_id)
         .where(c.c.erased_at.is_(None))
         .order_by(i.c.at, i.c.id)
     )
@@ -220,7 +293,8 @@ def export_interactions(
 
     def rows(conn: Any) -> Any:
         result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
-        for ref, email, phone, cid, kind, at, summary, rating, follow, done, responded, resolved, resolution in result:
+        for (ref, email, phone, cid, kind, at, summary, rating, follow, done, responded, resolved, resolution,
+             apologised, code, points) in result:  # fmt: skip
             yield (
                 f"ref:{ref}" if ref else f"email:{email}" if email else f"phone:{phone}" if phone else f"id:{cid}",
                 kind,
@@ -232,6 +306,9 @@ def export_interactions(
                 iso(responded),
                 iso(resolved),
                 resolution,
+                iso(apologised),
+                code,
+                points,
             )
 
     encoding = "utf-8-sig" if fmt == "csv" and bom else "utf-8"

@@ -128,6 +128,18 @@ def _running(pid: int) -> bool:
     return True
 
 
+def customer_cell(ref: str | None, email: str | None, phone: str | None, cid: int | None) -> str | None:
+    """A customer named in an export in the explicit form an import reads back to the same customer
+    in another database: ``ref:…``, else ``email:…``, else ``phone:…``, else ``id:…``."""
+    if ref:
+        return f"ref:{ref}"
+    if email:
+        return f"email:{email}"
+    if phone:
+        return f"phone:{phone}"
+    return f"id:{cid}" if cid is not None else None
+
+
 def neutralise(value: str) -> str:
     """Prefix ``'`` to a cell a spreadsheet would run as a formula (OWASP CSV injection)."""
     if value and (value[0] in FORMULA_START or (value[0] == "'" and value[1:2] in (*FORMULA_START, "'"))):

@@ -47,6 +47,14 @@ def normalise_code(code: str) -> str:
     return code.strip().upper()
 
 
+def check_code(code: str) -> str:
+    """A coupon code as stored (upper case), or refused: letters, digits and - only, at most 40."""
+    code = normalise_code(code)
+    if not code or len(code) > 40 or not code.replace("-", "").isalnum():
+        raise Invalid(f"bad coupon code {code!r}: letters, digits and - only, at most 40", fields=("code",))
+    return code
+
+
 def find_coupon(session: Session, code: str) -> Coupon:
     found = session.execute(select(Coupon).where(col(Coupon.code) == normalise_code(code))).scalar()
     if found is None:
@@ -72,9 +80,7 @@ def issue_coupons(
     if code is not None:
         if len(customer_ids) != 1:
             raise Invalid("a chosen code names a single coupon, for one customer", fields=("code", "customer"))
-        code = normalise_code(code)
-        if not code or len(code) > 40 or not code.replace("-", "").isalnum():
-            raise Invalid(f"bad coupon code {code!r}: letters, digits and - only, at most 40", fields=("code",))
+        code = check_code(code)
         if session.execute(select(col(Coupon.id)).where(col(Coupon.code) == code)).first():
             raise Conflict(f"coupon code {code} is already taken", fields=("code",))
     if terms.campaign is not None:

@@ -11,7 +11,10 @@ import pytest
 
 from tests.conftest import Cli
 
-HEADER = "name,email,phone,company,city,source,stage,tags,ref,referred_by,note,birthday,created_at,stage_history"
+HEADER = (
+    "name,email,phone,company,city,source,stage,tags,ref,referred_by,note,birthday,created_at,stage_history,"
+    "referral_status,referral_decided_at,referral_reason,birthday_rewards"
+)
 
 
 def write(tmp_path: Path, text: str, name: str = "c.csv", encoding: str = "utf-8") -> Path:
@@ -161,7 +164,7 @@ def test_skip_invalid_imports_good_rows_and_keeps_the_bad(cli: Cli, tmp_path: Pa
     assert (summary["inserted"], summary["rejected"]) == (2, 1)
     text = rejects.read_text(encoding="utf-8-sig").splitlines()
     assert text[0] == "line,error," + HEADER
-    assert text[1].startswith("3,bad email 'nope'") and text[1].endswith(",Bad,nope" + "," * 12)
+    assert text[1].startswith("3,bad email 'nope'") and text[1].endswith(",Bad,nope" + "," * 16)
     bad = cli("customer", "import", str(file), "--skip-invalid", str(tmp_path / "no" / "r.csv"))
     assert bad.exit_code == 1 and f"the folder {tmp_path / 'no'} does not exist" in bad.stderr
 
@@ -239,6 +242,11 @@ def test_export_csv_and_json(cli: Cli, tmp_path: Path) -> None:
             # when the customer joined, and the stage history's changes by hand
             "created_at": rows[0]["created_at"],
             "stage_history": f"lead@{rows[0]['created_at']}",
+            # a referral decided by hand (none here)
+            "referral_status": None,
+            "referral_decided_at": None,
+            "referral_reason": None,
+            "birthday_rewards": None,  # the years the daily job gave a birthday reward
         }
     ]
     assert not cli.ok("customer", "export", "--no-bom").stdout.startswith("\ufeff")

@@ -1,0 +1,249 @@
+"""Points CSV export and import: the ledger entries that are neither a sale nor a rule.
+
+The purchase file brings back the points each sale earned and spent, ``points accrue``
+the tenure points, and the rules the resets, reversals and expiries. This file carries
+the rest: points given (``adjust``) and redeemed (``redeem``) by hand, the points a
+referral rewarded (``referral``), which stay given when a refund later reopens the
+referral, so the sales as they ended cannot give them again, and the rewards the daily job
+gave (``birthday``, ``apology``; the record that they were given comes back with the
+customer and interaction files).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import String, and_, cast, literal, or_, select
+from sqlmodel import Session
+
+from crmcli.bulk import insert_rows
+from crmcli.choices import EXPORT_FORMATS
+from crmcli.config import Config
+from crmcli.db import Database
+from crmcli.errors import Invalid
+from crmcli.io.importing import ImportRun, check_options, run_import
+from crmcli.io.reader import CsvOptions, open_source
+from crmcli.io.writer import Target, customer_cell, output_stream, write_csv, write_json
+from crmcli.models import Customer, PointsEntry, Referral, table_of
+from crmcli.values import check_happened, parse_when, utcnow
+
+FIELDS = ("customer", "at", "kind", "points", "reason", "referral")
+KINDS = ("adjust", "redeem", "referral", "birthday", "apology")
+COLUMNS = ("customer_id", "delta", "kind", "reason", "purchase_id", "period", "at")
+BATCH = 5000
+MAX_POINTS = 10**9  # far above any entry, within every database's integer
+
+
+@dataclass
+class Row:
+    line: int
+    raw: dict[str, str]
+    customer: str
+    referred: str | None  # the referred customer of the referral these points reward
+    values: dict[str, Any]
+
+
+@dataclass
+class PointsRun(ImportRun):
+    customers: set[int] | None = None  # whose derived removals to bring in line at the end
+    seen: dict[tuple[int, str], int] | None = None  # (customer, referral period) -> line
+
+
+def validate_row(line: int, raw: dict[str, str], run: ImportRun) -> Row:
+    """One entry as ``points add``, ``points redeem`` or a referral's reward wrote it."""
+    if "__error__" in raw:
+        raise Invalid(raw["__error__"])
+    config = run.config
+    customer = (raw.get("customer") or "").strip()
+    if not customer:
+        raise Invalid("no customer given")
+    kind = (raw.get("kind") or "").strip().lower()
+    if kind not in KINDS:
+        raise Invalid(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    text = (raw.get("points") or "").strip()
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_POINTS:
+        raise Invalid(f"points must be a positive whole number up to {MAX_POINTS}, not {text!r}")
+    points = -int(text) if kind == "redeem" else int(text)  # a redeem takes them, the others give
+    at_text = (raw.get("at") or "").strip()
+    try:
+        at = parse_when(at_text, config.tz, now=run.now, date_order=config.date_order) if at_text else run.now
+    except Invalid as exc:
+        raise Invalid(f"at: {exc}") from None
+    check_happened(at, "at", now=run.now, tz=config.tz)
+    referred = (raw.get("referral") or "").strip() or None
+    if referred is not None and kind != "referral":
+        raise Invalid(f"only a referral reward names a referral, not an entry of kind {kind}")
+    # (A referral reward without its referral, one a merge or an erasure took away, is kept as given.)
+    values = {"delta": points, "kind": kind, "reason": (raw.get("reason") or "").strip() or None, "at": at}
+    return Row(line, raw, customer, referred, values)
+
+
+def import_points(
+    *,
+    db: Database,
+    config: Config,
+    path: Path,
+    options: CsvOptions,
+    dry_run: bool = False,
+    reject_file: Path | Target | None = None,
+    progress: Any = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Import points entries in one transaction: all or nothing unless ``reject_file`` is given.
+
+    The entries are facts taken as recorded, dated as the file says. A redemption is not
+    held against the balance here: the sales whose points paid for it come after, in the
+    purchase file, whose import replays the timeline. A referral's points are linked to the
+    referral of the referred customer (one reward per side), so the purchase import does not
+    give them again.
+    """
+    check_options("error", reject_file)
+    source = open_source(path, options, fields=FIELDS, required=("customer", "kind", "points"))
+    run = PointsRun(config=config, on_duplicate="error", now=now or utcnow(), customers=set(), seen={})
+
+    def finish(session: Session) -> None:
+        from crmcli.services.points import settle_points
+
+        # The removals the rules derive (resets, reversals, expiries) follow the new facts.
+        settle_points(session, config, sorted(run.customers or ()), now=run.now, strict=False)
+
+    try:
+        run_import(
+            db=db,
+            source=source,
+            run=run,
+            batch_size=BATCH,
+            dry_run=dry_run,
+            reject_file=reject_file,
+            progress=progress,
+            validate=lambda line, raw: validate_row(line, raw, run),
+            write_batch=lambda session, batch: _write_batch(session, batch, run),
+            finish=finish,
+        )
+    finally:
+        source.close()
+    return run.counts(dry_run)
+
+
+def _write_batch(session: Session, batch: list[Row], run: PointsRun) -> None:
+    from crmcli.services.identify import resolve
+
+    conn = session.connection()
+    e, r = table_of(PointsEntry), table_of(Referral)
+    assert run.seen is not None and run.customers is not None
+    names = {x for row in batch for x in (row.customer, row.referred) if x is not None}
+    customers = resolve(session, names, run.config.default_phone_region)
+    referred_texts = {row.referred for row in batch if row.referred is not None}
+    referred_ids = {m.customer.id for t, m in customers.items() if t in referred_texts and m.customer is not None}
+    links = {
+        referred: (rid, referrer)
+        for rid, referred, referrer in conn.execute(
+            select(r.c.id, r.c.referred_id, r.c.referrer_id).where(r.c.referred_id.in_(referred_ids))
+        )
+    }
+    periods = {f"r{rid}" for rid, _ in links.values()}
+    given = set(
+        conn.execute(
+            select(e.c.customer_id, e.c.period).where(e.c.kind == "referral", e.c.period.in_(sorted(periods)))
+        ).all()
+    )
+    rows = []
+    for row in batch:
+        match = customers[row.customer]
+        if match.customer is None:
+            run.reject(row.line, row.raw, match.problem())
+            continue
+        who = match.customer
+        if who.erased_at is not None:
+            run.reject(row.line, row.raw, f"customer {who.id} was erased")
+            continue
+        period = None
+        if row.referred is not None:
+            referred = customers[row.referred]
+            if referred.customer is None:
+                run.reject(row.line, row.raw, f"referral: {referred.problem()}")
+                continue
+            link = links.get(referred.customer.id)
+            if link is None:
+                run.reject(row.line, row.raw, f"referral: customer {referred.customer.id} was not referred by anyone")
+                continue
+            if who.id not in (referred.customer.id, link[1]):
+                run.reject(row.line, row.raw, f"referral: customer {who.id} is neither side of referral {link[0]}")
+                continue
+            period = f"r{link[0]}"
+            assert who.id is not None
+            if (who.id, period) in run.seen:
+                line = run.seen[(who.id, period)]
+                run.reject(row.line, row.raw, f"referral {link[0]} rewards customer {who.id} once (line {line})")
+                continue
+            if (who.id, period) in given:
+                run.reject(row.line, row.raw, f"referral {link[0]} has already rewarded customer {who.id}")
+                continue
+            run.seen[(who.id, period)] = row.line
+        assert who.id is not None
+        rows.append({**row.values, "customer_id": who.id, "purchase_id": None, "period": period})
+        run.customers.add(who.id)
+    insert_rows(conn, e, COLUMNS, rows)
+    run.inserted += len(rows)
+
+
+# --- export -----------------------------------------------------------------------
+
+
+def export_points(
+    *, db: Database, config: Config, path: Path | Target | None, fmt: str = "csv", bom: bool = True
+) -> int:
+    """The ledger entries no sale and no rule gives back, of live customers, oldest first: points
+    given or redeemed by hand, and referral rewards with the referred customer of their referral."""
+    if fmt not in EXPORT_FORMATS:
+        raise Invalid(f"export format must be csv or json, not {fmt!r}")
+    e, c, r = table_of(PointsEntry), table_of(Customer), table_of(Referral)
+    referred = c.alias("referred")
+    query = (
+        select(
+            c.c.ref,
+            c.c.email,
+            c.c.phone,
+            c.c.id,
+            e.c.at,
+            e.c.kind,
+            e.c.delta,
+            e.c.reason,
+            referred.c.ref,
+            referred.c.email,
+            referred.c.phone,
+            referred.c.id,
+        )
+        .select_from(e)
+        .join(c, c.c.id == e.c.customer_id)
+        .outerjoin(r, and_(e.c.kind == "referral", e.c.period == literal("r") + cast(r.c.id, String)))
+        .outerjoin(referred, referred.c.id == r.c.referred_id)
+        .where(
+            c.c.erased_at.is_(None),
+            or_(
+                e.c.kind.in_(("adjust", "referral", "birthday", "apology")),
+                and_(e.c.kind == "redeem", e.c.purchase_id.is_(None)),
+            ),
+        )
+        .order_by(e.c.at, e.c.id)
+    )
+
+    def rows(conn: Any) -> Any:
+        result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
+        for ref, email, phone, cid, at, kind, delta, reason, rref, remail, rphone, rid in result:
+            yield (
+                customer_cell(ref, email, phone, cid),
+                at.astimezone(config.tz).isoformat(),
+                kind,
+                abs(delta),
+                reason,
+                customer_cell(rref, remail, rphone, rid),
+            )
+
+    encoding = "utf-8-sig" if fmt == "csv" and bom else "utf-8"
+    writer = write_csv if fmt == "csv" else write_json
+    with db.engine.connect() as conn, output_stream(path, encoding=encoding) as handle:
+        return writer(handle, FIELDS, rows(conn))

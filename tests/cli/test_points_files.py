@@ -1,0 +1,218 @@
+"""points export / points import: points given and redeemed by hand and referral rewards."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from tests.conftest import Cli
+
+ROUND_TRIP = ("customer", "coupon", "points", "purchase")
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def move(cli: Cli, tmp_path: Path) -> Cli:
+    """Export every file and import them in the documented order into an empty database."""
+    files = {noun: tmp_path / f"{noun}.csv" for noun in ROUND_TRIP}
+    for noun, path in files.items():
+        cli.ok(noun, "export", "--out", str(path))
+    copy = Cli(tmp_path / "copy.db", cli.config_path)
+    for noun, path in files.items():
+        copy.ok(noun, "import", str(path))
+    return copy
+
+
+def balance(cli: Cli, who: str) -> int:
+    return int(cli.ok("points", "show", who, "-f", "json").json()["balance"])
+
+
+def test_points_by_hand_and_a_reopened_referrals_points_come_back(cli: Cli, tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("referrals:\n  reward_referrer: {points: 30}\n  reward_referred: {points: 20}\n")
+    cli.config_path = config
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com", "--at", "2026-01-01")
+    cli.ok("customer", "add", "Bob", "--ref", "7", "--referred-by", "ann@example.com", "--at", "2026-01-02")
+    sale = cli.new_id("purchase", "add", "ref:7", "40", "--at", "2026-02-01T10:00")  # verifies: 30 and 20 points
+    cli.ok("purchase", "refund", str(sale), "--at", "2026-02-03T10:00")  # reopens; the points stay given
+    cli.ok("points", "add", "ann@example.com", "15", "--reason", "=gift")
+    cli.ok("points", "redeem", "ann@example.com", "40", "--reason", "mug")
+    assert balance(cli, "ann@example.com") == 5
+    assert balance(cli, "ref:7") == 20
+    rows = read_export(cli, tmp_path)
+    assert [(r["customer"], r["kind"], r["points"], r["referral"]) for r in rows] == [
+        ("email:ann@example.com", "referral", "30", "ref:7"),
+        ("ref:7", "referral", "20", "ref:7"),
+        ("email:ann@example.com", "adjust", "15", ""),
+        ("email:ann@example.com", "redeem", "40", ""),
+    ]
+    assert rows[2]["reason"] == "'=gift"  # guarded against formula injection
+    copy = move(cli, tmp_path)
+    assert balance(copy, "ann@example.com") == 5 and balance(copy, "ref:7") == 20
+    assert [r["status"] for r in copy.ok("referral", "list", "-f", "json").json()] == ["pending"]
+    # A later sale verifies the referral again: its points were given once, in either database.
+    for shop in (cli, copy):
+        shop.ok("purchase", "add", "ref:7", "10", "--at", "2026-03-01T10:00")
+        assert balance(shop, "ann@example.com") == 5 and balance(shop, "ref:7") == 21  # 1 earned on 10.00
+
+
+def read_export(cli: Cli, tmp_path: Path) -> list[dict[str, str]]:
+    out = tmp_path / "points-listed.csv"
+    cli.ok("points", "export", "--out", str(out))
+    return read(out)
+
+
+def test_a_bad_row_names_its_line_and_nothing_is_written(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com")
+    cli.ok("customer", "add", "Bob", "--email", "bob@example.com", "--referred-by", "ann@example.com")
+    cli.ok("customer", "add", "Cy", "--email", "cy@example.com")
+    file = tmp_path / "points.csv"
+    file.write_text(
+        "customer,at,kind,points,reason,referral\n"
+        "email:ann@example.com,2026-01-05T09:00:00+00:00,adjust,10,welcome,\n"
+        "email:ann@example.com,2026-01-05T09:00:00+00:00,redeem,-5,,\n"
+        "email:ann@example.com,2026-01-05T09:00:00+00:00,bonus,5,,\n"
+        "email:cy@example.com,2026-01-05T09:00:00+00:00,referral,5,,email:bob@example.com\n"
+        "email:ann@example.com,2026-01-05T09:00:00+00:00,referral,30,,email:bob@example.com\n"
+        "email:ann@example.com,2026-01-06T09:00:00+00:00,referral,30,,email:bob@example.com\n"
+        "email:nobody@example.com,,adjust,1,,\n",
+        encoding="utf-8",
+    )
+    result = cli("points", "import", str(file))
+    assert result.exit_code == 1
+    assert "line 3: points must be a positive whole number up to 1000000000, not '-5'" in result.stderr
+    assert "line 4: kind must be one of adjust, redeem, referral, birthday, apology, not 'bonus'" in result.stderr
+    assert "line 5: referral: customer 3 is neither side of referral 1" in result.stderr
+    assert "line 7: referral 1 rewards customer 1 once (line 6)" in result.stderr
+    assert "line 8: no customer 'email:nobody@example.com'" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: 5 bad row(s)")
+    assert balance(cli, "ann@example.com") == 0
+    dry = cli.ok("points", "import", str(file), "--dry-run", "--skip-invalid", str(tmp_path / "r.csv"), "-f", "json")
+    assert dry.json()["inserted"] == 2 and balance(cli, "ann@example.com") == 0
+    cli.ok("points", "import", str(file), "--skip-invalid", str(tmp_path / "rejects.csv"))
+    assert balance(cli, "ann@example.com") == 40
+    assert [r["line"] for r in read(tmp_path / "rejects.csv")] == ["3", "4", "5", "7", "8"]
+
+
+def test_referral_decisions_by_hand_travel_with_the_customers(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com", "--at", "2026-01-01")
+    cli.ok("customer", "add", "Bob", "--ref", "7", "--referred-by", "ann@example.com", "--at", "2026-01-02")
+    cli.ok("customer", "add", "Cy", "--ref", "8", "--referred-by", "ann@example.com", "--at", "2026-01-03")
+    cli.ok("customer", "add", "Di", "--ref", "9", "--referred-by", "ann@example.com", "--at", "2026-01-04")
+    cli.ok("referral", "verify", "1")  # by hand, before any sale: both sides get a coupon
+    cli.ok("referral", "reject", "2", "--reason", "=same household")
+    cli.ok("purchase", "add", "ref:9", "30", "--at", "2026-02-01T10:00")  # verified by its sale
+    for who in ("ref:7", "ref:8"):
+        cli.ok("purchase", "add", who, "30", "--at", "2026-02-02T10:00")
+    exported = tmp_path / "customers-listed.csv"
+    cli.ok("customer", "export", "--out", str(exported))
+    decided = {r["ref"]: (r["referral_status"], r["referral_reason"]) for r in read(exported) if r["ref"]}
+    assert decided == {"7": ("verified", ""), "8": ("rejected", "'=same household"), "9": ("", "")}
+    copy = move(cli, tmp_path)
+    shown = ("referrer_id", "referred_id", "status", "created_at", "decided_at", "reason")
+
+    def referrals(shop: Cli) -> list[dict[str, object]]:
+        return [{k: r[k] for k in shown} for r in shop.ok("referral", "list", "-f", "json").json()]
+
+    assert referrals(copy) == referrals(cli)
+    assert [r["status"] for r in referrals(copy)] == ["verified", "rejected", "verified"]
+    rewards = [c["code"] for c in cli.ok("coupon", "list", "--campaign", "referral", "-f", "json").json()]
+    assert len(rewards) == 4  # two referrals verified, both sides once: no second reward for the hand-verified one
+    assert sorted(
+        c["code"] for c in copy.ok("coupon", "list", "--campaign", "referral", "-f", "json").json()
+    ) == sorted(rewards)
+
+
+def test_a_referral_decision_is_checked(cli: Cli, tmp_path: Path) -> None:
+    file = tmp_path / "customers.csv"
+    file.write_text(
+        "name,ref,referred_by,created_at,referral_status,referral_decided_at,referral_reason\n"
+        "Ann,1,,2026-01-01T09:00:00+00:00,,,\n"
+        "Bob,2,ref:1,2026-01-02T09:00:00+00:00,rejected,2026-01-03T09:00:00+00:00,\n"
+        "Cy,3,ref:1,2026-01-02T09:00:00+00:00,verified,2026-01-01T09:00:00+00:00,\n"
+        "Di,4,,2026-01-02T09:00:00+00:00,verified,2026-01-03T09:00:00+00:00,\n"
+        "Ed,5,ref:1,2026-01-02T09:00:00+00:00,review,2026-01-03T09:00:00+00:00,\n"
+        "Flo,6,ref:1,2026-01-02T09:00:00+00:00,rejected,2026-01-03T09:00:00+00:00,fake\n",
+        encoding="utf-8",
+    )
+    result = cli("customer", "import", str(file))
+    assert result.exit_code == 1
+    assert "line 3: a rejected referral needs its reason (referral_reason)" in result.stderr
+    assert "line 4: referral_decided_at: the referral is decided before the customer joined" in result.stderr
+    assert "line 5: a referral_status needs the referral: give referred_by" in result.stderr
+    assert "line 6: referral_status must be verified or rejected (a decision made by hand), not 'review'" in (
+        result.stderr
+    )
+    assert cli.ok("referral", "list", "-f", "json").json() == []
+    cli.ok("customer", "import", str(file), "--skip-invalid", str(tmp_path / "rejects.csv"))
+    rows = cli.ok("referral", "list", "-f", "json").json()
+    assert [(r["status"], r["reason"], r["decided_at"]) for r in rows] == [
+        ("rejected", "fake", "2026-01-03T09:00:00+00:00")
+    ]
+
+
+def test_the_daily_jobs_rewards_are_not_given_again_after_a_move(cli: Cli, tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "birthday_reward: {points: 10, days_before: 60}\nsla:\n  breach_reward: {amount: 5, campaign: apology}\n"
+    )
+    cli.config_path = config
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com", "--birthday", "03-10", "--at", "2026-01-01")
+    cli.ok("interaction", "log", "ann@example.com", "--kind", "complaint", "--summary", "late", "--at", "2026-02-01")
+    cli.ok("interaction", "log", "ann@example.com", "--kind", "note", "--summary", "fine", "--at", "2026-02-02")
+    cli.ok("daily", "--as-of", "2026-03-01")  # 10 birthday points, an apology coupon
+    files = {noun: tmp_path / f"{noun}.csv" for noun in (*ROUND_TRIP, "interaction")}
+    for noun, path in files.items():
+        cli.ok(noun, "export", "--out", str(path))
+    contacts = read(files["interaction"])
+    assert [(r["kind"], r["apology_points"], bool(r["apology_coupon"])) for r in contacts] == [
+        ("complaint", "", True),
+        ("note", "", False),
+    ]
+    assert read(files["customer"])[0]["birthday_rewards"].startswith("2026@2026-03-01")
+    copy = Cli(tmp_path / "copy.db", config)
+    for noun, path in files.items():
+        copy.ok(noun, "import", str(path))
+    for shop in (cli, copy):
+        shop.ok("daily", "--as-of", "2026-03-02")  # nothing new is due
+    assert balance(copy, "ann@example.com") == balance(cli, "ann@example.com") == 10 + 2  # and two months' tenure
+    codes = [sorted(c["code"] for c in shop.ok("coupon", "list", "-f", "json").json()) for shop in (cli, copy)]
+    assert codes[0] == codes[1] and len(codes[0]) == 1
+    amends = [shop.ok("report", "sla", "--as-of", "2026-03-02", "-f", "json").json() for shop in (cli, copy)]
+    assert amends[0] == amends[1]
+
+
+def test_an_apology_in_the_contact_file_is_checked(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com")
+    file = tmp_path / "contacts.csv"
+    file.write_text(
+        "customer,kind,at,apology_at,apology_coupon,apology_points\n"
+        "email:ann@example.com,note,2026-01-05T09:00:00+00:00,2026-01-06T09:00:00+00:00,,5\n"
+        "email:ann@example.com,complaint,2026-01-05T09:00:00+00:00,2026-01-04T09:00:00+00:00,,5\n"
+        "email:ann@example.com,complaint,2026-01-05T09:00:00+00:00,2026-01-06T09:00:00+00:00,NOPE-1,\n"
+        "email:ann@example.com,complaint,2026-01-05T09:00:00+00:00,,,5\n"
+        "email:ann@example.com,complaint,2026-01-05T09:00:00+00:00,2026-01-06T09:00:00+00:00,,5\n",
+        encoding="utf-8",
+    )
+    result = cli("interaction", "import", str(file))
+    assert result.exit_code == 1
+    assert "line 2: only a complaint gets an apology, not a note" in result.stderr
+    assert "line 3: the apology is before the complaint" in result.stderr
+    assert "line 4: apology_coupon NOPE-1 is not a coupon of this database" in result.stderr
+    assert "line 5: apology_coupon and apology_points need the time of the apology (apology_at)" in result.stderr
+    assert "line 6" not in result.stderr
+    assert cli.ok("interaction", "list", "-f", "json").json() == []
+
+
+def test_a_referral_verified_by_hand_stays_verified_after_the_daily_check(cli: Cli, tmp_path: Path) -> None:
+    """Regression: imported without its reward time, the daily check sent it back to review."""
+    cli.ok("customer", "add", "Ann Lee", "--email", "ann@example.com", "--city", "Riverton", "--at", "2026-01-01")
+    cli.ok("customer", "add", "Bob Lee", "--ref", "7", "--city", "Riverton", "--referred-by", "ann@example.com")
+    cli.ok("referral", "verify", "1")  # same household: a person looked and said yes
+    copy = move(cli, tmp_path)
+    for shop in (cli, copy):
+        shop.ok("daily")
+        assert [r["status"] for r in shop.ok("referral", "list", "-f", "json").json()] == ["verified"]
