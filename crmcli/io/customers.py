@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -275,27 +275,28 @@ def _keys(mapping: dict[str, Any]) -> tuple[str, ...]:
     return _KEYS.setdefault(keys, keys)
 
 
+_CARRIED = tuple(f.name for f in fields(Pending) if f.name not in ("raw", "values"))  # as they are
+
+
 def _plain(p: Pending) -> tuple[Any, ...]:
-    """A validated row as plain values, cheap to send from a reading process (see ``_pending``)."""
-    raw, values = p.raw, p.values
-    history = tuple(p.history)
+    """A validated row as plain values, cheap to send from a reading process (see ``_pending``):
+    its two dicts as shared key lists and value tuples, every other field as it is."""
     return (
-        p.line,
-        _keys(raw),
-        tuple(raw.values()),
-        _keys(values),
-        tuple(values.values()),
-        tuple(p.tags),
-        p.referred_by,
-        p.joined,
-        history,
+        _keys(p.raw),
+        tuple(p.raw.values()),
+        _keys(p.values),
+        tuple(p.values.values()),
+        *(getattr(p, f) for f in _CARRIED),
     )
 
 
 def _pending(plain: tuple[Any, ...]) -> Pending:
-    line, raw_keys, raw, keys, values, tags, referred_by, joined, history = plain
-    cells = dict(zip(raw_keys, raw, strict=True))
-    return Pending(line, cells, dict(zip(keys, values, strict=True)), list(tags), referred_by, joined, list(history))
+    raw_keys, raw, keys, values, *carried = plain
+    return Pending(
+        raw=dict(zip(raw_keys, raw, strict=True)),
+        values=dict(zip(keys, values, strict=True)),
+        **dict(zip(_CARRIED, carried, strict=True)),
+    )
 
 
 def import_customers(

@@ -30,7 +30,7 @@ from crmcli.services.purchases import PurchaseInput, add_purchase
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 HEADER = ["customer", "amount", "at", "due", "paid_at", "coupon", "coupon_discount", "ref"]
-TABLES = ("customer", "purchase", "points_entry", "coupon", "referral", "stage_change")
+TABLES = ("customer", "customer_tag", "purchase", "points_entry", "coupon", "referral", "stage_change", "auto_reward")
 EXAMPLES = int(os.environ.get("CRMCLI_PARALLEL_EXAMPLES", "25"))
 
 
@@ -81,10 +81,10 @@ def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     out = {}
     with sqlite3.connect(path) as conn:
         for table in TABLES:
-            cursor = conn.execute(f"SELECT * FROM {table} ORDER BY id")  # noqa: S608
+            cursor = conn.execute(f"SELECT * FROM {table}")  # noqa: S608
             names = [d[0] for d in cursor.description]
             kept = [i for i, name in enumerate(names) if name not in ("code", "referral_code")]
-            out[table] = [tuple(row[i] for i in kept) for row in cursor]
+            out[table] = sorted((tuple(row[i] for i in kept) for row in cursor), key=repr)
     return out
 
 
@@ -303,6 +303,10 @@ people = st.fixed_dictionaries(
         "referred_by": st.sampled_from(["", "", "ref:C1", "ref:N1", "ref:N2", "nobody@example.com"]),
         "stage": st.sampled_from(["", "lead", "prospect", "vip"]),
         "created_at": st.sampled_from(["", "2026-01-02", "2031-01-01"]),
+        "referral_status": st.sampled_from(["", "", "verified", "rejected"]),
+        "referral_decided_at": st.sampled_from(["", "2026-02-01"]),
+        "referral_reason": st.sampled_from(["", "same household"]),
+        "birthday_rewards": st.sampled_from(["", "", "2025@2025-03-01", "2025@2025-03-01;2026@2026-03-02"]),
     }
 )
 
@@ -412,3 +416,24 @@ def test_both_ways_agree_on_each_backend(backend: Any, monkeypatch: pytest.Monke
         outcomes.append((result, state))
     assert outcomes[0][0]["inserted"] == 300 and outcomes[0][0]["rejected"] == 1
     assert outcomes[1] == outcomes[0]
+
+
+def test_every_field_of_a_customer_row_crosses_to_the_writing_process(
+    template: Path, monkeypatch: pytest.MonkeyPatch, forced: list[int], tmp_path: Path
+) -> None:
+    from crmcli.io import customers as customer_io
+
+    text = (
+        "name,email,ref,tags,referred_by,stage_history,referral_status,referral_decided_at,referral_reason,"
+        "birthday,birthday_rewards\n"
+        "New One,n1@example.com,N1,vip;local,ref:C1,lead@2026-01-02,verified,2026-02-01,,03-01,2025@2025-03-01\n"
+        "New Two,n2@example.com,N2,,ref:C3,lead@2026-01-05,rejected,2026-02-02,same household,,\n"
+    )
+
+    def importer(**kw: Any) -> Any:
+        return customer_io.import_customers(**kw)
+
+    one, two = import_both_ways(template, tmp_path, text, monkeypatch, importer=importer)
+    assert forced == [1] and one["result"]["inserted"] == 2
+    assert len(one["database"]["auto_reward"]) == 1 and len(one["database"]["referral"]) == 3
+    assert two == one
