@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class CrmError(Exception):
@@ -62,7 +63,7 @@ class DatabaseError(CrmError):
 class ImportFailed(CrmError):
     """A CSV import was refused; ``problems`` lists each bad row."""
 
-    def __init__(self, message: str, problems: list[tuple[int, str]], **kw: str) -> None:
+    def __init__(self, message: str, problems: list[tuple[int, str]], **kw: Any) -> None:
         super().__init__(message, **kw)
         self.problems = problems
 

@@ -24,6 +24,12 @@ NEXT_STEPS: list[tuple[type[CrmError], str | None, str]] = [
     (NotFound, "referral", "see 'crmcli referral list'"),
     (Conflict, "customer", "see 'crmcli customer show {key}'"),
     (Conflict, "demo", "run it on its own database: crmcli --db demo.db demo"),
+    (
+        ImportFailed,
+        "duplicates",
+        "fix them; for the duplicates pass --on-duplicate skip or update; or pass --skip-invalid FILE "
+        "to import the good rows",
+    ),
     (ImportFailed, None, "fix them, or pass --skip-invalid FILE to import the good rows"),
     (CrmError, "columns", "rename with --map CSVCOL=FIELD, ignore with --map CSVCOL="),
     (CrmError, "encoding", "pass --encoding, for example utf-8, gb18030, big5, shift_jis or cp1252"),

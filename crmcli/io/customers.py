@@ -468,9 +468,7 @@ def _new_rows(conn: Any, batch: list[Pending], run: CustomerRun) -> list[Pending
             _update_existing(conn, cid, p, run)
         else:
             (key, value), _ = next(iter(clash.items()))
-            run.reject(
-                p.line, p.raw, f"{key} {value} already belongs to customer {cid} (use --on-duplicate skip or update)"
-            )
+            run.duplicate(p.line, p.raw, f"{key} {value} already belongs to customer {cid}")
     return new
 
 

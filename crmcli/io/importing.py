@@ -33,10 +33,24 @@ class ImportRun:
     skipped: int = 0
     problems: list[tuple[int, str]] = field(default_factory=list)
     rejected: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
+    duplicates: int = 0  # rows refused for naming a record the database has (on_duplicate "error")
 
     def reject(self, line: int, raw: dict[str, str], reason: str) -> None:
         self.problems.append((line, reason))
         self.rejected.append((line, raw, reason))
+
+    def duplicate(self, line: int, raw: dict[str, str], what: str) -> None:
+        """Refuse a row that names a record the database already has (``what`` says which)."""
+        self.duplicates += 1
+        self.reject(line, raw, f"{what} (a duplicate: skip it or update it)")
+
+    def failed(self, label: str) -> ImportFailed:
+        """The error of an import refused for its bad rows: every one listed, in line order."""
+        return ImportFailed(
+            f"{len(self.problems)} bad row(s) in {label}; nothing was imported",
+            sorted(self.problems),
+            subject="duplicates" if self.duplicates else None,
+        )
 
     def counts(self, dry_run: bool) -> dict[str, Any]:
         return {
@@ -92,10 +106,7 @@ def run_import(
             write_batch(session, batch)
         if run.problems and reject_file is None:
             session.rollback()
-            raise ImportFailed(
-                f"{len(run.problems)} bad row(s) in {source.label}; nothing was imported",
-                sorted(run.problems),
-            )
+            raise run.failed(source.label)
         if finish is not None:
             finish(session)
         from crmcli.audit import note

@@ -33,7 +33,7 @@ from crmcli.bulk import insert_rows, insert_tuples, sqlite_rows_in, sqlite_time
 from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
-from crmcli.errors import Conflict, CrmError, ImportFailed, Invalid
+from crmcli.errors import Conflict, CrmError, Invalid
 from crmcli.io.importing import BULK_CACHE_KB, ImportRun, bulk_cache, check_options, write_rejects
 from crmcli.io.reader import CsvOptions, open_source
 from crmcli.io.writer import Target, output_stream, write_csv, write_json
@@ -96,11 +96,15 @@ class PurchaseRun(ImportRun):
     fingerprint: tuple[Any, ...] = ()  # customers and purchases when staging began
     partial: set[int] = field(default_factory=set)  # refused rows known by customer and ref only
 
-    def refuse(self, line: int, raw: str | None, customer: str, ref: str | None, reason: str) -> None:
-        """Refuse a staged row (its cells are read again from the file for the rejected-rows file)."""
+    def refuse(
+        self, line: int, raw: str | None, customer: str, ref: str | None, reason: str, *, duplicate: bool = False
+    ) -> None:
+        """Refuse a staged row (its cells are read again from the file for the rejected-rows file);
+        ``duplicate``: ``reason`` says which record the database already has."""
         if raw is None:
             self.partial.add(line)
-        self.reject(line, json.loads(raw) if raw else {"customer": customer, "ref": ref or ""}, reason)
+        cells = json.loads(raw) if raw else {"customer": customer, "ref": ref or ""}
+        (self.duplicate if duplicate else self.reject)(line, cells, reason)
 
 
 def _when(
@@ -280,7 +284,7 @@ def _read_again(source: Any, run: PurchaseRun) -> None:
 
 
 def _fail(run: PurchaseRun, label: str) -> None:
-    raise ImportFailed(f"{len(run.problems)} bad row(s) in {label}; nothing was imported", sorted(run.problems))
+    raise run.failed(label)
 
 
 # --- the staging area: a TEMP table on the import's own connection ---------------------------
@@ -483,8 +487,8 @@ def _stage_batch(conn: Any, staged: Table, batch: list[tuple[Any, ...]], run: Pu
                     run.skipped += 1
                     continue
                 if run.on_duplicate != "update":
-                    reason = f"ref {ref} is already purchase {existing[ref]} (use --on-duplicate skip or update)"
-                    run.reject(line, dict(zip(columns, cells, strict=True)), reason)
+                    what = f"ref {ref} is already purchase {existing[ref]}"
+                    run.duplicate(line, dict(zip(columns, cells, strict=True)), what)
                     continue
                 action, target = "update", existing[ref]
         if action == "insert" and special:
@@ -533,8 +537,7 @@ def _recheck(session: Session, staged: Table, run: PurchaseRun, version: int | N
         if run.on_duplicate == "skip":
             run.skipped += 1
         else:
-            reason = f"ref {ref} is already purchase {pid} (use --on-duplicate skip or update)"
-            run.refuse(line, raw, customer, ref, reason)
+            run.refuse(line, raw, customer, ref, f"ref {ref} is already purchase {pid}", duplicate=True)
     run.plain = session.execute(select(func.count()).where(staged.c.action == "insert")).scalar_one()
 
 

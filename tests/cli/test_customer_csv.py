@@ -174,7 +174,7 @@ def test_on_duplicate_modes(cli: Cli, tmp_path: Path) -> None:
     cli.ok("customer", "import", str(file))
     again = cli("customer", "import", str(file))
     assert again.exit_code == 1
-    assert "line 2: email ann@example.com already belongs to customer 1 (use --on-duplicate skip or update)" in (
+    assert "line 2: email ann@example.com already belongs to customer 1 (a duplicate: skip it or update it)" in (
         again.stderr
     )
     assert "line 4: name No Keys already belongs to customer 3" in again.stderr

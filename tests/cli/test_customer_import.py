@@ -377,8 +377,12 @@ def test_dry_run_reports_counts_and_writes_nothing(cli: Cli, tmp_path: Path) -> 
     # a dry run still finds every bad row
     bad = write(tmp_path, "name,email\nAnn,ann@example.com\nBob,nope\n", "bad.csv")
     lines = refused(cli, bad, "--dry-run")
-    assert lines[0] == "line 2: email ann@example.com already belongs to customer 1 (use --on-duplicate skip or update)"
+    assert lines[0] == "line 2: email ann@example.com already belongs to customer 1 (a duplicate: skip it or update it)"
     assert lines[1].startswith("line 3: bad email 'nope'")
+    # the row's reason says what it is; the command's hint says which flag handles it
+    assert "pass --on-duplicate skip or update" in lines[-1]
+    only_bad = write(tmp_path, "name,email\nBob,nope\n", "only_bad.csv")
+    assert "--on-duplicate" not in refused(cli, only_bad)[-1]
 
 
 def test_skip_invalid_imports_good_rows_and_writes_the_rejects(cli: Cli, tmp_path: Path) -> None:
@@ -448,11 +452,12 @@ def test_on_duplicate_error_names_the_existing_customer(cli: Cli, tmp_path: Path
     assert imported(cli, path) == summary(4, inserted=4)
     lines = refused(cli, path)
     assert lines == [
-        "line 2: email ann@example.com already belongs to customer 1 (use --on-duplicate skip or update)",
-        "line 3: phone 5550100 already belongs to customer 2 (use --on-duplicate skip or update)",
-        "line 4: ref C-1 already belongs to customer 3 (use --on-duplicate skip or update)",
-        "line 5: name No Keys already belongs to customer 4 (use --on-duplicate skip or update)",
-        f"Error: 4 bad row(s) in {path}; {NOTHING}",
+        "line 2: email ann@example.com already belongs to customer 1 (a duplicate: skip it or update it)",
+        "line 3: phone 5550100 already belongs to customer 2 (a duplicate: skip it or update it)",
+        "line 4: ref C-1 already belongs to customer 3 (a duplicate: skip it or update it)",
+        "line 5: name No Keys already belongs to customer 4 (a duplicate: skip it or update it)",
+        f"Error: 4 bad row(s) in {path}; nothing was imported (fix them; for the duplicates pass --on-duplicate"
+        " skip or update; or pass --skip-invalid FILE to import the good rows)",
     ]
     assert count(cli) == 4
 
