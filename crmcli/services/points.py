@@ -24,6 +24,7 @@ negative at any moment.
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -31,7 +32,21 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, String, and_, case, cast, delete, func, insert, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+)
 from sqlmodel import Session, col
 
 from crmcli.config import Config
@@ -202,7 +217,9 @@ def _take(lots: list[Lot], amount: int, *, first: int | None = None) -> None:
 
 def lock_customer(session: Session, customer_id: int) -> None:
     """Serialise writers of one customer's ledger (row lock on PostgreSQL; SQLite's
-    BEGIN IMMEDIATE already serialises every writer)."""
+    BEGIN IMMEDIATE already serialises every writer, so there it is no statement at all)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return
     session.execute(select(col(Customer.id)).where(col(Customer.id) == customer_id).with_for_update())
 
 
@@ -284,25 +301,30 @@ def _append(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         session.execute(insert(table_of(PointsEntry)), [{**defaults, **row} for row in rows])
 
 
-def record_purchase_points(session: Session, config: Config, purchases: Sequence[int] | ColumnElement[bool]) -> None:
+def record_purchase_points(
+    session: Session, config: Config, purchases: Sequence[int] | ColumnElement[bool], *, spent: bool = True
+) -> None:
     """The facts of new sales: points earned on the net amount, points spent as a discount.
 
     ``purchases`` is a list of purchase ids or a condition on the purchase table (an
-    import's batch), so a thousand sales cost two statements.
+    import's batch), so a thousand sales cost two statements. ``spent`` False says the
+    caller knows none of these sales used points: the statement that records spends,
+    which would find nothing, is not run.
     """
     p, e = table_of(Purchase), table_of(PointsEntry)
     chosen = p.c.id.in_(list(purchases)) if isinstance(purchases, Sequence) else purchases
     label = literal("purchase ") + cast(p.c.id, String)
     earned = _earn_sql(p.c.net_minor, config)
     columns = ["customer_id", "delta", "kind", "reason", "purchase_id", "at"]
-    session.execute(
-        insert(e).from_select(
-            columns,
-            select(p.c.customer_id, -p.c.points_used, literal("redeem"), label, p.c.id, p.c.at)
-            .where(chosen, p.c.points_used > 0)
-            .order_by(p.c.id),
+    if spent:
+        session.execute(
+            insert(e).from_select(
+                columns,
+                select(p.c.customer_id, -p.c.points_used, literal("redeem"), label, p.c.id, p.c.at)
+                .where(chosen, p.c.points_used > 0)
+                .order_by(p.c.id),
+            )
         )
-    )
     session.execute(
         insert(e).from_select(
             columns,
@@ -412,6 +434,8 @@ def settle_points(
     replayed = 0
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
+        if not session.execute(_may_settle(expiry is not None), _may_settle_params(chunk, expiry, now)).scalar():
+            continue  # nothing to derive or rewrite: no sale on credit or refunded, no removal, nothing old
         removals = _removals_due(session, config, chunk, now)
         had = set(
             session.execute(select(e.c.customer_id).where(e.c.customer_id.in_(chunk), _removal_rows(e)).distinct())
@@ -456,6 +480,33 @@ def settle_points(
         _append(session, rows)
         replayed += len(settled)
     return replayed
+
+
+@functools.cache
+def _may_settle(expiring: bool) -> Any:
+    """One cheap question before a settle's reads: might any of the customers ``ids`` have a
+    removal to derive or rewrite? Only a sale on credit or refunded (what :func:`_removals_due`
+    looks at), a removal already recorded, or (with expiry) points at least ``oldest`` old can
+    give one, so False means their ledgers are already what the replay would write. Built
+    once; its bound values change."""
+    p, e = table_of(Purchase), table_of(PointsEntry)
+    ids: Any = bindparam("ids", expanding=True)
+    asks = [
+        exists().where(p.c.customer_id.in_(ids), or_(p.c.due_at.is_not(None), p.c.refunded_at.is_not(None))),
+        exists().where(e.c.customer_id.in_(ids), _removal_rows(e)),
+    ]
+    if expiring:
+        asks.append(
+            exists().where(e.c.customer_id.in_(ids), e.c.delta > 0, e.c.kind.in_(FACTS), e.c.at <= bindparam("oldest"))
+        )
+    return select(or_(*asks))
+
+
+def _may_settle_params(ids: list[int], expiry: Expiry | None, now: datetime) -> dict[str, Any]:
+    params: dict[str, Any] = {"ids": ids}
+    if expiry is not None:
+        params["oldest"] = now - timedelta(days=expiry.days)
+    return params
 
 
 def _with_points_to_expire(session: Session, expiry: Expiry | None, customer_ids: list[int], now: datetime) -> set[int]:

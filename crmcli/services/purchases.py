@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
 from crmcli.config import Config
@@ -95,7 +96,9 @@ def add_purchase(
     session.flush()
     assert purchase.id is not None
     outcome = apply_purchase_rules(session, config, [purchase], now=now)[0]
-    session.refresh(customer)  # the rules changed its stage in SQL
+    # The rules may have changed its stage in SQL: read that column alone, not the whole row.
+    stage = session.execute(select(col(Customer.stage)).where(col(Customer.id) == cid)).scalar_one()
+    set_committed_value(customer, "stage", stage)
     return purchase, outcome
 
 
@@ -108,12 +111,19 @@ def apply_purchase_rules(
     ids = [p.id for p in purchases if p.id is not None]
     customers = sorted({p.customer_id for p in purchases})
     before = {p.id: p for p in purchases}
-    ledger.record_purchase_points(session, config, ids)
-    ledger.settle_points(session, config, customers, now=now)
-    settle_stages(session, customers)
+    ledger.record_purchase_points(session, config, ids, spent=any(p.points_used for p in purchases))
+    replayed = ledger.settle_points(session, config, customers, now=now)
+    # Nothing else changed these customers since their stages were settled: only new sales.
+    settle_stages(session, customers, sold_since=min(p.at for p in purchases))
     verified = verify_referrals(session, config, customers, now=now)
-    earned = _points_by_purchase(session, ids, "earn")
-    reset = _points_by_purchase(session, ids, "reset")
+    if replayed:
+        amounts = _points_by_purchase(session, ids, ("earn", "reset"))
+        earned, reset = amounts.get("earn", {}), amounts.get("reset", {})
+    else:
+        # No customer had a removal to derive, so none names these sales, and each sale's
+        # entry is what it earned (record_purchase_points wrote just that): nothing to read back.
+        earned = {p.id: ledger.points_for_spend(p.net_minor, config) for p in purchases if p.id is not None}
+        reset = {}
     return [
         {
             "points_earned": earned.get(pid, 0),
@@ -124,15 +134,17 @@ def apply_purchase_rules(
     ]
 
 
-def _points_by_purchase(session: Session, purchase_ids: list[int], kind: str) -> dict[int, int]:
+def _points_by_purchase(session: Session, purchase_ids: list[int], kinds: tuple[str, ...]) -> dict[str, dict[int, int]]:
+    """kind -> purchase id -> the sum of the entries of that kind naming the purchase, in one query."""
     e = table_of(PointsEntry)
-    return dict(
-        session.execute(
-            select(e.c.purchase_id, func.sum(e.c.delta))
-            .where(e.c.purchase_id.in_(purchase_ids), e.c.kind == kind)
-            .group_by(e.c.purchase_id)
-        ).all()
-    )
+    found: dict[str, dict[int, int]] = {}
+    for kind, pid, total in session.execute(
+        select(e.c.kind, e.c.purchase_id, func.sum(e.c.delta))
+        .where(e.c.purchase_id.in_(purchase_ids), e.c.kind.in_(kinds))
+        .group_by(e.c.kind, e.c.purchase_id)
+    ):
+        found.setdefault(kind, {})[pid] = int(total)
+    return found
 
 
 def is_late(purchase: Purchase) -> bool:
@@ -173,7 +185,7 @@ def pay_purchase(
     session.flush()
     ledger.settle_points(session, config, [purchase.customer_id], now=now)
     assert purchase.id is not None
-    reset = _points_by_purchase(session, [purchase.id], "reset")
+    reset = _points_by_purchase(session, [purchase.id], ("reset",)).get("reset", {})
     return purchase, {"late": is_late(purchase), "points_reset": -reset.get(purchase.id, 0)}
 
 
@@ -209,7 +221,7 @@ def apply_refund_rules(
     settle_stages(session, customers)
     reopen_referrals(session, ids)
     verify_referrals(session, config, customers, now=now)
-    reversed_ = _points_by_purchase(session, ids, "reversal")
+    reversed_ = _points_by_purchase(session, ids, ("reversal",)).get("reversal", {})
     return [
         {
             "points_reversed": -reversed_.get(p.id, 0),
