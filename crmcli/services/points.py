@@ -70,10 +70,15 @@ def points_for_spend(net_minor: int, config: Config) -> int:
     return int((units * config.points.per_currency_unit).to_integral_value(rounding=ROUND_FLOOR))
 
 
-def _earn_sql(net: Any, config: Config) -> Any:
-    """:func:`points_for_spend` as SQL, for set-based inserts (integer arithmetic, floored)."""
+def _earn_ratio(config: Config) -> tuple[int, int]:
+    """:func:`points_for_spend` as a fraction of the net amount in minor units (floored)."""
     num, den = config.points.per_currency_unit.as_integer_ratio()
-    return (net * num) // (den * 10**config.currency.minor_digits)
+    return num, den * 10**config.currency.minor_digits
+
+
+def _earn_sql(net: Any, ratio: tuple[int, int]) -> Any:
+    """:func:`points_for_spend` as SQL, for set-based inserts (integer arithmetic, floored)."""
+    return (net * ratio[0]) // ratio[1]
 
 
 def points_value_minor(points: int, config: Config) -> int:
@@ -311,28 +316,44 @@ def record_purchase_points(
     caller knows none of these sales used points: the statement that records spends,
     which would find nothing, is not run.
     """
-    p, e = table_of(Purchase), table_of(PointsEntry)
-    chosen = p.c.id.in_(list(purchases)) if isinstance(purchases, Sequence) else purchases
-    label = literal("purchase ") + cast(p.c.id, String)
-    earned = _earn_sql(p.c.net_minor, config)
-    columns = ["customer_id", "delta", "kind", "reason", "purchase_id", "at"]
+    if isinstance(purchases, Sequence):
+        spend, earn = _id_points_statements(_earn_ratio(config))
+        params: dict[str, Any] = {"purchase_ids": list(purchases)}
+    else:
+        spend, earn = _points_statements(_earn_ratio(config), purchases)
+        params = {}
     if spent:
-        session.execute(
-            insert(e).from_select(
-                columns,
-                select(p.c.customer_id, -p.c.points_used, literal("redeem"), label, p.c.id, p.c.at)
-                .where(chosen, p.c.points_used > 0)
-                .order_by(p.c.id),
-            )
-        )
-    session.execute(
-        insert(e).from_select(
-            columns,
-            select(p.c.customer_id, earned, literal("earn"), label, p.c.id, p.c.at)
-            .where(chosen, earned > 0)
-            .order_by(p.c.id),
-        )
+        session.execute(spend, params)
+    session.execute(earn, params)
+
+
+def _points_statements(ratio: tuple[int, int], chosen: ColumnElement[bool] | None) -> tuple[Any, Any]:
+    """The two INSERT ... SELECTs of :func:`record_purchase_points`: spends, then points earned."""
+    p, e = table_of(Purchase), table_of(PointsEntry)
+    if chosen is None:
+        chosen = p.c.id.in_(bindparam("purchase_ids", expanding=True))
+    label = literal("purchase ") + cast(p.c.id, String)
+    earned = _earn_sql(p.c.net_minor, ratio)
+    columns = ["customer_id", "delta", "kind", "reason", "purchase_id", "at"]
+    spend = insert(e).from_select(
+        columns,
+        select(p.c.customer_id, -p.c.points_used, literal("redeem"), label, p.c.id, p.c.at)
+        .where(chosen, p.c.points_used > 0)
+        .order_by(p.c.id),
     )
+    earn = insert(e).from_select(
+        columns,
+        select(p.c.customer_id, earned, literal("earn"), label, p.c.id, p.c.at)
+        .where(chosen, earned > 0)
+        .order_by(p.c.id),
+    )
+    return spend, earn
+
+
+@functools.cache
+def _id_points_statements(ratio: tuple[int, int]) -> tuple[Any, Any]:
+    """:func:`_points_statements` for a list of purchase ids, built once per earning rate."""
+    return _points_statements(ratio, None)
 
 
 def record_refund_points(session: Session, purchase_ids: Sequence[int]) -> None:
