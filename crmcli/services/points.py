@@ -423,9 +423,10 @@ def _removal_rows(e: Any) -> ColumnElement[bool]:
     return e.c.kind.in_(REMOVALS)
 
 
-def late_purchases(config: Config, now: datetime) -> ColumnElement[bool]:
+def late_purchases(config: Config | None, now: datetime | ColumnElement[Any]) -> ColumnElement[bool]:
     """Sales whose due date has passed unpaid by ``now`` (paid after it, or never), and not
-    refunded by then: each resets its customer's points at the end of the due date."""
+    refunded by then: each resets its customer's points at the end of the due date.
+    (``now`` may be a bound parameter, for a statement built once.)"""
     p = table_of(Purchase)
     return and_(
         p.c.due_at.is_not(None),
@@ -455,7 +456,8 @@ def settle_points(
     replayed = 0
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        if not session.execute(_may_settle(expiry is not None), _may_settle_params(chunk, expiry, now)).scalar():
+        asks = _may_settle(expiry is not None, config.points.reset_on_late_payment)
+        if not session.execute(asks, _may_settle_params(chunk, expiry, now)).scalar():
             continue  # nothing to derive or rewrite: no sale on credit or refunded, no removal, nothing old
         removals = _removals_due(session, config, chunk, now)
         had = set(
@@ -504,16 +506,18 @@ def settle_points(
 
 
 @functools.cache
-def _may_settle(expiring: bool) -> Any:
+def _may_settle(expiring: bool, resetting: bool) -> Any:
     """One cheap question before a settle's reads: might any of the customers ``ids`` have a
-    removal to derive or rewrite? Only a sale on credit or refunded (what :func:`_removals_due`
-    looks at), a removal already recorded, or (with expiry) points at least ``oldest`` old can
-    give one, so False means their ledgers are already what the replay would write. Built
-    once; its bound values change."""
+    removal to derive or rewrite as of ``now``? Only a refunded sale or (with resets) a sale
+    late by then (the sales :func:`_removals_due` reads), a removal already recorded, or (with
+    expiry) points earned by ``oldest`` can give one, so False means their ledgers are
+    already what the replay would write. Built once per setting; its bound values change."""
     p, e = table_of(Purchase), table_of(PointsEntry)
     ids: Any = bindparam("ids", expanding=True)
+    late = late_purchases(None, bindparam("now", type_=UTCDateTime()))
+    calls = or_(p.c.refunded_at.is_not(None), late) if resetting else p.c.refunded_at.is_not(None)
     asks = [
-        exists().where(p.c.customer_id.in_(ids), or_(p.c.due_at.is_not(None), p.c.refunded_at.is_not(None))),
+        exists().where(p.c.customer_id.in_(ids), or_(p.c.due_at.is_not(None), p.c.refunded_at.is_not(None)), calls),
         exists().where(e.c.customer_id.in_(ids), _removal_rows(e)),
     ]
     if expiring:
@@ -524,7 +528,7 @@ def _may_settle(expiring: bool) -> Any:
 
 
 def _may_settle_params(ids: list[int], expiry: Expiry | None, now: datetime) -> dict[str, Any]:
-    params: dict[str, Any] = {"ids": ids}
+    params: dict[str, Any] = {"ids": ids, "now": now}
     if expiry is not None:
         params["oldest"] = now - timedelta(days=expiry.days)
     return params

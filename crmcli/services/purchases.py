@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
@@ -15,7 +16,7 @@ from crmcli.errors import Conflict, Invalid, NotFound
 from crmcli.models import Coupon, Customer, PointsEntry, Purchase, table_of
 from crmcli.services import points as ledger
 from crmcli.services.coupons import use_coupon
-from crmcli.services.stages import settle_stages
+from crmcli.services.stages import TOP, settle_stages
 from crmcli.values import money, utcnow
 
 
@@ -95,17 +96,26 @@ def add_purchase(
     session.add(purchase)
     session.flush()
     assert purchase.id is not None
-    outcome = apply_purchase_rules(session, config, [purchase], now=now)[0]
-    # The rules may have changed its stage in SQL: read that column alone, not the whole row.
-    stage = session.execute(select(col(Customer.stage)).where(col(Customer.id) == cid)).scalar_one()
+    unmoved: set[int] = set()
+    outcome = apply_purchase_rules(session, config, [purchase], now=now, unmoved=unmoved)[0]
+    # The rules may have changed its stage in SQL: read that column alone, unless the stage
+    # rule found the customer at the top stage, which a sale cannot change.
+    stage = TOP if cid in unmoved else session.execute(_stage_of(), {"cid": cid}).scalar_one()
     set_committed_value(customer, "stage", stage)
     return purchase, outcome
 
 
+@functools.cache
+def _stage_of() -> Any:
+    c = table_of(Customer)
+    return select(c.c.stage).where(c.c.id == bindparam("cid"))
+
+
 def apply_purchase_rules(
-    session: Session, config: Config, purchases: list[Purchase], *, now: datetime
+    session: Session, config: Config, purchases: list[Purchase], *, now: datetime, unmoved: set[int] | None = None
 ) -> list[dict[str, Any]]:
-    """The rules after new sales are written: points, stages, referrals (see each service)."""
+    """The rules after new sales are written: points, stages, referrals (see each service).
+    ``unmoved`` receives the customers the stage rule found it had nothing to do for."""
     from crmcli.services.referrals import verify_referrals
 
     ids = [p.id for p in purchases if p.id is not None]
@@ -114,7 +124,7 @@ def apply_purchase_rules(
     ledger.record_purchase_points(session, config, ids, spent=any(p.points_used for p in purchases))
     replayed = ledger.settle_points(session, config, customers, now=now)
     # Nothing else changed these customers since their stages were settled: only new sales.
-    settle_stages(session, customers, sold_since=min(p.at for p in purchases))
+    settle_stages(session, customers, sold_since=min(p.at for p in purchases), unmoved=unmoved)
     verified = verify_referrals(session, config, customers, now=now)
     if replayed:
         amounts = _points_by_purchase(session, ids, ("earn", "reset"))

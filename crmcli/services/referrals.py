@@ -272,15 +272,15 @@ def verify_referrals(session: Session, config: Config, customer_ids: Iterable[in
     from crmcli.services.points import settle_points
 
     r, p = table_of(Referral), table_of(Purchase)
-    threshold = parse_money(config.referrals.qualifying_purchase, config.currency.minor_digits)
-    qualifying = and_(p.c.customer_id == r.c.referred_id, p.c.refunded_at.is_(None), p.c.net_minor >= threshold)
-    first_at = select(func.min(p.c.at)).where(qualifying).scalar_subquery()
     verified: dict[int, int] = {}
     ids = sorted(set(customer_ids))
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
         if session.execute(_any_pending(), {"ids": chunk}).first() is None:
             continue  # no pending referral among them (a statement built once, answered by an index)
+        threshold = parse_money(config.referrals.qualifying_purchase, config.currency.minor_digits)
+        qualifying = and_(p.c.customer_id == r.c.referred_id, p.c.refunded_at.is_(None), p.c.net_minor >= threshold)
+        first_at = select(func.min(p.c.at)).where(qualifying).scalar_subquery()
         found = session.execute(
             select(Referral, first_at)
             .where(r.c.status == "pending", r.c.referred_id.in_(chunk), first_at.is_not(None))

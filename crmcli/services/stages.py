@@ -105,7 +105,12 @@ def replay_stages(
 
 
 def settle_stages(
-    session: Session, customer_ids: Iterable[int], *, replay_all: bool = False, sold_since: datetime | None = None
+    session: Session,
+    customer_ids: Iterable[int],
+    *,
+    replay_all: bool = False,
+    sold_since: datetime | None = None,
+    unmoved: set[int] | None = None,
 ) -> int:
     """Rewrite the purchase-caused stage changes of these customers and their current stage.
 
@@ -119,7 +124,8 @@ def settle_stages(
     settled is new sales dated then or later (a sale at the till). A customer already at
     the top stage with nothing in their history dated after that moment cannot move: the
     replay up to the new sales is the one written, and a sale moves no one past 'repeat'.
-    One query finds those, and only the others are replayed.
+    One query finds those, and only the others are replayed; ``unmoved``, when given,
+    receives them (their stage is the top one, as the database has it in this transaction).
     Returns how many changes were written.
     """
     ids = sorted(set(customer_ids))
@@ -128,6 +134,8 @@ def settle_stages(
         chunk = ids[start : start + CHUNK]
         if sold_since is not None and not replay_all:
             settled = set(session.execute(_at_top(), {"ids": chunk, "since": sold_since}).scalars())
+            if unmoved is not None:
+                unmoved |= settled
             chunk = [cid for cid in chunk if cid not in settled]
             if not chunk:
                 continue
