@@ -12,6 +12,7 @@ so an erased customer's data does not live on here.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 from datetime import date, datetime
@@ -31,7 +32,9 @@ MAX_RECORDS = 200  # records listed in one entry; the count says how many there 
 KEY = "crmcli_audit"
 
 
+@functools.cache
 def os_user() -> str:
+    """Who runs this process (asked once per process: it does not change)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (a container, a service account)
@@ -152,18 +155,23 @@ def _write(session: Session) -> None:
     details = {"records": trail["records"], "changed": trail["count"], **trail["notes"]}
     connection = session.connection()
     entry = connection.execute(
-        insert(table_of(AuditEntry)).values(
-            at=datetime.now().astimezone(),
-            os_user=os_user(),
-            command=trail["command"],
-            details=json.dumps(details, ensure_ascii=False, sort_keys=True),
-        )
+        _inserts()[0],
+        {
+            "at": datetime.now().astimezone(),
+            "os_user": os_user(),
+            "command": trail["command"],
+            "details": json.dumps(details, ensure_ascii=False, sort_keys=True),
+        },
     ).inserted_primary_key
     customers = sorted(trail["customers"])
     if customers and entry is not None:
-        connection.execute(
-            insert(table_of(AuditCustomer)), [{"audit_id": entry[0], "customer_id": c} for c in customers]
-        )
+        connection.execute(_inserts()[1], [{"audit_id": entry[0], "customer_id": c} for c in customers])
+
+
+@functools.cache
+def _inserts() -> tuple[Any, Any]:
+    """The two INSERTs of an entry, built once (a batch writes one entry per command)."""
+    return insert(table_of(AuditEntry)), insert(table_of(AuditCustomer))
 
 
 def list_entries(

@@ -177,6 +177,9 @@ def create_private(path: Path) -> None:
     os.close(fd)
 
 
+DEFAULT_STATEMENT_CACHE = 16
+
+
 class Database:
     """A lazily opened database: engine, schema check, session scopes."""
 
@@ -197,6 +200,8 @@ class Database:
         self.lock_timeout = lock_timeout
         self.on_wait = on_wait
         self.backups_kept = backups_kept
+        # SQLite statements the driver keeps prepared (per connection), set before the engine is made
+        self.statement_cache = DEFAULT_STATEMENT_CACHE
         self._shared: Session | None = None  # the session of an atomic() block, while one runs
         self._shared_depth = 0
         self._shared_transaction: Any = None
@@ -223,7 +228,10 @@ class Database:
                     create_private(self.path)
                 # Few cached statements: imports run IN-lists of thousands of values, each a distinct
                 # statement that would otherwise stay prepared (megabytes each) until 128 pile up.
-                engine = create_engine(self.url, connect_args={"timeout": self.lock_timeout, "cached_statements": 16})
+                # (A batch asks for more: its commands run the same few dozen statements per line.)
+                engine = create_engine(
+                    self.url, connect_args={"timeout": self.lock_timeout, "cached_statements": self.statement_cache}
+                )
                 _sqlite_pragmas(engine, self.lock_timeout, self.on_wait)
             else:
                 engine = create_engine(self.url, pool_pre_ping=True)

@@ -29,6 +29,7 @@ MAX_PROBLEMS = 50  # an import's rejected rows listed in one result
 NOT_IN_BATCH = ("batch",)  # no batch inside a batch
 NOT_ATOMIC = ("db",)  # they work on the database file itself, outside any transaction
 EXIT_USAGE = 2
+BATCH_STATEMENT_CACHE = 64
 
 
 @dataclass
@@ -95,6 +96,9 @@ def batch(
     Example: crmcli batch sales.jsonl --atomic
     """
     rt = runtime(ctx)
+    # Each line runs the same few dozen statements: keep them prepared (the driver's default
+    # for crmcli, 16, is sized for imports' long IN-lists, and a sale's rules alone use more).
+    rt.db.statement_cache = BATCH_STATEMENT_CACHE
     root = ctx.find_root()
     runner = BatchRunner(root_command=root.command, root_name=root.info_name or "crmcli", base=rt, atomic=atomic)
     out = sys.stdout

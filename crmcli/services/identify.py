@@ -11,12 +11,13 @@ line and in every import, and :func:`resolve` does a whole batch in one query.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlmodel import Session
 
 from crmcli.errors import Invalid, NotFound
@@ -126,8 +127,8 @@ def _found(keys: list[tuple[str, str]], by_key: dict[tuple[str, str], Any]) -> l
     found: dict[int, tuple[str, Any]] = {}
     for key in keys:
         row = by_key.get(key)
-        if row is not None and row[0] not in found:
-            found[row[0]] = (key[0], row)
+        if row is not None and row.id not in found:
+            found[row.id] = (key[0], row)
     return list(found.values())
 
 
@@ -188,15 +189,43 @@ def _lookup(session: Session | Any, wanted: dict[str, list[tuple[str, str]]], *,
 
 
 def find_customer(session: Session, text: str | int, region: str | None = None) -> Customer:
-    """The one customer ``text`` names, or a one-line error saying why not."""
-    match = resolve(session, [str(text)], region)[str(text)]
+    """The one customer ``text`` names, or a one-line error saying why not.
+
+    One query loads the customers every key of the text names (what :func:`resolve` would
+    find, as ORM objects), built once per combination of kinds of key."""
+    keys = identifier_keys(str(text), region)
+    kinds = tuple(sorted({kind for kind, _ in keys}))
+    by_key: dict[tuple[str, str], Any] = {}
+    if kinds:
+        params = {kind: [value for k, value in keys if k == kind] for kind in kinds}
+        for row in session.execute(_customers_by(kinds), params).scalars():
+            for kind in kinds:
+                value = getattr(row, ENTITY_FIELD[kind])
+                if value is not None and (kind == "id" or row.erased_at is None):
+                    by_key[(kind, str(value))] = row
+    match = Match(str(text).strip(), _found(keys, by_key))
     if match.customer is None:
         if match.found:
             raise Invalid(match.problem())
         raise NotFound(match.problem(), subject="customer", key=match.text)
-    customer = session.get(Customer, match.customer.id)
-    assert customer is not None
+    customer: Customer = match.customer
     return customer
+
+
+ENTITY_FIELD = {"id": "id", "ref": "ref", "email": "email", "phone": "phone", "code": "referral_code"}
+
+
+@functools.cache
+def _customers_by(kinds: tuple[str, ...]) -> Any:
+    """Customers whose key of each kind is among the values bound to that kind's name."""
+    t = table_of(Customer)
+    conditions = []
+    for kind in kinds:
+        values: Any = bindparam(kind, expanding=True)
+        column = t.c[ENTITY_FIELD[kind]]
+        # an erased customer keeps only its id
+        conditions.append(column.in_(values) if kind == "id" else and_(column.in_(values), t.c.erased_at.is_(None)))
+    return select(Customer).where(or_(*conditions))
 
 
 def customer_completions(session: Session, prefix: str, limit: int = 20) -> list[str]:

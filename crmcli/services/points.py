@@ -24,6 +24,7 @@ negative at any moment.
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -31,7 +32,21 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, String, and_, case, cast, delete, func, insert, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+)
 from sqlmodel import Session, col
 
 from crmcli.config import Config
@@ -55,10 +70,15 @@ def points_for_spend(net_minor: int, config: Config) -> int:
     return int((units * config.points.per_currency_unit).to_integral_value(rounding=ROUND_FLOOR))
 
 
-def _earn_sql(net: Any, config: Config) -> Any:
-    """:func:`points_for_spend` as SQL, for set-based inserts (integer arithmetic, floored)."""
+def _earn_ratio(config: Config) -> tuple[int, int]:
+    """:func:`points_for_spend` as a fraction of the net amount in minor units (floored)."""
     num, den = config.points.per_currency_unit.as_integer_ratio()
-    return (net * num) // (den * 10**config.currency.minor_digits)
+    return num, den * 10**config.currency.minor_digits
+
+
+def _earn_sql(net: Any, ratio: tuple[int, int]) -> Any:
+    """:func:`points_for_spend` as SQL, for set-based inserts (integer arithmetic, floored)."""
+    return (net * ratio[0]) // ratio[1]
 
 
 def points_value_minor(points: int, config: Config) -> int:
@@ -202,7 +222,9 @@ def _take(lots: list[Lot], amount: int, *, first: int | None = None) -> None:
 
 def lock_customer(session: Session, customer_id: int) -> None:
     """Serialise writers of one customer's ledger (row lock on PostgreSQL; SQLite's
-    BEGIN IMMEDIATE already serialises every writer)."""
+    BEGIN IMMEDIATE already serialises every writer, so there it is no statement at all)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return
     session.execute(select(col(Customer.id)).where(col(Customer.id) == customer_id).with_for_update())
 
 
@@ -284,33 +306,54 @@ def _append(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         session.execute(insert(table_of(PointsEntry)), [{**defaults, **row} for row in rows])
 
 
-def record_purchase_points(session: Session, config: Config, purchases: Sequence[int] | ColumnElement[bool]) -> None:
+def record_purchase_points(
+    session: Session, config: Config, purchases: Sequence[int] | ColumnElement[bool], *, spent: bool = True
+) -> None:
     """The facts of new sales: points earned on the net amount, points spent as a discount.
 
     ``purchases`` is a list of purchase ids or a condition on the purchase table (an
-    import's batch), so a thousand sales cost two statements.
+    import's batch), so a thousand sales cost two statements. ``spent`` False says the
+    caller knows none of these sales used points: the statement that records spends,
+    which would find nothing, is not run.
     """
+    if isinstance(purchases, Sequence):
+        spend, earn = _id_points_statements(_earn_ratio(config))
+        params: dict[str, Any] = {"purchase_ids": list(purchases)}
+    else:
+        spend, earn = _points_statements(_earn_ratio(config), purchases)
+        params = {}
+    if spent:
+        session.execute(spend, params)
+    session.execute(earn, params)
+
+
+def _points_statements(ratio: tuple[int, int], chosen: ColumnElement[bool] | None) -> tuple[Any, Any]:
+    """The two INSERT ... SELECTs of :func:`record_purchase_points`: spends, then points earned."""
     p, e = table_of(Purchase), table_of(PointsEntry)
-    chosen = p.c.id.in_(list(purchases)) if isinstance(purchases, Sequence) else purchases
+    if chosen is None:
+        chosen = p.c.id.in_(bindparam("purchase_ids", expanding=True))
     label = literal("purchase ") + cast(p.c.id, String)
-    earned = _earn_sql(p.c.net_minor, config)
+    earned = _earn_sql(p.c.net_minor, ratio)
     columns = ["customer_id", "delta", "kind", "reason", "purchase_id", "at"]
-    session.execute(
-        insert(e).from_select(
-            columns,
-            select(p.c.customer_id, -p.c.points_used, literal("redeem"), label, p.c.id, p.c.at)
-            .where(chosen, p.c.points_used > 0)
-            .order_by(p.c.id),
-        )
+    spend = insert(e).from_select(
+        columns,
+        select(p.c.customer_id, -p.c.points_used, literal("redeem"), label, p.c.id, p.c.at)
+        .where(chosen, p.c.points_used > 0)
+        .order_by(p.c.id),
     )
-    session.execute(
-        insert(e).from_select(
-            columns,
-            select(p.c.customer_id, earned, literal("earn"), label, p.c.id, p.c.at)
-            .where(chosen, earned > 0)
-            .order_by(p.c.id),
-        )
+    earn = insert(e).from_select(
+        columns,
+        select(p.c.customer_id, earned, literal("earn"), label, p.c.id, p.c.at)
+        .where(chosen, earned > 0)
+        .order_by(p.c.id),
     )
+    return spend, earn
+
+
+@functools.cache
+def _id_points_statements(ratio: tuple[int, int]) -> tuple[Any, Any]:
+    """:func:`_points_statements` for a list of purchase ids, built once per earning rate."""
+    return _points_statements(ratio, None)
 
 
 def record_refund_points(session: Session, purchase_ids: Sequence[int]) -> None:
@@ -380,9 +423,10 @@ def _removal_rows(e: Any) -> ColumnElement[bool]:
     return e.c.kind.in_(REMOVALS)
 
 
-def late_purchases(config: Config, now: datetime) -> ColumnElement[bool]:
+def late_purchases(config: Config | None, now: datetime | ColumnElement[Any]) -> ColumnElement[bool]:
     """Sales whose due date has passed unpaid by ``now`` (paid after it, or never), and not
-    refunded by then: each resets its customer's points at the end of the due date."""
+    refunded by then: each resets its customer's points at the end of the due date.
+    (``now`` may be a bound parameter, for a statement built once.)"""
     p = table_of(Purchase)
     return and_(
         p.c.due_at.is_not(None),
@@ -412,6 +456,9 @@ def settle_points(
     replayed = 0
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
+        asks = _may_settle(expiry is not None, config.points.reset_on_late_payment)
+        if not session.execute(asks, _may_settle_params(chunk, expiry, now)).scalar():
+            continue  # nothing to derive or rewrite: no sale on credit or refunded, no removal, nothing old
         removals = _removals_due(session, config, chunk, now)
         had = set(
             session.execute(select(e.c.customer_id).where(e.c.customer_id.in_(chunk), _removal_rows(e)).distinct())
@@ -456,6 +503,35 @@ def settle_points(
         _append(session, rows)
         replayed += len(settled)
     return replayed
+
+
+@functools.cache
+def _may_settle(expiring: bool, resetting: bool) -> Any:
+    """One cheap question before a settle's reads: might any of the customers ``ids`` have a
+    removal to derive or rewrite as of ``now``? Only a refunded sale or (with resets) a sale
+    late by then (the sales :func:`_removals_due` reads), a removal already recorded, or (with
+    expiry) points earned by ``oldest`` can give one, so False means their ledgers are
+    already what the replay would write. Built once per setting; its bound values change."""
+    p, e = table_of(Purchase), table_of(PointsEntry)
+    ids: Any = bindparam("ids", expanding=True)
+    late = late_purchases(None, bindparam("now", type_=UTCDateTime()))
+    calls = or_(p.c.refunded_at.is_not(None), late) if resetting else p.c.refunded_at.is_not(None)
+    asks = [
+        exists().where(p.c.customer_id.in_(ids), or_(p.c.due_at.is_not(None), p.c.refunded_at.is_not(None)), calls),
+        exists().where(e.c.customer_id.in_(ids), _removal_rows(e)),
+    ]
+    if expiring:
+        asks.append(
+            exists().where(e.c.customer_id.in_(ids), e.c.delta > 0, e.c.kind.in_(FACTS), e.c.at <= bindparam("oldest"))
+        )
+    return select(or_(*asks))
+
+
+def _may_settle_params(ids: list[int], expiry: Expiry | None, now: datetime) -> dict[str, Any]:
+    params: dict[str, Any] = {"ids": ids, "now": now}
+    if expiry is not None:
+        params["oldest"] = now - timedelta(days=expiry.days)
+    return params
 
 
 def _with_points_to_expire(session: Session, expiry: Expiry | None, customer_ids: list[int], now: datetime) -> set[int]:

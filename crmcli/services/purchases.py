@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
 from crmcli.config import Config
@@ -14,7 +16,7 @@ from crmcli.errors import Conflict, Invalid, NotFound
 from crmcli.models import Coupon, Customer, PointsEntry, Purchase, table_of
 from crmcli.services import points as ledger
 from crmcli.services.coupons import use_coupon
-from crmcli.services.stages import settle_stages
+from crmcli.services.stages import TOP, settle_stages
 from crmcli.values import money, utcnow
 
 
@@ -94,26 +96,44 @@ def add_purchase(
     session.add(purchase)
     session.flush()
     assert purchase.id is not None
-    outcome = apply_purchase_rules(session, config, [purchase], now=now)[0]
-    session.refresh(customer)  # the rules changed its stage in SQL
+    unmoved: set[int] = set()
+    outcome = apply_purchase_rules(session, config, [purchase], now=now, unmoved=unmoved)[0]
+    # The rules may have changed its stage in SQL: read that column alone, unless the stage
+    # rule found the customer at the top stage, which a sale cannot change.
+    stage = TOP if cid in unmoved else session.execute(_stage_of(), {"cid": cid}).scalar_one()
+    set_committed_value(customer, "stage", stage)
     return purchase, outcome
 
 
+@functools.cache
+def _stage_of() -> Any:
+    c = table_of(Customer)
+    return select(c.c.stage).where(c.c.id == bindparam("cid"))
+
+
 def apply_purchase_rules(
-    session: Session, config: Config, purchases: list[Purchase], *, now: datetime
+    session: Session, config: Config, purchases: list[Purchase], *, now: datetime, unmoved: set[int] | None = None
 ) -> list[dict[str, Any]]:
-    """The rules after new sales are written: points, stages, referrals (see each service)."""
+    """The rules after new sales are written: points, stages, referrals (see each service).
+    ``unmoved`` receives the customers the stage rule found it had nothing to do for."""
     from crmcli.services.referrals import verify_referrals
 
     ids = [p.id for p in purchases if p.id is not None]
     customers = sorted({p.customer_id for p in purchases})
     before = {p.id: p for p in purchases}
-    ledger.record_purchase_points(session, config, ids)
-    ledger.settle_points(session, config, customers, now=now)
-    settle_stages(session, customers)
+    ledger.record_purchase_points(session, config, ids, spent=any(p.points_used for p in purchases))
+    replayed = ledger.settle_points(session, config, customers, now=now)
+    # Nothing else changed these customers since their stages were settled: only new sales.
+    settle_stages(session, customers, sold_since=min(p.at for p in purchases), unmoved=unmoved)
     verified = verify_referrals(session, config, customers, now=now)
-    earned = _points_by_purchase(session, ids, "earn")
-    reset = _points_by_purchase(session, ids, "reset")
+    if replayed:
+        amounts = _points_by_purchase(session, ids, ("earn", "reset"))
+        earned, reset = amounts.get("earn", {}), amounts.get("reset", {})
+    else:
+        # No customer had a removal to derive, so none names these sales, and each sale's
+        # entry is what it earned (record_purchase_points wrote just that): nothing to read back.
+        earned = {p.id: ledger.points_for_spend(p.net_minor, config) for p in purchases if p.id is not None}
+        reset = {}
     return [
         {
             "points_earned": earned.get(pid, 0),
@@ -124,15 +144,17 @@ def apply_purchase_rules(
     ]
 
 
-def _points_by_purchase(session: Session, purchase_ids: list[int], kind: str) -> dict[int, int]:
+def _points_by_purchase(session: Session, purchase_ids: list[int], kinds: tuple[str, ...]) -> dict[str, dict[int, int]]:
+    """kind -> purchase id -> the sum of the entries of that kind naming the purchase, in one query."""
     e = table_of(PointsEntry)
-    return dict(
-        session.execute(
-            select(e.c.purchase_id, func.sum(e.c.delta))
-            .where(e.c.purchase_id.in_(purchase_ids), e.c.kind == kind)
-            .group_by(e.c.purchase_id)
-        ).all()
-    )
+    found: dict[str, dict[int, int]] = {}
+    for kind, pid, total in session.execute(
+        select(e.c.kind, e.c.purchase_id, func.sum(e.c.delta))
+        .where(e.c.purchase_id.in_(purchase_ids), e.c.kind.in_(kinds))
+        .group_by(e.c.kind, e.c.purchase_id)
+    ):
+        found.setdefault(kind, {})[pid] = int(total)
+    return found
 
 
 def is_late(purchase: Purchase) -> bool:
@@ -173,7 +195,7 @@ def pay_purchase(
     session.flush()
     ledger.settle_points(session, config, [purchase.customer_id], now=now)
     assert purchase.id is not None
-    reset = _points_by_purchase(session, [purchase.id], "reset")
+    reset = _points_by_purchase(session, [purchase.id], ("reset",)).get("reset", {})
     return purchase, {"late": is_late(purchase), "points_reset": -reset.get(purchase.id, 0)}
 
 
@@ -209,7 +231,7 @@ def apply_refund_rules(
     settle_stages(session, customers)
     reopen_referrals(session, ids)
     verify_referrals(session, config, customers, now=now)
-    reversed_ = _points_by_purchase(session, ids, "reversal")
+    reversed_ = _points_by_purchase(session, ids, ("reversal",)).get("reversal", {})
     return [
         {
             "points_reversed": -reversed_.get(p.id, 0),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -271,13 +272,15 @@ def verify_referrals(session: Session, config: Config, customer_ids: Iterable[in
     from crmcli.services.points import settle_points
 
     r, p = table_of(Referral), table_of(Purchase)
-    threshold = parse_money(config.referrals.qualifying_purchase, config.currency.minor_digits)
-    qualifying = and_(p.c.customer_id == r.c.referred_id, p.c.refunded_at.is_(None), p.c.net_minor >= threshold)
-    first_at = select(func.min(p.c.at)).where(qualifying).scalar_subquery()
     verified: dict[int, int] = {}
     ids = sorted(set(customer_ids))
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
+        if session.execute(_any_pending(), {"ids": chunk}).first() is None:
+            continue  # no pending referral among them (a statement built once, answered by an index)
+        threshold = parse_money(config.referrals.qualifying_purchase, config.currency.minor_digits)
+        qualifying = and_(p.c.customer_id == r.c.referred_id, p.c.refunded_at.is_(None), p.c.net_minor >= threshold)
+        first_at = select(func.min(p.c.at)).where(qualifying).scalar_subquery()
         found = session.execute(
             select(Referral, first_at)
             .where(r.c.status == "pending", r.c.referred_id.in_(chunk), first_at.is_not(None))
@@ -330,6 +333,12 @@ def verify_referrals(session: Session, config: Config, customer_ids: Iterable[in
                 settle_points(session, config, sides, now=now)
         verified.update((ref.referred_id, ref.id) for ref, _ in passed if ref.id is not None)
     return verified
+
+
+@functools.cache
+def _any_pending() -> Any:
+    r = table_of(Referral)
+    return select(r.c.id).where(r.c.referred_id.in_(bindparam("ids", expanding=True)), r.c.status == "pending").limit(1)
 
 
 def _first_qualifying(session: Session, customer_ids: list[int], threshold: int) -> dict[int, int]:

@@ -11,18 +11,19 @@ history that recording everything in time order would have given.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, literal, or_, select, update
 from sqlmodel import Session
 
 from crmcli.bulk import insert_rows
 from crmcli.config import STAGES
 from crmcli.errors import Invalid
-from crmcli.models import Customer, Purchase, StageChange, table_of
+from crmcli.models import Customer, Purchase, StageChange, UTCDateTime, table_of
 from crmcli.values import utcnow
 
 # A purchase moves a customer up this order; "lost" is lowest, so buying again revives.
@@ -103,7 +104,14 @@ def replay_stages(
     return steps, froms, stage
 
 
-def settle_stages(session: Session, customer_ids: Iterable[int], *, replay_all: bool = False) -> int:
+def settle_stages(
+    session: Session,
+    customer_ids: Iterable[int],
+    *,
+    replay_all: bool = False,
+    sold_since: datetime | None = None,
+    unmoved: set[int] | None = None,
+) -> int:
     """Rewrite the purchase-caused stage changes of these customers and their current stage.
 
     Set-based: a few statements per 900 customers. The common case of an import, a customer
@@ -111,12 +119,26 @@ def settle_stages(session: Session, customer_ids: Iterable[int], *, replay_all: 
     just the first two purchases (only they can move such a customer); the rest read
     their whole history. Both replay it with :func:`replay_stages`; ``replay_all`` reads every
     history in full (the tests compare the two).
+
+    ``sold_since`` says the only change to these customers since their stages were last
+    settled is new sales dated then or later (a sale at the till). A customer already at
+    the top stage with nothing in their history dated after that moment cannot move: the
+    replay up to the new sales is the one written, and a sale moves no one past 'repeat'.
+    One query finds those, and only the others are replayed; ``unmoved``, when given,
+    receives them (their stage is the top one, as the database has it in this transaction).
     Returns how many changes were written.
     """
     ids = sorted(set(customer_ids))
     written = 0
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
+        if sold_since is not None and not replay_all:
+            settled = set(session.execute(_at_top(), {"ids": chunk, "since": sold_since}).scalars())
+            if unmoved is not None:
+                unmoved |= settled
+            chunk = [cid for cid in chunk if cid not in settled]
+            if not chunk:
+                continue
         simple = [] if replay_all else _simple(session, chunk)
         if simple:
             written += _settle_simple(session, simple)
@@ -125,6 +147,22 @@ def settle_stages(session: Session, customer_ids: Iterable[int], *, replay_all: 
         if chunk:
             written += _settle_replay(session, chunk)
     return written
+
+
+TOP = max(STAGE_RANK, key=STAGE_RANK.__getitem__)
+
+
+@functools.cache
+def _at_top() -> Any:
+    """The customers of ``ids`` at the top stage with no purchase, refund or stage change dated
+    after ``since`` (built once; its bound values change)."""
+    c, p, sc = table_of(Customer), table_of(Purchase), table_of(StageChange)
+    since = bindparam("since", type_=UTCDateTime())
+    later_sale = exists().where(p.c.customer_id == c.c.id, or_(p.c.at > since, p.c.refunded_at > since))
+    later_change = exists().where(sc.c.customer_id == c.c.id, sc.c.at > since)
+    return select(c.c.id).where(
+        c.c.id.in_(bindparam("ids", expanding=True)), c.c.stage == TOP, ~later_sale, ~later_change
+    )
 
 
 BEFORE_CUSTOMER = tuple(s for s, rank in STAGE_RANK.items() if rank < STAGE_RANK["customer"])

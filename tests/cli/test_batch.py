@@ -294,3 +294,25 @@ def test_a_purchase_import_inside_an_atomic_batch_sees_earlier_lines_and_rolls_b
     assert result.exit_code == 0, out
     assert out[1]["result"]["inserted"] == 2 and out[2]["result"]["totals"]["orders"] == 1
     assert sorted(p["net"] for p in purchases(shop)) == ["20.00", "25.00"]
+
+
+def test_a_batch_keeps_more_sqlite_statements_prepared_than_one_command(
+    shop: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy
+
+    from crmcli.cli.batch import BATCH_STATEMENT_CACHE
+    from crmcli.db import DEFAULT_STATEMENT_CACHE
+
+    made: list[Any] = []
+    create = sqlalchemy.create_engine
+
+    def recording(url: Any, **kw: Any) -> Any:
+        made.append(kw.get("connect_args", {}).get("cached_statements"))
+        return create(url, **kw)
+
+    monkeypatch.setattr(sqlalchemy, "create_engine", recording)
+    shop.ok("purchase", "add", "ann@example.com", "5.00")
+    result, out = run_batch(shop, cmd("purchase add", customer="ann@example.com", amount="59.90"))
+    assert result.exit_code == 0 and out[0]["ok"]
+    assert made == [DEFAULT_STATEMENT_CACHE, BATCH_STATEMENT_CACHE]

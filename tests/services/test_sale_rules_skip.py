@@ -1,0 +1,151 @@
+"""A sale at the till lets the rules skip what provably has nothing to do (a customer already at
+the top stage whose sale is their latest event; a ledger with nothing to derive). These tests
+show each rule still fires when it should, and that what a sale leaves is what the full
+replay of every rule gives, on every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from crmcli.config import Config, Points
+from crmcli.db import Database
+from crmcli.models import PointsEntry, StageChange, table_of
+from crmcli.services import points as ledger
+from crmcli.services.customers import CustomerInput, add_customer
+from crmcli.services.identify import find_customer
+from crmcli.services.purchases import PurchaseInput, add_purchase
+from crmcli.services.stages import change_stage, settle_stages
+
+T0 = datetime(2026, 1, 1, 9, tzinfo=UTC)
+
+
+def day(n: float) -> datetime:
+    return T0 + timedelta(days=n)
+
+
+@pytest.fixture
+def shop(backend: Any, tmp_path: Path) -> Iterator[Database]:
+    target, drop = backend(tmp_path, "skip")
+    db = Database(target)
+    with db.session(write=True) as s:
+        add_customer(session=s, data=CustomerInput(name="Ann"), config=Config(), now=T0)
+    yield db
+    db.close()
+    drop()
+
+
+def buy(
+    db: Database, amount: int, at: datetime, *, now: datetime | None = None, config: Config | None = None, **kw: Any
+) -> tuple[str, dict[str, Any]]:
+    with db.session(write=True) as s:
+        customer = find_customer(s, "id:1")
+        data = PurchaseInput(amount_minor=amount, at=at, **kw)
+        _, effects = add_purchase(session=s, customer=customer, data=data, config=config or Config(), now=now or at)
+        return customer.stage, effects
+
+
+def steps(db: Database) -> list[tuple[datetime, str | None, str]]:
+    sc = table_of(StageChange)
+    with db.session() as s:
+        rows = s.execute(
+            select(sc.c.at, sc.c.from_stage, sc.c.to_stage).where(sc.c.cause == "purchase").order_by(sc.c.at, sc.c.id)
+        ).all()
+    return [(at.astimezone(UTC), frm, to) for at, frm, to in rows]
+
+
+def entries(db: Database, kind: str) -> list[tuple[datetime, int]]:
+    e = table_of(PointsEntry)
+    with db.session() as s:
+        rows = s.execute(select(e.c.at, e.c.delta).where(e.c.kind == kind).order_by(e.c.at)).all()
+    return [(at.astimezone(UTC), delta) for at, delta in rows]
+
+
+def assert_fully_settled(db: Database, config: Config | None = None, now: datetime | None = None) -> None:
+    """Replaying every rule in full for the customer changes nothing the sales left."""
+    e = table_of(PointsEntry)
+    before = (steps(db), sorted(entries(db, "reset") + entries(db, "expire") + entries(db, "reversal")))
+    with db.session(write=True) as s:
+        stage = find_customer(s, "id:1").stage
+        settle_stages(s, [1], replay_all=True)
+        ledger.settle_points(s, config or Config(), [1], now=now)
+        again = s.execute(select(e.c.id).where(e.c.kind.in_(ledger.REMOVALS))).all()
+        assert find_customer(s, "id:1").stage == stage
+    after = (steps(db), sorted(entries(db, "reset") + entries(db, "expire") + entries(db, "reversal")))
+    assert after == before
+    assert len(again) == len(before[1])
+
+
+def test_a_sale_after_everything_leaves_a_repeat_customer_as_the_full_replay_would(shop: Database) -> None:
+    buy(shop, 1000, day(1))
+    assert buy(shop, 1000, day(2))[0] == "repeat"
+    assert buy(shop, 1000, day(3))[0] == "repeat"  # nothing to move: the skipped case
+    assert steps(shop) == [(day(1), "lead", "customer"), (day(2), "customer", "repeat")]
+    assert_fully_settled(shop, now=day(3))
+
+
+def test_a_backdated_sale_still_moves_a_repeat_customer_earlier(shop: Database) -> None:
+    buy(shop, 1000, day(5))
+    buy(shop, 1000, day(6))
+    stage, _ = buy(shop, 1000, day(1), now=day(7))  # a later sale exists: the stages are replayed
+    assert stage == "repeat"
+    assert steps(shop) == [(day(1), "lead", "customer"), (day(5), "customer", "repeat")]
+    assert_fully_settled(shop, now=day(7))
+
+
+def test_a_sale_still_moves_up_a_customer_moved_down_by_hand(shop: Database) -> None:
+    buy(shop, 1000, day(1))
+    buy(shop, 1000, day(2))
+    with shop.session(write=True) as s:
+        change_stage(session=s, customer=find_customer(s, "id:1"), stage="lost", now=day(3))
+    stage, _ = buy(shop, 1000, day(4))
+    assert stage == "repeat"
+    assert steps(shop)[-1] == (day(4), "lost", "repeat")
+    assert_fully_settled(shop, now=day(4))
+
+
+def test_a_stage_change_dated_after_the_sale_still_gets_the_sale_replayed(shop: Database) -> None:
+    with shop.session(write=True) as s:
+        change_stage(session=s, customer=find_customer(s, "id:1"), stage="repeat", now=day(10))  # by hand
+    stage, _ = buy(shop, 1000, day(5), now=day(12))  # dated before the change by hand
+    assert stage == "repeat"
+    assert steps(shop) == [(day(5), "lead", "customer")]
+    assert_fully_settled(shop, now=day(12))
+
+
+def test_a_till_sale_still_writes_the_reset_an_earlier_unpaid_sale_fell_due_for(shop: Database) -> None:
+    buy(shop, 10000, day(0), due_at=day(3))  # on credit, never paid
+    assert entries(shop, "reset") == []  # not due yet when it was recorded
+    _, effects = buy(shop, 5000, day(10))  # paid at the till: no due date of its own
+    assert [delta for _, delta in entries(shop, "reset")] == [-10]
+    assert effects["points_earned"] == 5 and effects["points_reset"] == 0
+    assert_fully_settled(shop, now=day(10))
+
+
+def test_a_backdated_sale_on_credit_reports_the_reset_it_causes(shop: Database) -> None:
+    buy(shop, 5000, day(0))
+    _, effects = buy(shop, 3000, day(1), now=day(20), due_at=day(2))  # due long ago, unpaid
+    assert effects["points_reset"] == 8  # everything held at the end of the due date
+    assert effects["points_earned"] == 3
+
+
+def test_a_till_sale_still_expires_points_that_grew_old(shop: Database) -> None:
+    config = Config(points=Points(expire_after_days=30))
+    buy(shop, 4000, day(0), config=config)
+    assert entries(shop, "expire") == []
+    buy(shop, 1000, day(45), config=config)
+    assert [delta for _, delta in entries(shop, "expire")] == [-4]
+    assert_fully_settled(shop, config, now=day(45))
+
+
+def test_points_earned_reported_without_a_read_match_the_entry_written(shop: Database) -> None:
+    _, effects = buy(shop, 19990, day(1))
+    assert effects["points_earned"] == ledger.points_for_spend(19990, Config()) == 19
+    assert entries(shop, "earn") == [(day(1), 19)]
+    _, free = buy(shop, 0, day(2))
+    assert free["points_earned"] == 0
