@@ -224,7 +224,10 @@ def referrals(
     from crmcli.reports.referrals import referral_report
 
     runtime(ctx).output(fmt).record(
-        _run(ctx, as_of, referral_report, top=top), title="Word of mouth", csv_rows="top_referrers"
+        # (the fraud signals only for today: their findings are not kept as a history)
+        _run(ctx, as_of, referral_report, top=top, signals=as_of is None),
+        title="Word of mouth",
+        csv_rows="top_referrers",
     )
 
 

@@ -20,7 +20,11 @@ from crmcli.reports.common import (
 from crmcli.values import money
 
 
-def referral_report(*, session: Session, config: Config, as_of: datetime, top: int = 10) -> dict[str, Any]:
+def referral_report(
+    *, session: Session, config: Config, as_of: datetime, top: int = 10, signals: bool = True
+) -> dict[str, Any]:
+    """Word of mouth as of ``as_of``. ``signals`` (the fraud checks' counts) only for the present:
+    a check's findings are not kept as a history, so a past moment gets None, not today's counts."""
     r, c = table_of(Referral), table_of(Customer)
     revenue = revenue_by_customer(as_of)
     recorded = at_or_before(r.c.created_at, as_of)
@@ -92,7 +96,7 @@ def referral_report(*, session: Session, config: Config, as_of: datetime, top: i
             }
             for row in leaders
         ],
-        "signals": signal_counts(session, recorded),
+        "signals": signal_counts(session, recorded) if signals else None,
     }
 
 

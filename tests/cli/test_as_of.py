@@ -192,3 +192,13 @@ def test_profile_timeline_and_stage_history_now_and_then(cli: Cli) -> None:
         ("2026-09-10", "rating 4: nice"),
     ]
     assert all(h["at"][:10] <= "2026-10-02" for h in then["stage_history"])
+
+
+def test_referral_signals_are_shown_for_today_only(cli: Cli) -> None:
+    """The fraud checks keep no history: a past moment gets no counts rather than today's."""
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com")
+    cli.ok("customer", "add", "Bob", "--email", "bob@mailinator.com", "--referred-by", "1")
+    cli.ok("purchase", "add", "2", "50")
+    today = cli.ok("report", "referrals", "-f", "json").json()
+    assert {s["signal"]: s["referrals"] for s in today["signals"]}["disposable_email"] == 1
+    assert cli.ok("report", "referrals", "--as-of", "2099-01-01", "-f", "json").json()["signals"] is None

@@ -304,11 +304,9 @@ def as_of_reports(db: Database, config: Config, as_of: datetime, *, people: bool
             "rfm customers": rfm_customers(session=s, **kw),
             "value": value_report(session=s, with_customers=True, **kw),
             "funnel": funnel(session=s, **kw),
-            # Its fraud-signal counts are the findings of the latest check (crmcli daily), not a
-            # history, and cannot be one: the checks read what the customers' records say now
-            # (phone, email, city and name keep no past values) and how long ago the referred
-            # customer bought. Documented in docs/reports.md, and left out here.
-            "referrals": {k: v for k, v in referral_report(session=s, **kw).items() if k != "signals"},
+            # as `report referrals --as-of` runs it: without the fraud-signal counts, which are
+            # the latest check's findings and no history (docs/reports.md)
+            "referrals": referral_report(session=s, **kw, signals=False),
             "payment": payment_report(session=s, **kw),
             "satisfaction": satisfaction(session=s, **kw),
             "sla": sla(session=s, **kw),
