@@ -148,6 +148,50 @@ class Runtime:
         self._progress = FileProgress(total, f"Reading {path.name}")
         return self._progress
 
+    def import_file(
+        self,
+        importer: Callable[..., dict[str, Any]],
+        file: Path,
+        *,
+        encoding: str | None,
+        delimiter: str | None,
+        sheet: str | None,
+        mapping: list[str] | None,
+        dry_run: bool,
+        skip_invalid: Path | None,
+        force: bool,
+        fmt: Format | str,
+        **extra: Any,
+    ) -> None:
+        """What every ``NOUN import FILE`` command does around its importer: the file's reading
+        options, the rejected-rows file (never the file read nor the database), a progress bar,
+        and the summary. ``extra`` goes to the importer as it is (``on_duplicate``, ``warn``)."""
+        from crmcli.io.reader import CsvOptions
+
+        options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [], sheet=sheet)
+        summary = importer(
+            db=self.db,
+            config=self.config,
+            path=file,
+            options=options,
+            dry_run=dry_run,
+            reject_file=self.target(skip_invalid, force=force, reading=file),
+            progress=self.progress(file),
+            **extra,
+        )
+        self.output(fmt).record(summary, title="Dry run: nothing written" if dry_run else "Imported")
+
+    def export_file(
+        self, exporter: Callable[..., int], what: str, out_file: Path | None, *, fmt: str, no_bom: bool, force: bool
+    ) -> None:
+        """What every ``NOUN export`` command does around its exporter: the target file (standard
+        output when none), and the count written, said only when it is a file."""
+        count = exporter(
+            db=self.db, config=self.config, path=self.target(out_file, force=force), fmt=fmt, bom=not no_bom
+        )
+        if out_file is not None:
+            self.output().message(f"Exported {count} {what} to {out_file}")
+
     def count_progress(self, label: str) -> Callable[[int, int], None] | None:
         """A progress bar over a count known as work starts, on a terminal only."""
         import sys

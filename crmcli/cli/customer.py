@@ -390,23 +390,22 @@ def import_(
     Example: crmcli customer import till.csv --map "E-mail=email" --on-duplicate skip
     """
     from crmcli.io.customers import import_customers
-    from crmcli.io.reader import CsvOptions
 
     rt = runtime(ctx)
-    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [], sheet=sheet)
-    summary = import_customers(
-        db=rt.db,
-        config=rt.config,
-        path=file,
-        options=options,
+    rt.import_file(
+        import_customers,
+        file,
+        encoding=encoding,
+        delimiter=delimiter,
+        sheet=sheet,
+        mapping=mapping,
         dry_run=dry_run,
-        reject_file=rt.target(skip_invalid, force=force, reading=file),
+        skip_invalid=skip_invalid,
+        force=force,
+        fmt=fmt,
         on_duplicate=on_duplicate,
-        progress=rt.progress(file),
         warn=lambda text: rt.output().message(f"Warning: {text}"),
     )
-    out = rt.output(fmt)
-    out.record(summary, title="Dry run: nothing written" if dry_run else "Imported")
 
 
 @app.command("export")
@@ -423,9 +422,4 @@ def export(
     """
     from crmcli.io.customers import export_customers
 
-    rt = runtime(ctx)
-    count = export_customers(
-        db=rt.db, path=rt.target(out_file, force=force), fmt=fmt, bom=not no_bom, config=rt.config
-    )
-    if out_file is not None:
-        rt.output().message(f"Exported {count} customers to {out_file}")
+    runtime(ctx).export_file(export_customers, "customers", out_file, fmt=fmt, no_bom=no_bom, force=force)

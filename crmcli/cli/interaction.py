@@ -198,20 +198,20 @@ def import_(
     Example: crmcli interaction import contacts.csv --map "Date=at"
     """
     from crmcli.io.interactions import import_interactions
-    from crmcli.io.reader import CsvOptions
 
     rt = runtime(ctx)
-    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [], sheet=sheet)
-    summary = import_interactions(
-        db=rt.db,
-        config=rt.config,
-        path=file,
-        options=options,
+    rt.import_file(
+        import_interactions,
+        file,
+        encoding=encoding,
+        delimiter=delimiter,
+        sheet=sheet,
+        mapping=mapping,
         dry_run=dry_run,
-        reject_file=rt.target(skip_invalid, force=force, reading=file),
-        progress=rt.progress(file),
+        skip_invalid=skip_invalid,
+        force=force,
+        fmt=fmt,
     )
-    rt.output(fmt).record(summary, title="Dry run: nothing written" if dry_run else "Imported")
 
 
 @app.command("export")
@@ -228,12 +228,7 @@ def export(
     """
     from crmcli.io.interactions import export_interactions
 
-    rt = runtime(ctx)
-    count = export_interactions(
-        db=rt.db, config=rt.config, path=rt.target(out_file, force=force), fmt=fmt, bom=not no_bom
-    )
-    if out_file is not None:
-        rt.output().message(f"Exported {count} interactions to {out_file}")
+    runtime(ctx).export_file(export_interactions, "interactions", out_file, fmt=fmt, no_bom=no_bom, force=force)
 
 
 @followup_app.command("due")

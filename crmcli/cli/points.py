@@ -152,20 +152,20 @@ def import_(
     Example: crmcli --db new.db points import points.csv
     """
     from crmcli.io.points import import_points
-    from crmcli.io.reader import CsvOptions
 
     rt = runtime(ctx)
-    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [], sheet=sheet)
-    summary = import_points(
-        db=rt.db,
-        config=rt.config,
-        path=file,
-        options=options,
+    rt.import_file(
+        import_points,
+        file,
+        encoding=encoding,
+        delimiter=delimiter,
+        sheet=sheet,
+        mapping=mapping,
         dry_run=dry_run,
-        reject_file=rt.target(skip_invalid, force=force, reading=file),
-        progress=rt.progress(file),
+        skip_invalid=skip_invalid,
+        force=force,
+        fmt=fmt,
     )
-    rt.output(fmt).record(summary, title="Dry run: nothing written" if dry_run else "Imported")
 
 
 @app.command("export")
@@ -183,7 +183,4 @@ def export(
     """
     from crmcli.io.points import export_points
 
-    rt = runtime(ctx)
-    count = export_points(db=rt.db, config=rt.config, path=rt.target(out_file, force=force), fmt=fmt, bom=not no_bom)
-    if out_file is not None:
-        rt.output().message(f"Exported {count} points entries to {out_file}")
+    runtime(ctx).export_file(export_points, "points entries", out_file, fmt=fmt, no_bom=no_bom, force=force)

@@ -210,22 +210,22 @@ def import_(
     Example: crmcli purchase import till-2025.csv --map "Receipt=ref" --map "Total=amount"
     """
     from crmcli.io.purchases import import_purchases
-    from crmcli.io.reader import CsvOptions
 
     rt = runtime(ctx)
     rt.use_decimal_comma(decimal_comma)
-    options = CsvOptions.build(encoding=encoding, delimiter=delimiter, mapping=mapping or [], sheet=sheet)
-    summary = import_purchases(
-        db=rt.db,
-        config=rt.config,
-        path=file,
-        options=options,
+    rt.import_file(
+        import_purchases,
+        file,
+        encoding=encoding,
+        delimiter=delimiter,
+        sheet=sheet,
+        mapping=mapping,
         dry_run=dry_run,
-        reject_file=rt.target(skip_invalid, force=force, reading=file),
+        skip_invalid=skip_invalid,
+        force=force,
+        fmt=fmt,
         on_duplicate=on_duplicate,
-        progress=rt.progress(file),
     )
-    rt.output(fmt).record(summary, title="Dry run: nothing written" if dry_run else "Imported")
 
 
 @app.command("export")
@@ -242,7 +242,4 @@ def export(
     """
     from crmcli.io.purchases import export_purchases
 
-    rt = runtime(ctx)
-    count = export_purchases(db=rt.db, config=rt.config, path=rt.target(out_file, force=force), fmt=fmt, bom=not no_bom)
-    if out_file is not None:
-        rt.output().message(f"Exported {count} purchases to {out_file}")
+    runtime(ctx).export_file(export_purchases, "purchases", out_file, fmt=fmt, no_bom=no_bom, force=force)
