@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import calendar
 import functools
-from collections.abc import Iterable, Sequence
+import itertools
+import operator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -468,17 +470,10 @@ def settle_points(
         involved = sorted(had | set(removals) | _with_points_to_expire(session, expiry, chunk, now))
         if not involved:
             continue
-        facts: dict[int, list[Fact]] = {cid: [] for cid in involved}
-        for cid, at, delta, kind, pid in session.execute(
-            select(e.c.customer_id, e.c.at, e.c.delta, e.c.kind, e.c.purchase_id).where(
-                e.c.customer_id.in_(involved), e.c.kind.in_(FACTS)
-            )
-        ):
-            facts[cid].append(Fact(at, delta, kind, pid))
         rows: list[dict[str, Any]] = []
         settled: list[int] = []
-        for cid in involved:
-            outcome = replay(facts[cid], removals.get(cid, []), expiry=expiry, until=now)
+        for cid, facts in _facts_by_customer(session, involved):
+            outcome = replay(facts, removals.get(cid, []), expiry=expiry, until=now)
             if outcome.short is not None and not strict:
                 continue
             if outcome.short is not None:
@@ -503,6 +498,25 @@ def settle_points(
         _append(session, rows)
         replayed += len(settled)
     return replayed
+
+
+def _facts_by_customer(session: Session, customer_ids: list[int]) -> Iterator[tuple[int, list[Fact]]]:
+    """Each of ``customer_ids`` (sorted) with its facts, read in one query but held one customer
+    at a time: a chunk of a large shop's best customers holds hundreds of thousands of entries."""
+    e = table_of(PointsEntry)
+    found = session.execute(
+        select(e.c.customer_id, e.c.at, e.c.delta, e.c.kind, e.c.purchase_id)
+        .where(e.c.customer_id.in_(customer_ids), e.c.kind.in_(FACTS))
+        .order_by(e.c.customer_id)
+    )
+    groups = itertools.groupby(found, key=operator.itemgetter(0))
+    current = next(groups, None)
+    for cid in customer_ids:
+        facts: list[Fact] = []
+        if current is not None and current[0] == cid:
+            facts = [Fact(at, delta, kind, pid) for _, at, delta, kind, pid in current[1]]
+            current = next(groups, None)
+        yield cid, facts
 
 
 @functools.cache

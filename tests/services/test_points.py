@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from crmcli.config import Config
 from crmcli.db import Database
@@ -188,3 +189,45 @@ def test_a_ledger_an_older_version_wrote_never_stops_a_read_or_the_daily_job(sho
     with pytest.raises(Invalid, match="fewer than the 4 spent then"):
         with shop.session(write=True) as s:
             ledger.settle_points(s, Config(), [1], now=day(40))  # a write still refuses to build on it
+
+
+def _ledger_after_settling(path: Path, together: bool) -> list[tuple[object, ...]]:
+    """Five customers (the second never buys, the fourth has a refund, the others a sale left
+    unpaid past its due date among sales paid on time), settled in one call or one by one."""
+    from crmcli.models import PointsEntry, table_of
+    from crmcli.services.identify import find_customer
+    from crmcli.services.purchases import refund_purchase
+
+    db, config = Database(str(path)), Config()
+    with db.session(write=True) as s:
+        for name in ("Ann", "Bo", "Cy", "Di", "Ed"):
+            add_customer(session=s, data=CustomerInput(name=name), config=config, now=T0)
+    with db.session(write=True) as s:
+        for cid in (1, 3, 4, 5):
+            customer = find_customer(s, f"id:{cid}")
+            sales = []
+            for n in range(cid + 2):  # a different number of entries each
+                data = PurchaseInput(amount_minor=1_000 * (n + 1), at=day(n))
+                sales.append(add_purchase(session=s, customer=customer, data=data, config=config, now=day(n))[0].id)
+            if cid == 4:
+                refund_purchase(session=s, purchase_id=sales[0], config=config, now=day(8))
+            else:
+                data = PurchaseInput(amount_minor=7_000, at=day(9), due_at=day(12), unpaid=True)
+                add_purchase(session=s, customer=customer, data=data, config=config, now=day(9))
+    with db.session(write=True) as s:
+        for ids in [[1, 2, 3, 4, 5]] if together else [[1], [2], [3], [4], [5]]:
+            ledger.settle_points(s, config, ids, now=day(30))
+    e = table_of(PointsEntry)
+    with db.session() as s:
+        found = s.execute(select(e.c.customer_id, e.c.kind, e.c.delta, e.c.at, e.c.purchase_id))
+        return sorted(tuple(row) for row in found)
+
+
+def test_settling_customers_together_or_one_by_one_gives_the_same_ledger(tmp_path: Path) -> None:
+    """The facts of many customers are read in one query and replayed one customer at a time
+    (memory stays flat): each customer's removals must be the ones settled alone."""
+    together = _ledger_after_settling(tmp_path / "together.db", together=True)
+    alone = _ledger_after_settling(tmp_path / "alone.db", together=False)
+    assert together == alone
+    removed = {(cid, kind) for cid, kind, *_ in together if kind in ("reset", "reversal")}
+    assert removed == {(1, "reset"), (3, "reset"), (4, "reversal"), (5, "reset")}
