@@ -175,21 +175,17 @@ def import_coupons(
     check_options(on_duplicate, reject_file)
     source = open_source(path, options, fields=FIELDS, required=("code",))
     run = CouponRun(config=config, on_duplicate=on_duplicate, now=now or utcnow(), seen={}, rewarded={})
-    try:
-        run_import(
-            db=db,
-            source=source,
-            run=run,
-            batch_size=BATCH,
-            dry_run=dry_run,
-            reject_file=reject_file,
-            progress=progress,
-            validate=lambda line, raw: validate_row(line, raw, run),
-            write_batch=lambda session, batch: _write_batch(session, batch, run),
-        )
-    finally:
-        source.close()
-    return run.counts(dry_run)
+    return run_import(
+        db=db,
+        source=source,
+        run=run,
+        batch_size=BATCH,
+        dry_run=dry_run,
+        reject_file=reject_file,
+        progress=progress,
+        validate=lambda line, raw: validate_row(line, raw, run),
+        write_batch=lambda session, batch: _write_batch(session, batch, run),
+    )
 
 
 def _write_batch(session: Session, batch: list[Row], run: CouponRun) -> None:

@@ -332,26 +332,23 @@ def import_customers(
         _write_batch(session, batch, run, source)
 
     region = config.default_phone_region
-    try:
-        run_import(
-            db=db,
-            source=source,
-            run=run,
-            batch_size=BATCH,
-            dry_run=dry_run,
-            reject_file=reject_file,
-            progress=progress,
-            validate=lambda line, raw: validate_row(line, raw, config, run.now),
-            write_batch=write,
-            pack=_plain,
-            unpack=_pending,
-        )
-        by_digits = by_digits or any(phone_compared_by_digits(raw.get("phone"), region) for _, raw, _ in run.rejected)
-        if by_digits and warn is not None:
-            warn(PHONE_REGION_HINT)
-    finally:
-        source.close()
-    return {**run.counts(dry_run), "referrals": run.referrals}
+    counts = run_import(
+        db=db,
+        source=source,
+        run=run,
+        batch_size=BATCH,
+        dry_run=dry_run,
+        reject_file=reject_file,
+        progress=progress,
+        validate=lambda line, raw: validate_row(line, raw, config, run.now),
+        write_batch=write,
+        pack=_plain,
+        unpack=_pending,
+    )
+    by_digits = by_digits or any(phone_compared_by_digits(raw.get("phone"), region) for _, raw, _ in run.rejected)
+    if by_digits and warn is not None:
+        warn(PHONE_REGION_HINT)
+    return {**counts, "referrals": run.referrals}
 
 
 def _existing(conn: Any, batch: list[Pending]) -> dict[tuple[str, str], int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -86,8 +87,9 @@ def run_import(
     progress: Callable[[int], None] | None = None,
     pack: Callable[[Item], Any] | None = None,
     unpack: Callable[[Any], Item] | None = None,
-) -> None:
-    """Stream the file through ``validate`` and ``write_batch`` in one write transaction.
+) -> dict[str, int]:
+    """Stream the file through ``validate`` and ``write_batch`` in one write transaction, and
+    close it; returns the run's counts.
 
     Memory stays flat: only a batch or two is held. Rows keep being written after a bad one so
     that duplicates later in the file are still found; then, unless ``reject_file`` is
@@ -97,7 +99,7 @@ def run_import(
     """
     from crmcli.io.parallel import validated_batches
 
-    with db.session(write=True) as session:
+    with closing(source), db.session(write=True) as session:
         # (a large file is read and validated by a second process while this one writes)
         batches = validated_batches(
             source, validate, size=batch_size, reject=run.reject, progress=progress, pack=pack, unpack=unpack
@@ -116,6 +118,7 @@ def run_import(
             session.rollback()
     if reject_file is not None and run.rejected and not dry_run:
         write_rejects(reject_file, source.fields, run.rejected)
+    return run.counts(dry_run)
 
 
 BULK_CACHE_KB = 32 * 1024

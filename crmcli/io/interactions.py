@@ -179,22 +179,18 @@ def import_interactions(
     def finish(session: Session) -> None:
         close_followups(session, sorted(run.customers or ()))
 
-    try:
-        run_import(
-            db=db,
-            source=source,
-            run=run,
-            batch_size=BATCH,
-            dry_run=dry_run,
-            reject_file=reject_file,
-            progress=progress,
-            validate=lambda line, raw: validate_row(line, raw, run),
-            write_batch=lambda session, batch: _write_batch(session, batch, run),
-            finish=finish,
-        )
-    finally:
-        source.close()
-    return run.counts(dry_run)
+    return run_import(
+        db=db,
+        source=source,
+        run=run,
+        batch_size=BATCH,
+        dry_run=dry_run,
+        reject_file=reject_file,
+        progress=progress,
+        validate=lambda line, raw: validate_row(line, raw, run),
+        write_batch=lambda session, batch: _write_batch(session, batch, run),
+        finish=finish,
+    )
 
 
 def _write_batch(session: Session, batch: list[Row], run: InteractionRun) -> None:

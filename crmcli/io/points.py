@@ -110,22 +110,18 @@ def import_points(
         # The removals the rules derive (resets, reversals, expiries) follow the new facts.
         settle_points(session, config, sorted(run.customers or ()), now=run.now, strict=False)
 
-    try:
-        run_import(
-            db=db,
-            source=source,
-            run=run,
-            batch_size=BATCH,
-            dry_run=dry_run,
-            reject_file=reject_file,
-            progress=progress,
-            validate=lambda line, raw: validate_row(line, raw, run),
-            write_batch=lambda session, batch: _write_batch(session, batch, run),
-            finish=finish,
-        )
-    finally:
-        source.close()
-    return run.counts(dry_run)
+    return run_import(
+        db=db,
+        source=source,
+        run=run,
+        batch_size=BATCH,
+        dry_run=dry_run,
+        reject_file=reject_file,
+        progress=progress,
+        validate=lambda line, raw: validate_row(line, raw, run),
+        write_batch=lambda session, batch: _write_batch(session, batch, run),
+        finish=finish,
+    )
 
 
 def _write_batch(session: Session, batch: list[Row], run: PointsRun) -> None:
