@@ -6,7 +6,9 @@ The CLI names the command on the :class:`~crmcli.db.Database`; each write sessio
 watches its own ORM changes (SQLAlchemy session events) and writes one ``audit_entry`` row,
 with an ``audit_customer`` row per customer it touched, just before it commits. Set-based
 work (imports, the rules' replays) adds a note instead of one line per row: an import is one
-entry with its counts. Personal values (names, emails, phones, free text) are never stored,
+entry with its counts. Statements the ORM does not see (a set-based INSERT, UPDATE or DELETE)
+are noticed on their connection (:func:`instrument`) and listed by table, so no transaction
+that wrote goes without its entry. Personal values (names, emails, phones, free text) are never stored,
 so an erased customer's data does not live on here.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import functools
 import getpass
 import json
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -41,6 +44,45 @@ def os_user() -> str:
         return "unknown"
 
 
+WRITTEN = "crmcli_audit_written"  # on a connection: table -> kinds of statement, this transaction
+_DML = re.compile(r'\s*(INSERT|UPDATE|DELETE)\b(?:\s+OR\s+\w+)?(?:\s+INTO|\s+FROM)?\s+"?(\w+)', re.IGNORECASE)
+UNAUDITED = frozenset({"audit_entry", "audit_customer", "alembic_version"})
+
+
+def instrument(engine: Any) -> None:
+    """Notice every INSERT, UPDATE and DELETE sent on the engine's connections, by table, for
+    the entry of the transaction (the ORM's own changes are also recorded field by field)."""
+    event.listen(engine, "begin", _fresh)
+    event.listen(engine, "after_cursor_execute", _noticed)
+
+
+def _fresh(conn: Any) -> None:
+    conn.info.pop(WRITTEN, None)  # a transaction rolled back on this connection left its notes
+
+
+def _noticed(conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool) -> None:
+    found = _DML.match(statement)
+    if found is None:
+        return
+    kind, table = found.group(1).lower(), found.group(2).lower()
+    if table in UNAUDITED or table not in _schema_tables():  # (an import's TEMP staging tables)
+        return
+    conn.info.setdefault(WRITTEN, {}).setdefault(table, set()).add(kind)
+
+
+@functools.cache
+def _schema_tables() -> frozenset[str]:
+    from sqlmodel import SQLModel
+
+    return frozenset(SQLModel.metadata.tables)
+
+
+def _written(session: Session) -> dict[str, set[str]]:
+    """What the transaction wrote in SQL since the last entry, taken off its connection."""
+    written: dict[str, set[str]] = session.connection().info.pop(WRITTEN, {})
+    return written
+
+
 def watch(session: Session, command: str) -> None:
     """Record this write session's changes as one audit entry when it commits."""
     session.info[KEY] = _trail(command)
@@ -60,6 +102,7 @@ def begin_entry(session: Session, command: str) -> None:
         watch(session, command)
     else:
         session.info[KEY] = _trail(command)
+    _written(session)  # what an earlier command undid in its savepoint is not this one's
 
 
 def end_entry(session: Session) -> None:
@@ -150,9 +193,12 @@ def _write(session: Session) -> None:
         return
     session.flush()  # the last changes reach _collect first
     trail = session.info.pop(KEY)
-    if not trail["count"] and not trail["notes"]:
+    written = _written(session)
+    if not trail["count"] and not trail["notes"] and not written:
         return  # a read that happened to hold a write transaction
     details = {"records": trail["records"], "changed": trail["count"], **trail["notes"]}
+    if written:
+        details["written"] = {table: sorted(kinds) for table, kinds in sorted(written.items())}
     connection = session.connection()
     entry = connection.execute(
         _inserts()[0],

@@ -237,6 +237,9 @@ class Database:
                 engine = create_engine(self.url, pool_pre_ping=True)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise DatabaseError(f"cannot use database URL {self.url!r}: {exc}") from None
+        from crmcli.audit import instrument
+
+        instrument(engine)
         return engine
 
     @property

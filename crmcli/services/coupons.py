@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlmodel import Session, col
 
+from crmcli.audit import touch
 from crmcli.bulk import insert_rows
 from crmcli.choices import COUPON_STATUSES as STATUSES
 from crmcli.config import Config
@@ -105,6 +106,7 @@ def issue_coupons(
         for c, cid, rid in zip(codes, customer_ids, referral_ids or [None] * len(customer_ids), strict=True)  # type: ignore[list-item]
     ]
     insert_rows(session.connection(), table_of(Coupon), list(rows[0]), rows)
+    touch(session, [cid for cid in customer_ids if cid is not None])
     issued: dict[str, Coupon] = {}
     for start in range(0, len(codes), 5000):
         chunk = codes[start : start + 5000]
@@ -170,6 +172,7 @@ def use_coupon(
             or f"coupon {coupon.code} was already used"
         )
     session.refresh(coupon)
+    touch(session, [customer_id])
     discount = discount_for(coupon, amount_minor) if amount_minor is not None else 0
     if coupon.campaign is not None:
         _charge_budget(session, coupon, amount_minor, discount, config)

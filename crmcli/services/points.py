@@ -51,6 +51,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session, col
 
+from crmcli.audit import touch
 from crmcli.config import Config
 from crmcli.errors import Invalid
 from crmcli.models import Customer, PointsEntry, Purchase, UTCDateTime, table_of
@@ -398,6 +399,7 @@ def add_points(
     lock_customer(session, customer.id)
     entry = {"customer_id": customer.id, "delta": _positive(points), "kind": "adjust", "reason": reason, "at": now}
     _append(session, [entry])
+    touch(session, [customer.id])
     settle_points(session, config, [customer.id], now=now)
     return balance(session, customer.id)
 
@@ -414,6 +416,7 @@ def redeem_points(
     if have < _positive(points):
         raise Invalid(f"customer {customer.id} has {have} points, fewer than the {points} asked for")
     _append(session, [{"customer_id": customer.id, "delta": -points, "kind": "redeem", "reason": reason, "at": now}])
+    touch(session, [customer.id])
     settle_points(session, config, [customer.id], now=now)
     return balance(session, customer.id)
 

@@ -11,6 +11,7 @@ from sqlalchemy import and_, bindparam, func, literal, select, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
+from crmcli.audit import touch
 from crmcli.choices import REFERRAL_STATUSES as STATUSES
 from crmcli.config import Config, Reward
 from crmcli.errors import Conflict, Invalid, NotFound
@@ -146,7 +147,10 @@ def decide_referral(
         .values(status=status, decided_at=now, reason=reason)
     )
     session.refresh(referral)
-    return int(getattr(result, "rowcount", 0)) == 1
+    decided = int(getattr(result, "rowcount", 0)) == 1
+    if decided:
+        touch(session, [referral.referrer_id, referral.referred_id])
+    return decided
 
 
 def _rewards_given(session: Session, referrals: list[Referral]) -> set[tuple[int, int]]:

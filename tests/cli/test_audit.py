@@ -114,3 +114,31 @@ def test_audit_list_refuses_bad_filters_with_one_line(cli: Cli) -> None:
     assert bad_date.stderr.count("\n") == 1
     assert cli.usage_error("audit", "list", "--limit", "0")
     assert cli.ok("audit", "list", "--command", "no-such-command", "-f", "json").json() == []
+
+
+def test_writes_made_in_sql_leave_an_entry_naming_their_customers(cli: Cli) -> None:
+    """Regression: points, coupons and referral decisions are written with set-based SQL the ORM
+    does not see, and these commands left no entry at all."""
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com")
+    cli.ok("customer", "add", "Bob", "--email", "bob@example.com", "--referred-by", "ann@example.com")
+    cli.ok("customer", "add", "Cy", "--email", "cy@example.com", "--referred-by", "ann@example.com")
+    writes = [
+        (["points", "add", "1", "50", "--reason", "goodwill"], {1}),
+        (["points", "redeem", "1", "2", "--reason", "gift"], {1}),
+        (["coupon", "issue", "--customer", "1", "--amount", "2", "--code", "C1"], {1}),
+        (["coupon", "redeem", "C1", "--customer", "1"], {1}),
+        (["coupon", "issue", "--customer", "2", "--amount", "3", "--code", "C2"], {2}),
+        (["coupon", "void", "C2"], {2}),
+        (["referral", "verify", "1"], {1, 2}),
+        (["referral", "reject", "2", "--reason", "same household"], {1, 3}),
+    ]
+    for args, customers in writes:
+        before = len(entries(cli))
+        cli.ok(*args)
+        log = entries(cli)
+        assert len(log) == before + 1, args
+        assert log[0]["command"].split()[1:3] == args[:2]
+        assert log[0]["details"]["changed"] or log[0]["details"]["written"], args
+        for customer in (1, 2, 3):
+            listed = log[0]["id"] in {e["id"] for e in entries(cli, "--customer", str(customer))}
+            assert listed == (customer in customers), (args, customer)
