@@ -676,8 +676,11 @@ def _settle(session: Session, staged: Table, run: PurchaseRun) -> None:
     # the customers of the staged rows, not of updates (their own path settled them)
     rows = select(staged.c.customer_id).where(staged.c.action != "update").distinct()
     session.execute(insert(buyers).from_select(["id"], rows))
+    # the customers whose rows spent points (recorded figures): their spends are checked
+    spenders = select(staged.c.customer_id).where(staged.c.action != "update", staged.c.points_used > 0)
+    spent = set(session.execute(spenders.distinct()).scalars())
     for page in _pages(session, buyers):
-        settle_points(session, run.config, page, now=run.now)
+        settle_points(session, run.config, page, now=run.now, spent=spent)
     for page in _pages(session, buyers):
         run.stage_changes += settle_stages(session, page)
     for page in _pages(session, buyers):

@@ -27,7 +27,7 @@ import calendar
 import functools
 import itertools
 import operator
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -145,6 +145,14 @@ class Replay:
     short: tuple[Fact, int] | None = None  # the first spend that found too few points, and what was there
 
 
+def _rank(fact: Fact, spending: set[int]) -> float:
+    """Where a fact sorts among the events of its moment: arrivals, then spends, then the
+    points a sale earned when that sale also spent some, then (2) the removals."""
+    if fact.delta < 0:
+        return 1
+    return 1.5 if fact.kind == "earn" and fact.purchase_id in spending else 0
+
+
 EXPIRE_RANK = (2, "expire")  # where an expiry sorts among the events of its moment: with the removals
 
 
@@ -157,16 +165,18 @@ def replay(
 ) -> Replay:
     """Replay a customer's facts and removals in time order.
 
-    At one moment, points arrive before they are spent and removals come last. Spends
+    At one moment, points arrive before they are spent (except a sale's own points, which
+    arrive after that sale's spend) and removals come last. Spends
     take the oldest lots first; a reset takes every lot held (all were earned by then);
     a reversal takes from its own sale's lot first, then the oldest. With ``expiry``,
     what a lot still holds when it reaches its age is removed (``expire``), for the
     expiries up to ``until`` (default: up to the last event).
     """
     # Recording order must not matter, so ties at one moment are broken by what the entries are.
-    events: list[tuple[Any, ...]] = [
-        (f.at, 0 if f.delta > 0 else 1, f.kind, f.purchase_id or 0, f.delta, f) for f in facts
-    ]
+    # A sale that spends points earns its own after the spend: they cannot pay for it.
+    facts = list(facts)
+    spending = {f.purchase_id for f in facts if f.delta < 0 and f.purchase_id is not None}
+    events: list[tuple[Any, ...]] = [(f.at, _rank(f, spending), f.kind, f.purchase_id or 0, f.delta, f) for f in facts]
     events += [(r.at, 2, r.kind, r.purchase_id or 0, r.cap or 0, r) for r in removals]
     events.sort(key=lambda e: e[:5])
     lots: list[Lot] = []
@@ -442,13 +452,20 @@ def late_purchases(config: Config | None, now: datetime | ColumnElement[Any]) ->
 
 
 def settle_points(
-    session: Session, config: Config, customer_ids: Iterable[int], *, now: datetime | None = None, strict: bool = True
+    session: Session,
+    config: Config,
+    customer_ids: Iterable[int],
+    *,
+    now: datetime | None = None,
+    strict: bool = True,
+    spent: Collection[int] = (),
 ) -> int:
     """Bring the derived removals of these customers in line with their timeline as of ``now``.
 
     For each customer with a late sale, a refund, or a removal already recorded, the
-    facts are replayed and the removals rewritten. A write (``strict``) that leaves a
-    spend uncovered raises :class:`Invalid`. Reads and the daily accrual pass
+    facts are replayed and the removals rewritten; so is each customer of ``spent``,
+    whose new spends (a file's recorded points) are checked against the timeline. A write
+    (``strict``) that leaves a spend uncovered raises :class:`Invalid`. Reads and the daily accrual pass
     ``strict=False``: a customer whose recorded history cannot be replayed without a
     shortfall (a ledger written by an older version, whose resets were dated at the
     payment) keeps its entries as they are, so one such customer never stops a
@@ -461,8 +478,9 @@ def settle_points(
     replayed = 0
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
+        checked = {cid for cid in chunk if cid in spent}
         asks = _may_settle(expiry is not None, config.points.reset_on_late_payment)
-        if not session.execute(asks, _may_settle_params(chunk, expiry, now)).scalar():
+        if not checked and not session.execute(asks, _may_settle_params(chunk, expiry, now)).scalar():
             continue  # nothing to derive or rewrite: no sale on credit or refunded, no removal, nothing old
         removals = _removals_due(session, config, chunk, now)
         had = set(
@@ -470,7 +488,7 @@ def settle_points(
             .scalars()
             .all()
         )
-        involved = sorted(had | set(removals) | _with_points_to_expire(session, expiry, chunk, now))
+        involved = sorted(had | set(removals) | checked | _with_points_to_expire(session, expiry, chunk, now))
         if not involved:
             continue
         rows: list[dict[str, Any]] = []

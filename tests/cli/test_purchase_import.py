@@ -152,3 +152,23 @@ def test_export_imports_back(people: Cli, tmp_path: Path) -> None:
     again = tmp_path / "again.csv"
     fresh.ok("purchase", "export", "--out", str(again))
     assert again.read_text(encoding="utf-8-sig") == text
+
+
+def test_recorded_points_are_refused_when_only_the_sale_itself_earns_them(cli: Cli, tmp_path: Path) -> None:
+    """Regression: a file's sale could spend the points that sale earns, which `purchase add`
+    refuses; both ways in now agree, and a spend the ledger covers still goes through."""
+    cli.ok("customer", "add", "Cy", "--email", "cy@example.com")
+    cli.ok("purchase", "add", "cy@example.com", "100", "--at", "2026-10-01")  # earns 10
+    typed = cli("purchase", "add", "cy@example.com", "200", "--at", "2026-11-01", "--points", "25")
+    assert typed.exit_code == 1 and "10 points, fewer than the 25" in typed.stderr
+    header = "customer,amount,at,points,points_discount,net\n"
+    too_many = tmp_path / "too_many.csv"
+    too_many.write_text(header + "email:cy@example.com,200.00,2026-11-01,25,0.25,199.75\n")
+    refused = cli("purchase", "import", str(too_many))
+    assert refused.exit_code == 1 and "would have 10 points" in refused.stderr
+    assert cli.ok("points", "show", "1", "-f", "json").json()["balance"] == 10  # nothing was written
+    covered = tmp_path / "covered.csv"
+    covered.write_text(header + "email:cy@example.com,200.00,2026-11-01,10,0.10,199.90\n")
+    cli.ok("purchase", "import", str(covered))
+    typed_too = cli.ok("purchase", "add", "cy@example.com", "5", "--at", "2026-11-02", "--points", "19")
+    assert cli.ok("points", "show", "1", "-f", "json").json()["balance"] == 0, typed_too.stdout

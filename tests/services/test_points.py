@@ -44,6 +44,16 @@ def test_spending_takes_the_oldest_points_first() -> None:
     assert [amount for _, amount in outcome.removals] == [30]
 
 
+def test_a_sale_cannot_spend_the_points_it_earns_itself() -> None:
+    """Regression: at one moment arrivals came before spends, so a file's sale could pay with
+    its own points, which `purchase add` (the balance before the sale) refuses."""
+    own = [Fact(day(0), 10, "earn", 1), Fact(day(5), 19, "earn", 2), Fact(day(5), -25, "redeem", 2)]
+    outcome = replay(own, [])
+    assert outcome.short is not None and outcome.short[1] == 10
+    other = [Fact(day(0), 10, "earn", 1), Fact(day(5), 19, "earn", 3), Fact(day(5), -25, "redeem", 2)]
+    assert replay(other, []).short is None  # another sale of that moment does pay
+
+
 def test_a_spend_the_timeline_cannot_cover_is_reported() -> None:
     outcome = replay([Fact(day(0), 10, "earn"), Fact(day(1), -20, "redeem")], [])
     assert outcome.short is not None and outcome.short[1] == 10
