@@ -21,7 +21,7 @@ from crmcli.io.importing import ImportRun, check_options, run_import
 from crmcli.io.reader import CsvOptions, TableSource, open_source
 from crmcli.io.writer import Target, output_stream, write_csv, write_json
 from crmcli.models import AutoReward, Customer, CustomerTag, Purchase, Referral, StageChange, table_of
-from crmcli.services.codes import referral_code, unused_codes
+from crmcli.services.codes import REFERRAL_CODE, referral_code, unused_codes
 from crmcli.services.customers import CustomerInput, clean_fields, clean_tags
 from crmcli.services.identify import identifier_keys
 from crmcli.services.referrals import same_person
@@ -46,6 +46,7 @@ FIELDS = (
     "referral_decided_at",
     "referral_reason",
     "birthday_rewards",
+    "referral_code",
 )
 DECIDED_BY_HAND = ("verified", "rejected")
 KEYS = ("email", "phone", "ref")
@@ -209,6 +210,11 @@ def validate_row(line: int, raw: dict[str, str], config: Config, now: datetime |
     )
     values = clean_fields(data, config, require_name=True)
     values.setdefault("stage", "lead")
+    code = (raw.get("referral_code") or "").strip().upper()
+    if code:  # the code the customer was given, kept when the customer is new
+        if not REFERRAL_CODE.fullmatch(code):
+            raise Invalid(f"referral_code {code!r} is not a referral code (8 letters and digits, no 0, 1, I or O)")
+        values["referral_code"] = code
     tags = clean_tags((raw.get("tags") or "").split(";"))
     referred_by = (raw.get("referred_by") or "").strip() or None
     joined_text = (raw.get("created_at") or "").strip()
@@ -394,7 +400,7 @@ def _write_batch(session: Session, batch: list[Pending], run: CustomerRun, sourc
     last = bool(batch) and batch[-1].line == END.line  # (END itself, or its copy from a reading process)
     if last:
         batch = batch[:-1]
-    _write_new(session, _new_rows(conn, batch, run), run)
+    _write_new(session, _own_codes(conn, _new_rows(conn, batch, run), run), run)
     if last:
         _settle_deferred(session, run)
         _apply_decisions(conn, run)
@@ -467,6 +473,31 @@ def _new_rows(conn: Any, batch: list[Pending], run: CustomerRun) -> list[Pending
             (key, value), _ = next(iter(clash.items()))
             run.duplicate(p.line, p.raw, f"{key} {value} already belongs to customer {cid}")
     return new
+
+
+def _own_codes(conn: Any, rows: list[Pending], run: CustomerRun) -> list[Pending]:
+    """The new customers whose file gives a referral code no one else has (in the database, an
+    earlier row of the file, or this batch); the others are refused."""
+    given = {p.values["referral_code"] for p in rows if "referral_code" in p.values}
+    if not given:
+        return rows
+    t = table_of(Customer)
+    holder = dict(conn.execute(select(t.c.referral_code, t.c.id).where(t.c.referral_code.in_(given))).all())
+    seen: dict[str, int] = {}
+    kept = []
+    for p in rows:
+        code = p.values.get("referral_code")
+        if code is not None and code in holder:
+            line = run.line_of.get(holder[code])
+            where = f"line {line} of this file" if line else f"customer {holder[code]}"
+            run.reject(p.line, p.raw, f"referral_code {code} already belongs to {where}")
+        elif code is not None and code in seen:
+            run.reject(p.line, p.raw, f"referral_code {code} already belongs to line {seen[code]} of this file")
+        else:
+            if code is not None:
+                seen[code] = p.line
+            kept.append(p)
+    return kept
 
 
 def _write_new(session: Session, rows: list[Pending], run: CustomerRun) -> None:
@@ -617,7 +648,8 @@ def _insert_new(session: Session, new: list[Pending], referrer_of: dict[int, Any
     """One executemany for the customers; their ids are found again by referral code."""
     conn = session.connection()
     t = table_of(Customer)
-    codes = unused_codes(conn, table_of(Customer).c.referral_code, len(new), referral_code)
+    made = iter(unused_codes(conn, t.c.referral_code, sum("referral_code" not in p.values for p in new), referral_code))
+    codes = [p.values.get("referral_code") or next(made) for p in new]
     rows = [
         {
             "email": None,
@@ -769,9 +801,10 @@ def _has_keys(who: Any) -> bool:
 
 
 def _update_existing(conn: Any, cid: int, p: Pending, run: CustomerRun) -> None:
-    """--on-duplicate update: the row's non-empty fields overwrite; tags are added."""
+    """--on-duplicate update: the row's non-empty fields overwrite; tags are added. The customer
+    keeps the referral code it has (it may be in people's hands already)."""
     t = table_of(Customer)
-    values = {k: v for k, v in p.values.items() if v is not None and k != "stage"}
+    values = {k: v for k, v in p.values.items() if v is not None and k not in ("stage", "referral_code")}
     conn.execute(update(t).where(t.c.id == cid).values(**values, updated_at=run.now))
     if (p.raw.get("stage") or "").strip():
         current = conn.execute(select(t.c.stage).where(t.c.id == cid)).scalar_one()
@@ -832,6 +865,7 @@ def export_query() -> Any:
             r.c.reason,
             r.c.created_at,
             sale.c.at,
+            c.c.referral_code,
         )
         .select_from(c)
         .outerjoin(r, r.c.referred_id == c.c.id)
@@ -851,7 +885,7 @@ def export_rows(conn: Any, config: Config | None = None, history: Any = None) ->
     steps = iter(_manual_steps(history or conn, tz)) if history is not None else None
     pending: tuple[int, str, str] | None = None
     for row in result:
-        *fields, joined, cid, status, decided, reason, linked, sale_at = tuple(row)
+        *fields, joined, cid, status, decided, reason, linked, sale_at, code = tuple(row)
         own: dict[str, list[str]] = {"stage": [], "birthday": []}
         if steps is not None:
             while True:
@@ -871,7 +905,7 @@ def export_rows(conn: Any, config: Config | None = None, history: Any = None) ->
         if by_hand and fields[9] is not None:
             decision = (status, _iso(decided, tz), reason)
         stages, birthdays = (";".join(own[k]) or None for k in ("stage", "birthday"))
-        yield (*fields, _iso(joined, tz), stages, *decision, birthdays)
+        yield (*fields, _iso(joined, tz), stages, *decision, birthdays, code)
 
 
 def _manual_steps(conn: Any, tz: Any) -> Iterator[tuple[int, str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +14,7 @@ from sqlmodel import Session
 CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CHUNK = 5000
 REFERRAL_CODE_LENGTH = 8
+REFERRAL_CODE = re.compile(f"[{CODE_ALPHABET}]{{{REFERRAL_CODE_LENGTH}}}")  # what referral_code() makes
 
 
 def random_code(length: int, *, group: int | None = None) -> str:

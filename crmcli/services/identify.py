@@ -22,12 +22,11 @@ from sqlmodel import Session
 
 from crmcli.errors import Invalid, NotFound
 from crmcli.models import Customer, table_of
-from crmcli.services.codes import CODE_ALPHABET
+from crmcli.services.codes import REFERRAL_CODE as _CODE
 from crmcli.services.codes import REFERRAL_CODE_LENGTH as CODE_LENGTH
 from crmcli.values import normalize_phone
 
 KINDS = ("id", "ref", "email", "phone", "code")
-_CODE = re.compile(f"[{CODE_ALPHABET}]{{{CODE_LENGTH}}}")
 _PHONE_START = frozenset("+(0123456789")
 _PHONE_LIKE = re.compile(r"\+?[\d\s().-]{5,30}")  # digits as people type them; a till's "C0001" is not one
 MAX_ID = 2**63 - 1

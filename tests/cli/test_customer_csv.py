@@ -13,7 +13,7 @@ from tests.conftest import Cli
 
 HEADER = (
     "name,email,phone,company,city,source,stage,tags,ref,referred_by,note,birthday,created_at,stage_history,"
-    "referral_status,referral_decided_at,referral_reason,birthday_rewards"
+    "referral_status,referral_decided_at,referral_reason,birthday_rewards,referral_code"
 )
 
 
@@ -164,7 +164,7 @@ def test_skip_invalid_imports_good_rows_and_keeps_the_bad(cli: Cli, tmp_path: Pa
     assert (summary["inserted"], summary["rejected"]) == (2, 1)
     text = rejects.read_text(encoding="utf-8-sig").splitlines()
     assert text[0] == "line,error," + HEADER
-    assert text[1].startswith("3,bad email 'nope'") and text[1].endswith(",Bad,nope" + "," * 16)
+    assert text[1].startswith("3,bad email 'nope'") and text[1].endswith(",Bad,nope" + "," * 17)
     bad = cli("customer", "import", str(file), "--skip-invalid", str(tmp_path / "no" / "r.csv"))
     assert bad.exit_code == 1 and f"the folder {tmp_path / 'no'} does not exist" in bad.stderr
 
@@ -247,6 +247,7 @@ def test_export_csv_and_json(cli: Cli, tmp_path: Path) -> None:
             "referral_decided_at": None,
             "referral_reason": None,
             "birthday_rewards": None,  # the years the daily job gave a birthday reward
+            "referral_code": cli.ok("customer", "show", "1", "-f", "json").json()["referral_code"],
         }
     ]
     assert not cli.ok("customer", "export", "--no-bom").stdout.startswith("\ufeff")
@@ -352,3 +353,35 @@ def test_round_trip_with_numeric_refs_and_an_erased_referrer(cli: Cli, tmp_path:
     second = tmp_path / "second.csv"
     fresh.ok("customer", "export", "--out", str(second))
     assert second.read_bytes() == first.read_bytes()
+
+
+def test_referral_codes_move_with_their_customers(cli: Cli, tmp_path: Path) -> None:
+    """Regression: the customer file did not carry referral codes, so a moved shop gave every
+    customer a new one and the codes already handed out stopped working."""
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com")
+    cli.ok("customer", "add", "Bob", "--email", "bob@example.com", "--referred-by", "ann@example.com")
+    codes = {cid: cli.ok("customer", "show", cid, "-f", "json").json()["referral_code"] for cid in ("1", "2")}
+    moved = tmp_path / "customers.csv"
+    cli.ok("customer", "export", "--out", str(moved))
+    fresh = Cli(tmp_path / "fresh.db")
+    fresh.ok("customer", "import", str(moved))
+    for cid, code in codes.items():
+        assert fresh.ok("customer", "show", f"code:{code}", "-f", "json").json()["id"] == int(cid)
+    # a new customer's code must be its own: held by a customer, twice in the file, or malformed
+    clash = tmp_path / "clash.csv"
+    clash.write_text(
+        "name,email,referral_code\n"
+        f"Cy,cy@example.com,{codes['1']}\n"
+        "Di,di@example.com,ABCDEFGH\n"
+        "Ed,ed@example.com,abcdefgh\n"
+        "Flo,flo@example.com,IOIOIOIO\n"
+    )
+    refused = fresh("customer", "import", str(clash))
+    assert refused.exit_code == 1
+    assert f"line 2: referral_code {codes['1']} already belongs to customer 1" in refused.stderr
+    assert "line 4: referral_code ABCDEFGH already belongs to line 3 of this file" in refused.stderr
+    assert "line 5: referral_code 'IOIOIOIO' is not a referral code" in refused.stderr
+    assert len(fresh.ok("customer", "list", "-f", "json").json()) == 2  # nothing was written
+    # a duplicate row updated in place keeps the customer's own code
+    fresh.ok("customer", "import", str(moved), "--on-duplicate", "update")
+    assert fresh.ok("customer", "show", "1", "-f", "json").json()["referral_code"] == codes["1"]

@@ -19,7 +19,7 @@ from tests.conftest import Cli
 
 HEADER = (
     "name,email,phone,company,city,source,stage,tags,ref,referred_by,note,birthday,created_at,stage_history,"
-    "referral_status,referral_decided_at,referral_reason,birthday_rewards"
+    "referral_status,referral_decided_at,referral_reason,birthday_rewards,referral_code"
 )
 NOTHING = "nothing was imported (fix them, or pass --skip-invalid FILE to import the good rows)"
 
@@ -330,7 +330,7 @@ def test_unknown_column_is_named_with_the_known_ones_and_map(cli: Cli, tmp_path:
     assert refused(cli, path) == [
         f"Error: {path}: unknown column(s) 'Shoe Size'; known columns are "
         "name, email, phone, company, city, source, stage, tags, ref, referred_by, note, birthday, created_at, "
-        "stage_history, referral_status, referral_decided_at, referral_reason, birthday_rewards "
+        "stage_history, referral_status, referral_decided_at, referral_reason, birthday_rewards, referral_code "
         "(rename with --map CSVCOL=FIELD, ignore with --map CSVCOL=)"
     ]
 
@@ -406,7 +406,7 @@ def test_skip_invalid_imports_good_rows_and_writes_the_rejects(cli: Cli, tmp_pat
     by_line = {r[0]: r for r in rows[1:]}
     assert sorted(by_line, key=int) == ["3", "5", "6", "7"]
     assert by_line["3"][1].startswith("bad email 'nope'")
-    assert by_line["3"][2:] == ["Bad", "nope", *[""] * 8, "has, a comma", *[""] * 7]
+    assert by_line["3"][2:] == ["Bad", "nope", *[""] * 8, "has, a comma", *[""] * 8]
     assert by_line["5"][1].startswith("unknown stage 'vip'")
     assert by_line["6"][1] == "same email as line 2 of this file"
     assert by_line["7"][1] == "5 cells but the header has 4"
@@ -722,8 +722,9 @@ def test_export_json(cli: Cli, tmp_path: Path) -> None:
     raw = out.read_bytes()
     assert not raw.startswith(b"\xef\xbb\xbf") and "王小明".encode() in raw
     rows = json.loads(raw)
-    blank = dict.fromkeys(h for h in HEADER.split(",") if h not in ("created_at", "stage_history"))
-    assert [{k: v for k, v in row.items() if k not in ("created_at", "stage_history")} for row in rows] == [
+    made = ("created_at", "stage_history", "referral_code")  # when they joined; their code (generated)
+    blank = dict.fromkeys(h for h in HEADER.split(",") if h not in made)
+    assert [{k: v for k, v in row.items() if k not in made} for row in rows] == [
         blank | {"name": "王小明", "email": "w@example.com", "stage": "lead", "tags": "vip", "note": "a\nb"},
         # JSON is not a spreadsheet: nothing is neutralised
         blank | {"name": "=1+1", "stage": "prospect", "referred_by": "email:w@example.com"},
