@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy import select
 from sqlmodel import Session
 
 from crmcli.choices import DUPLICATE_MODES
@@ -20,6 +21,10 @@ from crmcli.io.reader import TableSource
 from crmcli.io.writer import Target, neutralise, output_stream
 
 Item = TypeVar("Item")
+
+
+TWICE = "; if it happened twice, tell the two apart by their time"
+Written = tuple[int, dict[str, str], dict[str, Any]]  # a row to write: its line, its cells, its values
 
 
 @dataclass
@@ -35,6 +40,33 @@ class ImportRun:
     problems: list[tuple[int, str]] = field(default_factory=list)
     rejected: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
     duplicates: int = 0  # rows refused for naming a record the database has (on_duplicate "error")
+    recorded: dict[tuple[Any, ...], int] = field(default_factory=dict)  # see refuse_repeats
+
+    def refuse_repeats(self, conn: Any, table: Any, keys: tuple[str, ...], rows: list[Written]) -> list[Written]:
+        """The rows (line, cells, values) that record something new: a row whose ``keys`` (the
+        customer and the time first) are those of an earlier row of the file, or of a record
+        ``table`` already holds (the same file imported twice), is refused, never written twice."""
+        if not rows:
+            return []
+        who, when = table.c[keys[0]], table.c[keys[1]]
+        held: set[tuple[Any, ...]] = set()
+        for start in range(0, len(rows), 450):  # two IN-lists under SQLite's old 999-variable limit
+            part = [values for _, _, values in rows[start : start + 450]]
+            customers, moments = {v[keys[0]] for v in part}, {v[keys[1]] for v in part}
+            query = select(*(table.c[k] for k in keys)).where(who.in_(customers), when.in_(moments))
+            held.update(tuple(found) for found in conn.execute(query))
+        kept = []
+        for line, raw, values in rows:
+            key = tuple(values[k] for k in keys)
+            if key in self.recorded:
+                self.reject(line, raw, f"the same entry as line {self.recorded[key]} of this file{TWICE}")
+            elif key in held:
+                again = f"customer {key[0]} already has this entry (was the file imported before?)"
+                self.reject(line, raw, again + TWICE)
+            else:
+                self.recorded[key] = line
+                kept.append((line, raw, values))
+        return kept
 
     def reject(self, line: int, raw: dict[str, str], reason: str) -> None:
         self.problems.append((line, reason))

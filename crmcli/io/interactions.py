@@ -15,7 +15,7 @@ from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import Invalid
-from crmcli.io.importing import ImportRun, check_options, run_import
+from crmcli.io.importing import ImportRun, Written, check_options, run_import
 from crmcli.io.reader import CsvOptions, open_source
 from crmcli.io.writer import Target, output_stream, write_csv, write_json
 from crmcli.models import AutoReward, Coupon, Customer, Interaction, table_of
@@ -200,7 +200,8 @@ def _write_batch(session: Session, batch: list[Row], run: InteractionRun) -> Non
     codes = sorted({r.apology[1] for r in batch if r.apology is not None and r.apology[1] is not None})
     k = table_of(Coupon)
     coupon_of = dict(session.connection().execute(select(k.c.code, k.c.id).where(k.c.code.in_(codes))).all())
-    rows: list[tuple[dict[str, Any], Apology | None]] = []
+    found: list[Written] = []
+    apology_of: dict[int, Apology | None] = {}
     for row in batch:
         match = customers[row.customer]
         if match.customer is None:
@@ -212,11 +213,15 @@ def _write_batch(session: Session, batch: list[Row], run: InteractionRun) -> Non
         if row.apology is not None and row.apology[1] is not None and row.apology[1] not in coupon_of:
             run.reject(row.line, row.raw, f"apology_coupon {row.apology[1]} is not a coupon of this database")
             continue
-        rows.append(({**row.values, "customer_id": match.customer.id}, row.apology))
+        found.append((row.line, row.raw, {**row.values, "customer_id": match.customer.id}))
+        apology_of[row.line] = row.apology
         assert run.customers is not None
         run.customers.add(match.customer.id)
-    _insert(session, rows, coupon_of)
-    run.inserted += len(rows)
+    new = run.refuse_repeats(
+        session.connection(), table_of(Interaction), ("customer_id", "at", "kind", "summary"), found
+    )
+    _insert(session, [(values, apology_of[line]) for line, _, values in new], coupon_of)
+    run.inserted += len(new)
 
 
 def _insert(session: Session, rows: list[tuple[dict[str, Any], Apology | None]], coupon_of: dict[str, int]) -> None:

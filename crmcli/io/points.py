@@ -24,7 +24,7 @@ from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import Invalid
-from crmcli.io.importing import ImportRun, check_options, run_import
+from crmcli.io.importing import ImportRun, Written, check_options, run_import
 from crmcli.io.reader import CsvOptions, open_source
 from crmcli.io.writer import Target, customer_cell, output_stream, write_csv, write_json
 from crmcli.models import Customer, PointsEntry, Referral, table_of
@@ -146,7 +146,7 @@ def _write_batch(session: Session, batch: list[Row], run: PointsRun) -> None:
             select(e.c.customer_id, e.c.period).where(e.c.kind == "referral", e.c.period.in_(sorted(periods)))
         ).all()
     )
-    rows = []
+    rows: list[Written] = []
     for row in batch:
         match = customers[row.customer]
         if match.customer is None:
@@ -180,10 +180,13 @@ def _write_batch(session: Session, batch: list[Row], run: PointsRun) -> None:
                 continue
             run.seen[(who.id, period)] = row.line
         assert who.id is not None
-        rows.append({**row.values, "customer_id": who.id, "purchase_id": None, "period": period})
+        rows.append((row.line, row.raw, {**row.values, "customer_id": who.id, "purchase_id": None, "period": period}))
         run.customers.add(who.id)
-    insert_rows(conn, e, COLUMNS, rows)
-    run.inserted += len(rows)
+    new = [
+        values for _, _, values in run.refuse_repeats(conn, e, ("customer_id", "at", "kind", "delta", "reason"), rows)
+    ]
+    insert_rows(conn, e, COLUMNS, new)
+    run.inserted += len(new)
 
 
 # --- export -----------------------------------------------------------------------

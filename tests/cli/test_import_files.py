@@ -373,3 +373,33 @@ def test_an_export_imports_back_under_a_decimal_comma_config(shop: Cli, tmp_path
     assert "ambiguous decimal point" in fresh("purchase", "import", str(out)).stderr
     fresh.ok("--number-format", "decimal_point", "purchase", "import", str(out))
     assert [p["amount"] for p in purchases(fresh)] == ["1234.50"]
+
+
+@pytest.mark.parametrize(
+    ("noun", "header", "row", "listed"),
+    [
+        ("points", "customer,at,kind,points,reason", "id:1,2026-11-20T10:00:00+00:00,adjust,150,goodwill", "points"),
+        ("interaction", "customer,kind,at,summary", "id:1,call,2026-11-20T10:00:00+00:00,asked about sizes", "contacts"),
+    ],
+)
+def test_the_same_entry_is_never_written_twice(
+    cli: Cli, tmp_path: Path, noun: str, header: str, row: str, listed: str
+) -> None:
+    """Regression: a points or contact file imported twice (or a row given twice) doubled what it
+    records: a balance of 300 for 150 given."""
+    cli.ok("customer", "add", "Ann")
+
+    def recorded() -> Any:
+        if listed == "points":
+            return cli.ok("points", "show", "1", "-f", "json").json()["balance"]
+        return len(cli.ok("interaction", "list", "--customer", "1", "-f", "json").json())
+
+    once = write(tmp_path, f"{header}\n{row}\n", name="once.csv")
+    cli.ok(noun, "import", str(once))
+    after_one = recorded()
+    again = cli(noun, "import", str(once))
+    assert again.exit_code == 1 and "line 2: customer 1 already has this entry" in again.stderr
+    twice = write(tmp_path, f"{header}\n{row.replace('20T10', '21T10')}\n{row.replace('20T10', '21T10')}\n", "twice.csv")
+    refused = cli(noun, "import", str(twice))
+    assert refused.exit_code == 1 and "line 3: the same entry as line 2 of this file" in refused.stderr
+    assert recorded() == after_one  # neither wrote anything
