@@ -68,6 +68,16 @@ class LineError(Exception):
         self.exit_code = exit_code
 
 
+class OutputClosed(CrmError):
+    """The reader of the results went away: unlike a listing cut short, commands were left unrun."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(
+            f"the output was closed while the result of line {line} was written (that command ran); "
+            "the lines after it were not run"
+        )
+
+
 class AtomicFailure(Exception):
     """Raised inside the atomic block so that everything before the failing line rolls back."""
 
@@ -127,7 +137,10 @@ class BatchRunner:
             failed = False
             for outcome in self._outcomes(lines):
                 failed = failed or not outcome.ok
-                _write(out, outcome)
+                try:
+                    _write(out, outcome)
+                except BrokenPipeError:
+                    raise OutputClosed(outcome.line) from None
             return failed
         done: list[Outcome] = []
         db = self.base.db

@@ -211,7 +211,9 @@ def test_batch_from_a_file_and_messages(shop: Cli, tmp_path: Path) -> None:
     assert missing.exit_code == 1 and missing.stderr.startswith("Error: ")
 
 
-def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+def test_a_closed_pipe_stops_the_batch_and_says_so(tmp_path: Path) -> None:
+    """Regression: a batch whose reader went away stopped with exit 0, so a script could not
+    tell that the rest of its commands never ran (a listing cut short is not a failure; this is)."""
     db = tmp_path / "pipe.db"
     env = {**os.environ, "CRMCLI_DB": str(db)}
     subprocess.run([sys.executable, "-m", "crmcli", "customer", "add", "Ann"], env=env, check=True, capture_output=True)
@@ -229,8 +231,10 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     err = proc.stderr.read()
     proc.wait(timeout=300)
     assert json.loads(first)["ok"] is True
-    assert err == b""  # no traceback, no "Exception ignored"
-    assert proc.returncode == 0  # as every command: a reader that stops early is not a failure
+    message = err.decode()
+    assert message.startswith("Error: the output was closed while the result of line ")  # one line, no traceback
+    assert message.rstrip("\n").endswith("the lines after it were not run") and message.count("\n") == 1
+    assert proc.returncode == 1
 
 
 def test_a_check_that_finds_something_fails_with_its_rows(cli: Cli) -> None:
