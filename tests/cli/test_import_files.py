@@ -379,7 +379,7 @@ def test_an_export_imports_back_under_a_decimal_comma_config(shop: Cli, tmp_path
     ("noun", "header", "row", "listed"),
     [
         ("points", "customer,at,kind,points,reason", "id:1,2026-11-20T10:00:00+00:00,adjust,150,goodwill", "points"),
-        ("interaction", "customer,kind,at,summary", "id:1,call,2026-11-20T10:00:00+00:00,asked about sizes", "contacts"),
+        ("interaction", "customer,kind,at,summary", "id:1,call,2026-11-20T10:00:00+00:00,asked about sizes", "calls"),
     ],
 )
 def test_the_same_entry_is_never_written_twice(
@@ -399,7 +399,8 @@ def test_the_same_entry_is_never_written_twice(
     after_one = recorded()
     again = cli(noun, "import", str(once))
     assert again.exit_code == 1 and "line 2: customer 1 already has this entry" in again.stderr
-    twice = write(tmp_path, f"{header}\n{row.replace('20T10', '21T10')}\n{row.replace('20T10', '21T10')}\n", "twice.csv")
+    later = row.replace("20T10", "21T10")
+    twice = write(tmp_path, f"{header}\n{later}\n{later}\n", name="twice.csv")
     refused = cli(noun, "import", str(twice))
     assert refused.exit_code == 1 and "line 3: the same entry as line 2 of this file" in refused.stderr
     assert recorded() == after_one  # neither wrote anything
