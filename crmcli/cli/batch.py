@@ -258,7 +258,8 @@ class BatchRunner:
 def parse_line(text: str, number: int) -> tuple[list[str], dict[str, Any]]:
     """A line's command words and arguments."""
     try:
-        data = json.loads(text.removeprefix("\ufeff") if number == 1 else text)
+        # a number keeps the digits it was written with (12.50, 1e3): read as the same text would be
+        data = json.loads(text.removeprefix("\ufeff") if number == 1 else text, parse_float=str)
     except json.JSONDecodeError as exc:
         raise LineError(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(data, dict) or not isinstance(data.get("cmd"), str):
@@ -326,7 +327,7 @@ def _renders(command: Any) -> bool:
 
 
 def _word(value: Any, key: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if isinstance(value, bool) or not isinstance(value, str | int):
         raise LineError(f"{key!r} must be text or a number, not {json.dumps(value)}")
     return str(value)
 

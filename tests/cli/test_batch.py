@@ -320,3 +320,19 @@ def test_a_batch_keeps_more_sqlite_statements_prepared_than_one_command(
     result, out = run_batch(shop, cmd("purchase add", customer="ann@example.com", amount="59.90"))
     assert result.exit_code == 0 and out[0]["ok"]
     assert made == [DEFAULT_STATEMENT_CACHE, BATCH_STATEMENT_CACHE]
+
+
+def test_a_number_is_read_with_the_digits_it_was_written_with(shop: Cli) -> None:
+    """Regression: JSON numbers went through a float, so `19.999999999999999` was recorded as
+    20.00 and `1e3` as 1000.00, while the same text in quotes is refused."""
+    _, out = run_batch(
+        shop,
+        '{"cmd": "purchase add", "args": {"customer": "1", "amount": 59.90}}',
+        '{"cmd": "purchase add", "args": {"customer": "1", "amount": 19.999999999999999}}',
+        cmd("purchase add", customer="1", amount="19.999999999999999"),
+        '{"cmd": "purchase add", "args": {"customer": "1", "amount": 1e3}}',
+        cmd("purchase add", customer="1", amount="1e3"),
+    )
+    assert out[0]["result"]["amount"] == "59.90"
+    assert [o["ok"] for o in out[1:]] == [False] * 4
+    assert out[1]["error"] == out[2]["error"] and out[3]["error"] == out[4]["error"]
