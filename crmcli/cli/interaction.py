@@ -145,11 +145,13 @@ def respond(
 
     Example: crmcli interaction respond 42
     """
+    from crmcli.services.identify import customer_name
     from crmcli.services.interactions import interaction_row, respond
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
-        row = interaction_row(respond(session=session, interaction_id=interaction_id, at=rt.when(at, happened="--at")))
+        complaint = respond(session=session, interaction_id=interaction_id, at=rt.when(at, happened="--at"))
+        row = interaction_row(complaint, customer_name(session, complaint.customer_id))
     rt.output(fmt).record(row, title=f"Complaint {interaction_id}")
 
 
@@ -165,13 +167,15 @@ def resolve(
 
     Example: crmcli interaction resolve 42 --summary "replaced the item"
     """
+    from crmcli.services.identify import customer_name
     from crmcli.services.interactions import interaction_row, resolve
 
     rt = runtime(ctx)
     with rt.session(write=True) as session:
-        row = interaction_row(
-            resolve(session=session, interaction_id=interaction_id, summary=summary, at=rt.when(at, happened="--at"))
+        complaint = resolve(
+            session=session, interaction_id=interaction_id, summary=summary, at=rt.when(at, happened="--at")
         )
+        row = interaction_row(complaint, customer_name(session, complaint.customer_id))
     rt.output(fmt).record(row, title=f"Complaint {interaction_id}")
 
 

@@ -121,6 +121,7 @@ def pay(
 
     Example: crmcli purchase pay 42 --at 2026-03-01
     """
+    from crmcli.services.identify import customer_name
     from crmcli.services.purchases import pay_purchase, purchase_row
 
     rt = runtime(ctx)
@@ -128,7 +129,7 @@ def pay(
         purchase, effects = pay_purchase(
             session=session, purchase_id=purchase_id, config=rt.config, at=rt.when(at, happened="--at")
         )
-        row = {**purchase_row(purchase, rt.config), **effects}
+        row = {**purchase_row(purchase, rt.config, customer_name(session, purchase.customer_id)), **effects}
     rt.output(fmt).record(row, title=f"Purchase {purchase_id}")
 
 
@@ -143,6 +144,7 @@ def refund(
 
     Example: crmcli purchase refund 42 --at 2026-03-05
     """
+    from crmcli.services.identify import customer_name
     from crmcli.services.purchases import purchase_row, refund_purchase
 
     rt = runtime(ctx)
@@ -150,7 +152,7 @@ def refund(
         purchase, effects = refund_purchase(
             session=session, purchase_id=purchase_id, config=rt.config, at=rt.when(at, happened="--at")
         )
-        row = {**purchase_row(purchase, rt.config), **effects}
+        row = {**purchase_row(purchase, rt.config, customer_name(session, purchase.customer_id)), **effects}
     rt.output(fmt).record(row, title=f"Purchase {purchase_id} refunded")
 
 

@@ -211,6 +211,13 @@ def find_customer(session: Session, text: str | int, region: str | None = None) 
     return customer
 
 
+def customer_name(session: Session, customer_id: int) -> str | None:
+    """The name of a customer a record names by id (for the row a command shows)."""
+    t = table_of(Customer)
+    name: str | None = session.execute(select(t.c.name).where(t.c.id == customer_id)).scalar_one_or_none()
+    return name
+
+
 ENTITY_FIELD = {"id": "id", "ref": "ref", "email": "email", "phone": "phone", "code": "referral_code"}
 
 

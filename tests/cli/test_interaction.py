@@ -55,12 +55,14 @@ def test_complaint_response_and_resolution(cli: Cli, ann: int) -> None:
     assert [r["id"] for r in cli.ok("interaction", "list", "--open", "-f", "json").json()] == [cid]
     responded = cli.ok("interaction", "respond", str(cid), "--at", "2026-03-01T10:07", "-f", "json").json()
     assert responded["responded_at"] == "2026-03-01T10:07:00+00:00"
+    assert responded["customer"] == "Ann"  # regression: the row showed no customer name
     again = cli("interaction", "respond", str(cid))
     assert again.exit_code == 1 and "already had its first response" in again.stderr
     resolved = cli.ok(
         "interaction", "resolve", str(cid), "--summary", "refunded", "--at", "2026-03-01T12:00", "-f", "json"
     ).json()
     assert resolved["resolved_at"] == "2026-03-01T12:00:00+00:00" and resolved["resolution"] == "refunded"
+    assert resolved["customer"] == "Ann"
     assert cli("interaction", "resolve", str(cid)).exit_code == 1
     assert cli.ok("interaction", "list", "--open", "-f", "json").json() == []
 

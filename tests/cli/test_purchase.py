@@ -301,3 +301,12 @@ def test_coupon_expiry_is_the_end_of_the_day_in_the_business_timezone(
     assert cli.ok("purchase", "add", str(ann), "10", "--coupon", code, "--at", "2026-06-30T23:59:59").exit_code == 0
     late = cli("purchase", "add", str(ann), "10", "--coupon", code, "--at", "2026-07-01T00:00:00")
     assert late.exit_code == 1 and "expired at 2026-06-30T23:59:59" in late.stderr
+
+
+def test_a_payment_and_a_refund_show_whose_purchase_it_is(cli: Cli, ann: int) -> None:
+    """Regression: the rows of `purchase pay` and `purchase refund` showed no customer name."""
+    sale = cli.new_id("purchase", "add", str(ann), "30", "--unpaid")
+    paid = cli.ok("purchase", "pay", str(sale), "-f", "json").json()
+    refunded = cli.ok("purchase", "refund", str(sale), "-f", "json").json()
+    assert paid["customer"] == refunded["customer"] == "Ann"
+    assert paid["customer_id"] == refunded["customer_id"] == ann
