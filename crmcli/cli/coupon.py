@@ -87,6 +87,7 @@ def issue(
         str | None, typer.Option(help="Cap the total discount of all the campaign's coupons, e.g. 500.")
     ] = None,
     fmt: FormatOpt = Format.table,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the new codes, one a line.")] = False,
 ) -> None:
     """Issue coupons, one per customer, and print their codes. A campaign budget caps what all
     its coupons together may cost; a use that would pass it is refused.
@@ -124,6 +125,10 @@ def issue(
         coupons = issue_coupons(session=session, customer_ids=ids, terms=terms, code=code)
         rows = [coupon_row(c, rt.config) for c in coupons]
     out = rt.output(fmt)
+    if quiet:
+        for row in rows:
+            out.new_id(row["code"])
+        return
     out.rows(rows, COLUMNS)
     out.message(f"Issued {len(rows)} coupon(s).")
 

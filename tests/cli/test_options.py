@@ -56,3 +56,12 @@ def test_choices_are_case_insensitive(cli: Cli) -> None:
     assert cli.ok("coupon", "list", "--status", "Active", "-f", "json").json() == []
     assert cli.ok("referral", "list", "--status", "PENDING", "-f", "json").json() == []
     assert cli.ok("customer", "export", "--format", "JSON").json()[0]["stage"] == "repeat"
+
+
+def test_coupon_issue_quiet_prints_only_the_codes(cli: Cli) -> None:
+    """Regression: the docs say create commands take -q, and `coupon issue -q` was a usage error."""
+    for name in ("Ann", "Bob"):
+        cli.ok("customer", "add", name)
+    codes = cli.ok("coupon", "issue", "--all", "--amount", "5", "-q").stdout.split()
+    listed = {row["code"] for row in cli.ok("coupon", "list", "-f", "json").json()}
+    assert len(codes) == 2 and set(codes) == listed
