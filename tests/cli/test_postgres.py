@@ -6,6 +6,8 @@ CI starts one. Each test gets an empty ``public`` schema.
 
 from __future__ import annotations
 
+import csv
+import io
 import multiprocessing as mp
 import os
 from collections.abc import Iterator
@@ -85,11 +87,18 @@ def test_customers_referrals_and_exports_agree(pg: Cli, cli: Cli, tmp_path: Path
         assert "their own referrer" in target("customer", "merge", str(a), str(c), "--yes").stderr
         d = target.new_id("customer", "add", "Dee", "--phone", "+44 20 7946 0019", *JOINED)
         target.ok("customer", "merge", str(a), str(d), "--yes")
-    assert pg.ok("customer", "export").stdout == cli.ok("customer", "export").stdout
+    assert _without_codes(pg.ok("customer", "export").stdout) == _without_codes(cli.ok("customer", "export").stdout)
     assert pg.ok("referral", "tree", "1", "-f", "json").json() == cli.ok("referral", "tree", "1", "-f", "json").json()
     due_pg = pg.ok("followup", "due", "--as-of", "2026-03-05", "-f", "json").json()
     due_sqlite = cli.ok("followup", "due", "--as-of", "2026-03-05", "-f", "json").json()
     assert due_pg == due_sqlite and due_pg
+
+
+def _without_codes(export: str) -> list[dict[str, str]]:
+    """A customer export's rows without their referral codes, which each database makes at random."""
+    rows = list(csv.DictReader(io.StringIO(export.removeprefix("\ufeff"))))
+    assert rows and all(len(row.pop("referral_code")) == 8 for row in rows)
+    return rows
 
 
 def test_customer_import_round_trip(pg: Cli, tmp_path: Path) -> None:
