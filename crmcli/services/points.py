@@ -145,14 +145,6 @@ class Replay:
     short: tuple[Fact, int] | None = None  # the first spend that found too few points, and what was there
 
 
-def _rank(fact: Fact, spending: set[int]) -> float:
-    """Where a fact sorts among the events of its moment: arrivals, then spends, then the
-    points a sale earned when that sale also spent some, then (2) the removals."""
-    if fact.delta < 0:
-        return 1
-    return 1.5 if fact.kind == "earn" and fact.purchase_id in spending else 0
-
-
 EXPIRE_RANK = (2, "expire")  # where an expiry sorts among the events of its moment: with the removals
 
 
@@ -176,7 +168,18 @@ def replay(
     # A sale that spends points earns its own after the spend: they cannot pay for it.
     facts = list(facts)
     spending = {f.purchase_id for f in facts if f.delta < 0 and f.purchase_id is not None}
-    events: list[tuple[Any, ...]] = [(f.at, _rank(f, spending), f.kind, f.purchase_id or 0, f.delta, f) for f in facts]
+    # (rank: arrivals 0, spends 1, a spending sale's own earn 1.5, removals 2)
+    events: list[tuple[Any, ...]] = [
+        (
+            f.at,
+            1 if f.delta < 0 else 1.5 if spending and f.kind == "earn" and f.purchase_id in spending else 0,
+            f.kind,
+            f.purchase_id or 0,
+            f.delta,
+            f,
+        )
+        for f in facts
+    ]
     events += [(r.at, 2, r.kind, r.purchase_id or 0, r.cap or 0, r) for r in removals]
     events.sort(key=lambda e: e[:5])
     lots: list[Lot] = []
