@@ -17,7 +17,7 @@ from crmcli.db import Database
 from crmcli.errors import Invalid
 from crmcli.io.importing import ImportRun, Written, check_options, run_import
 from crmcli.io.reader import CsvOptions, open_source
-from crmcli.io.writer import Target, output_stream, write_csv, write_json
+from crmcli.io.writer import Target, customer_cell, output_stream, write_csv, write_json
 from crmcli.models import AutoReward, Coupon, Customer, Interaction, table_of
 from crmcli.services.interactions import check_kind, check_rating, close_followups
 from crmcli.values import check_happened, parse_when, utcnow
@@ -297,7 +297,7 @@ def export_interactions(
         for (ref, email, phone, cid, kind, at, summary, rating, follow, done, responded, resolved, resolution,
              apologised, code, points) in result:  # fmt: skip
             yield (
-                f"ref:{ref}" if ref else f"email:{email}" if email else f"phone:{phone}" if phone else f"id:{cid}",
+                customer_cell(ref, email, phone, cid),
                 kind,
                 iso(at),
                 summary,

@@ -36,7 +36,7 @@ from crmcli.db import Database
 from crmcli.errors import Conflict, CrmError, Invalid
 from crmcli.io.importing import BULK_CACHE_KB, ImportRun, bulk_cache, check_options, write_rejects
 from crmcli.io.reader import CsvOptions, open_source
-from crmcli.io.writer import Target, output_stream, write_csv, write_json
+from crmcli.io.writer import Target, customer_cell, output_stream, write_csv, write_json
 from crmcli.models import Customer, Purchase, UTCDateTime, table_of
 from crmcli.values import check_happened, money, parse_money, parse_when, utcnow
 
@@ -862,7 +862,7 @@ def export_purchases(
         result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
         for ref, email, phone, cid, gross, at, due, paid, refunded, code, off, points, points_off, net, pref in result:
             yield (
-                f"ref:{ref}" if ref else f"email:{email}" if email else f"phone:{phone}" if phone else f"id:{cid}",
+                customer_cell(ref, email, phone, cid),
                 str(money(gross, digits)),
                 _iso(at, config),
                 _iso(due, config),
