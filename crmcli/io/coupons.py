@@ -18,13 +18,12 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from crmcli.bulk import insert_rows
-from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import Invalid
 from crmcli.io.importing import ImportRun, check_options, run_import
 from crmcli.io.reader import CsvOptions, open_source
-from crmcli.io.writer import Target, customer_cell, output_stream, write_csv, write_json
+from crmcli.io.writer import Target, customer_cell, write_export
 from crmcli.models import Coupon, Customer, Purchase, Referral, table_of
 from crmcli.values import check_happened, money, parse_money, parse_percent, parse_when, utcnow
 
@@ -277,8 +276,6 @@ def export_coupons(
     """Every coupon of a live customer (or of none), oldest first, in the import's columns: its
     terms, when it was issued and voided, the uses made without a sale (the sales' uses come
     back with the purchase export) and, for a referral reward, the referred customer."""
-    if fmt not in EXPORT_FORMATS:
-        raise Invalid(f"export format must be csv or json, not {fmt!r}")
     c, cu, p, r = table_of(Coupon), table_of(Customer), table_of(Purchase), table_of(Referral)
     referred = cu.alias("referred")
     sales = select(func.count()).where(p.c.coupon_id == c.c.id).scalar_subquery()
@@ -334,7 +331,4 @@ def export_coupons(
                 customer_cell(rref, remail, rphone, rid),
             )
 
-    encoding = "utf-8-sig" if fmt == "csv" and bom else "utf-8"
-    writer = write_csv if fmt == "csv" else write_json
-    with db.engine.connect() as conn, output_stream(path, encoding=encoding) as handle:
-        return writer(handle, FIELDS, rows(conn))
+    return write_export(db, path, fmt, bom, FIELDS, rows)

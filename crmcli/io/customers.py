@@ -13,13 +13,12 @@ from sqlalchemy import and_, bindparam, delete, func, insert, literal, or_, sele
 from sqlmodel import Session
 
 from crmcli.bulk import insert_rows, sqlite_rows_in
-from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import Invalid
 from crmcli.io.importing import ImportRun, check_options, run_import
 from crmcli.io.reader import CsvOptions, TableSource, open_source
-from crmcli.io.writer import Target, output_stream, write_csv, write_json
+from crmcli.io.writer import Target, write_export
 from crmcli.models import AutoReward, Customer, CustomerTag, Purchase, Referral, StageChange, table_of
 from crmcli.services.codes import REFERRAL_CODE, referral_code, unused_codes
 from crmcli.services.customers import CustomerInput, clean_fields, clean_tags
@@ -938,9 +937,5 @@ def export_customers(
 ) -> int:
     """Customers with when they joined and their stage changes by hand, so that importing this
     file, then the purchase and interaction exports, rebuilds the same history."""
-    if fmt not in EXPORT_FORMATS:
-        raise Invalid(f"export format must be csv or json, not {fmt!r}")
-    encoding = "utf-8-sig" if fmt == "csv" and bom else "utf-8"
-    writer = write_csv if fmt == "csv" else write_json
-    with db.engine.connect() as conn, db.engine.connect() as steps, output_stream(path, encoding=encoding) as handle:
-        return writer(handle, FIELDS, export_rows(conn, config, steps))
+    # two connections: the stage changes stream beside the customers
+    return write_export(db, path, fmt, bom, FIELDS, lambda conn, steps: export_rows(conn, config, steps), connections=2)

@@ -11,13 +11,12 @@ from sqlalchemy import String, and_, cast, select
 from sqlmodel import Session
 
 from crmcli.bulk import insert_rows
-from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import Invalid
 from crmcli.io.importing import ImportRun, Written, check_options, run_import
 from crmcli.io.reader import CsvOptions, open_source
-from crmcli.io.writer import Target, customer_cell, output_stream, write_csv, write_json
+from crmcli.io.writer import Target, customer_cell, write_export
 from crmcli.models import AutoReward, Coupon, Customer, Interaction, table_of
 from crmcli.services.interactions import check_kind, check_rating, close_followups
 from crmcli.values import check_happened, parse_when, utcnow
@@ -259,8 +258,6 @@ def export_interactions(
     *, db: Database, config: Config, path: Path | Target | None, fmt: str = "csv", bom: bool = True
 ) -> int:
     """Interactions in import-column order, oldest first; the customer named as in the purchase export."""
-    if fmt not in EXPORT_FORMATS:
-        raise Invalid(f"export format must be csv or json, not {fmt!r}")
     i, c, a, k = table_of(Interaction), table_of(Customer), table_of(AutoReward), table_of(Coupon)
     apology = and_(a.c.rule == "apology", a.c.key == cast(i.c.id, String), a.c.customer_id == i.c.customer_id)
     query = (
@@ -312,7 +309,4 @@ def export_interactions(
                 points,
             )
 
-    encoding = "utf-8-sig" if fmt == "csv" and bom else "utf-8"
-    writer = write_csv if fmt == "csv" else write_json
-    with db.engine.connect() as conn, output_stream(path, encoding=encoding) as handle:
-        return writer(handle, FIELDS, rows(conn))
+    return write_export(db, path, fmt, bom, FIELDS, rows)

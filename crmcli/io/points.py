@@ -20,13 +20,12 @@ from sqlalchemy import String, and_, cast, literal, or_, select
 from sqlmodel import Session
 
 from crmcli.bulk import insert_rows
-from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import Invalid
 from crmcli.io.importing import ImportRun, Written, check_options, run_import
 from crmcli.io.reader import CsvOptions, open_source
-from crmcli.io.writer import Target, customer_cell, output_stream, write_csv, write_json
+from crmcli.io.writer import Target, customer_cell, write_export
 from crmcli.models import Customer, PointsEntry, Referral, table_of
 from crmcli.values import check_happened, parse_when, utcnow
 
@@ -197,8 +196,6 @@ def export_points(
 ) -> int:
     """The ledger entries no sale and no rule gives back, of live customers, oldest first: points
     given or redeemed by hand, and referral rewards with the referred customer of their referral."""
-    if fmt not in EXPORT_FORMATS:
-        raise Invalid(f"export format must be csv or json, not {fmt!r}")
     e, c, r = table_of(PointsEntry), table_of(Customer), table_of(Referral)
     referred = c.alias("referred")
     query = (
@@ -242,7 +239,4 @@ def export_points(
                 customer_cell(rref, remail, rphone, rid),
             )
 
-    encoding = "utf-8-sig" if fmt == "csv" and bom else "utf-8"
-    writer = write_csv if fmt == "csv" else write_json
-    with db.engine.connect() as conn, output_stream(path, encoding=encoding) as handle:
-        return writer(handle, FIELDS, rows(conn))
+    return write_export(db, path, fmt, bom, FIELDS, rows)

@@ -30,13 +30,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from crmcli.bulk import insert_rows, insert_tuples, sqlite_rows_in, sqlite_time
-from crmcli.choices import EXPORT_FORMATS
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import Conflict, CrmError, Invalid
 from crmcli.io.importing import BULK_CACHE_KB, ImportRun, bulk_cache, check_options, write_rejects
 from crmcli.io.reader import CsvOptions, open_source
-from crmcli.io.writer import Target, customer_cell, output_stream, write_csv, write_json
+from crmcli.io.writer import Target, customer_cell, write_export
 from crmcli.models import Customer, Purchase, UTCDateTime, table_of
 from crmcli.values import check_happened, money, parse_money, parse_when, utcnow
 
@@ -829,8 +828,6 @@ def export_purchases(
     the coupon with its discount, the points spent with their discount, the net amount, the due,
     payment and refund times. The customer is named by ref, else email, else phone, else id, in
     the explicit form (``ref:12``) so that no import reads a numeric ref as another customer's id."""
-    if fmt not in EXPORT_FORMATS:
-        raise Invalid(f"export format must be csv or json, not {fmt!r}")
     p, c, k = table_of(Purchase), table_of(Customer), table_of(Purchase).c
     from crmcli.models import Coupon
 
@@ -876,10 +873,7 @@ def export_purchases(
                 pref,
             )
 
-    encoding = "utf-8-sig" if fmt == "csv" and bom else "utf-8"
-    writer = write_csv if fmt == "csv" else write_json
-    with db.engine.connect() as conn, output_stream(path, encoding=encoding) as handle:
-        return writer(handle, FIELDS, rows(conn))
+    return write_export(db, path, fmt, bom, FIELDS, rows)
 
 
 def _iso(moment: datetime | None, config: Config) -> str | None:

@@ -12,8 +12,8 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -178,3 +178,28 @@ def write_json(handle: IO[str], columns: Sequence[str], rows: Iterable[Sequence[
         count += 1
     handle.write("\n]\n" if count else "]\n")
     return count
+
+
+def write_export(
+    db: Any,
+    path: Path | Target | None,
+    fmt: str,
+    bom: bool,
+    columns: Sequence[str],
+    rows: Callable[..., Iterable[Sequence[Any]]],
+    *,
+    connections: int = 1,
+) -> int:
+    """An export: ``rows`` streamed over ``connections`` read connections of their own, written to
+    ``path`` (standard output when None) as CSV (with a byte-order mark unless ``bom`` is False,
+    for spreadsheets) or JSON. Returns how many rows were written."""
+    from crmcli.choices import EXPORT_FORMATS
+
+    if fmt not in EXPORT_FORMATS:
+        raise Invalid(f"export format must be csv or json, not {fmt!r}")
+    encoding = "utf-8-sig" if fmt == "csv" and bom else "utf-8"
+    writer = write_csv if fmt == "csv" else write_json
+    with ExitStack() as stack:
+        reads = [stack.enter_context(db.engine.connect()) for _ in range(connections)]
+        handle = stack.enter_context(output_stream(path, encoding=encoding))
+        return writer(handle, columns, rows(*reads))
