@@ -191,7 +191,7 @@ def test_profile_timeline_and_stage_history_now_and_then(cli: Cli) -> None:
         ("2026-09-12", ""),
         ("2026-09-10", "rating 4: nice"),
     ]
-    assert all(h["at"][:10] <= "2026-10-02" for h in then["stage_history"])
+    assert then["stage_history"] and all(h["at"][:10] <= "2026-10-02" for h in then["stage_history"])
 
 
 def test_referral_signals_are_shown_for_today_only(cli: Cli) -> None:

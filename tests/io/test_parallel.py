@@ -379,7 +379,9 @@ def test_a_workbook_is_read_by_a_second_process_as_by_one(
     assert outcomes[1] == outcomes[0]
 
 
-def test_both_ways_agree_on_each_backend(backend: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_both_ways_agree_on_each_backend(
+    backend: Any, monkeypatch: pytest.MonkeyPatch, forced: list[int], tmp_path: Path
+) -> None:
     """A second process forked while the import holds a database connection (a socket on
     PostgreSQL) leaves that connection working: the same import both ways, on both databases."""
     from sqlalchemy import text
@@ -414,6 +416,7 @@ def test_both_ways_agree_on_each_backend(backend: Any, monkeypatch: pytest.Monke
         finally:
             drop()
         outcomes.append((result, state))
+    assert forced == [1]  # the second way did read in a child process
     assert outcomes[0][0]["inserted"] == 300 and outcomes[0][0]["rejected"] == 1
     assert outcomes[1] == outcomes[0]
 
