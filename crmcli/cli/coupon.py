@@ -15,12 +15,12 @@ from crmcli.cli.options import (
     DecimalCommaOpt,
     DelimiterOpt,
     DryRunOpt,
-    DuplicateMode,
     EncodingOpt,
     ExportFormat,
     ExportFormatOpt,
     ForceOpt,
     FormatOpt,
+    KeepMode,
     LimitOpt,
     MapOpt,
     NoBomOpt,
@@ -270,9 +270,9 @@ def import_(
     skip_invalid: SkipInvalidOpt = None,
     force: ForceOpt = False,
     on_duplicate: Annotated[
-        DuplicateMode,
+        KeepMode,
         typer.Option(help="What to do with a code the database has: skip or error.", case_sensitive=False),
-    ] = DuplicateMode("error"),
+    ] = KeepMode("error"),
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Import coupons (used or not, void or not) from CSV or Excel: all or nothing unless --skip-invalid.

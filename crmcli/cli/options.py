@@ -53,6 +53,8 @@ InteractionKind = StrEnum("InteractionKind", {v: v for v in choices.INTERACTION_
 CouponStatus = StrEnum("CouponStatus", {v: v for v in choices.COUPON_STATUSES})  # type: ignore[misc]
 ReferralStatus = StrEnum("ReferralStatus", {v: v for v in choices.REFERRAL_STATUSES})  # type: ignore[misc]
 DuplicateMode = StrEnum("DuplicateMode", {v: v for v in choices.DUPLICATE_MODES})  # type: ignore[misc]
+# what a file's record the database already has can do when it is never rewritten (a coupon's terms)
+KeepMode = StrEnum("KeepMode", {v: v for v in choices.DUPLICATE_MODES if v != "update"})  # type: ignore[misc]
 ExportFormat = StrEnum("ExportFormat", {v: v for v in choices.EXPORT_FORMATS})  # type: ignore[misc]
 
 COMPLETION_LIMIT = 20  # customers offered at once by shell completion

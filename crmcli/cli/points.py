@@ -145,8 +145,9 @@ def import_(
 ) -> None:
     """Import points given or redeemed by hand and referral rewards: all or nothing unless --skip-invalid.
 
-    Columns: customer, kind (adjust, redeem or referral) and points (a redeem takes them)
-    required; at, reason, referral (the referred customer, for a referral reward). Import it
+    Columns: customer, kind (adjust, redeem, referral, birthday or apology) and points (a
+    redeem takes them) required; at, reason, referral (the referred customer, for a referral
+    reward). Import it
     after the customers and coupons, before the purchases.
 
     Example: crmcli --db new.db points import points.csv

@@ -26,6 +26,7 @@ CHOICES = [
     (["referral", "list"], ["--status"], ("pending", "verified", "rejected")),
     (["customer", "import", "in.csv"], ["--on-duplicate"], ON_DUPLICATE),
     (["purchase", "import", "in.csv"], ["--on-duplicate"], ON_DUPLICATE),
+    (["coupon", "import", "in.csv"], ["--on-duplicate"], ("skip", "error")),  # a coupon's terms are never rewritten
     (["customer", "export"], ["--format"], EXPORT_FORMATS),
     (["purchase", "export"], ["--format"], EXPORT_FORMATS),
 ]
