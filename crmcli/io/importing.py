@@ -142,7 +142,10 @@ def run_import(
             session.rollback()
             raise run.failed(source.label)
         if finish is not None:
-            finish(session)
+            finish(session)  # (the rules at the end may refuse rows too)
+            if run.problems and reject_file is None:
+                session.rollback()
+                raise run.failed(source.label)
         from crmcli.audit import note
 
         note(session, file=source.label, **run.counts(dry_run))  # one audit entry per import, with counts

@@ -11,12 +11,12 @@ customer and interaction files).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, and_, cast, literal, or_, select
+from sqlalchemy import String, and_, cast, delete, literal, or_, select
 from sqlmodel import Session
 
 from crmcli.bulk import insert_rows
@@ -26,8 +26,11 @@ from crmcli.errors import Invalid
 from crmcli.io.importing import ImportRun, Written, check_options, run_import
 from crmcli.io.reader import CsvOptions, open_source
 from crmcli.io.writer import Target, customer_cell, write_export
-from crmcli.models import Customer, PointsEntry, Referral, table_of
+from crmcli.models import Customer, PointsEntry, Purchase, Referral, table_of
 from crmcli.values import check_happened, parse_when, utcnow
+
+if TYPE_CHECKING:
+    from crmcli.services.points import ShortOfPoints
 
 FIELDS = ("customer", "at", "kind", "points", "reason", "referral")
 KINDS = ("adjust", "redeem", "referral", "birthday", "apology")
@@ -49,6 +52,11 @@ class Row:
 class PointsRun(ImportRun):
     customers: set[int] | None = None  # whose derived removals to bring in line at the end
     seen: dict[tuple[int, str], int] | None = None  # (customer, referral period) -> line
+    redeemed: dict[int, list[Written]] = field(default_factory=dict)  # each customer's redemptions written
+    awaiting: int = 0  # customers whose redemptions wait for their sales to be checked
+
+    def counts(self, dry_run: bool) -> dict[str, Any]:
+        return {**super().counts(dry_run), "awaiting_sales": self.awaiting}
 
 
 def validate_row(line: int, raw: dict[str, str], run: ImportRun) -> Row:
@@ -93,19 +101,29 @@ def import_points(
 ) -> dict[str, Any]:
     """Import points entries in one transaction: all or nothing unless ``reject_file`` is given.
 
-    The entries are facts taken as recorded, dated as the file says. A redemption is not
-    held against the balance here: the sales whose points paid for it come after, in the
-    purchase file, whose import replays the timeline. A referral's points are linked to the
-    referral of the referred customer (one reward per side), so the purchase import does not
-    give them again.
+    The entries are facts taken as recorded, dated as the file says. A redemption must be
+    covered by the points the customer held at its moment, as ``points redeem`` requires: it
+    is checked here for a customer who has sales, and refused with its line when short. For
+    a customer with no sales yet it is checked when the purchase file is imported: in a
+    moved shop the sales that paid for it come after this file (``awaiting_sales`` counts
+    those customers). A referral's points are linked to the referral of the referred
+    customer (one reward per side), so the purchase import does not give them again.
     """
     check_options("error", reject_file)
     source = open_source(path, options, fields=FIELDS, required=("customer", "kind", "points"))
     run = PointsRun(config=config, on_duplicate="error", now=now or utcnow(), customers=set(), seen={})
 
     def finish(session: Session) -> None:
-        from crmcli.services.points import settle_points
+        from crmcli.services.points import ShortOfPoints, settle_points
 
+        selling = _with_sales(session, sorted(run.redeemed))
+        run.awaiting = len(run.redeemed) - len(selling)
+        while True:  # each shortfall refuses the redemption behind it, then the customers are replayed again
+            try:
+                settle_points(session, config, selling, now=run.now, spent=selling)
+                break
+            except ShortOfPoints as short:
+                _refuse_redemption(session, run, short)
         # The removals the rules derive (resets, reversals, expiries) follow the new facts.
         settle_points(session, config, sorted(run.customers or ()), now=run.now, strict=False)
 
@@ -181,11 +199,40 @@ def _write_batch(session: Session, batch: list[Row], run: PointsRun) -> None:
         assert who.id is not None
         rows.append((row.line, row.raw, {**row.values, "customer_id": who.id, "purchase_id": None, "period": period}))
         run.customers.add(who.id)
-    new = [
-        values for _, _, values in run.refuse_repeats(conn, e, ("customer_id", "at", "kind", "delta", "reason"), rows)
-    ]
-    insert_rows(conn, e, COLUMNS, new)
+    new = run.refuse_repeats(conn, e, ("customer_id", "at", "kind", "delta", "reason"), rows)
+    insert_rows(conn, e, COLUMNS, [values for _, _, values in new])
     run.inserted += len(new)
+    for written in new:
+        if written[2]["kind"] == "redeem":
+            run.redeemed.setdefault(written[2]["customer_id"], []).append(written)
+
+
+def _with_sales(session: Session, customer_ids: list[int]) -> list[int]:
+    """Those of ``customer_ids`` (sorted) who have a sale recorded."""
+    p = table_of(Purchase)
+    found: set[int] = set()
+    for start in range(0, len(customer_ids), 900):
+        chunk = customer_ids[start : start + 900]
+        found.update(session.execute(select(p.c.customer_id).where(p.c.customer_id.in_(chunk)).distinct()).scalars())
+    return sorted(found)
+
+
+def _refuse_redemption(session: Session, run: PointsRun, short: ShortOfPoints) -> None:
+    """Refuse, and take out again, the file's redemption behind ``short``: the spend itself when
+    the file wrote it, else the file's latest redemption before it (which took its points)."""
+    e = table_of(PointsEntry)
+    spend = short.spend
+    before = [w for w in run.redeemed.get(short.customer_id, []) if w[2]["at"] <= spend.at]
+    if not before:
+        raise short  # short before this file: not this file's to refuse
+    line, raw, values = max(before, key=lambda w: (w[2]["at"], w[2]["delta"] == spend.delta))
+    run.redeemed[short.customer_id].remove((line, raw, values))
+    session.execute(
+        delete(e).where(*(e.c[k] == values[k] for k in ("customer_id", "at", "kind", "delta", "reason", "purchase_id")))
+    )
+    run.inserted -= 1
+    own = values["at"] == spend.at and values["delta"] == spend.delta
+    run.reject(line, raw, short.message if own else f"{short.message}, after this redemption of {-values['delta']}")
 
 
 # --- export -----------------------------------------------------------------------

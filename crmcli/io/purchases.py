@@ -36,7 +36,7 @@ from crmcli.errors import Conflict, CrmError, Invalid
 from crmcli.io.importing import BULK_CACHE_KB, ImportRun, bulk_cache, check_options, write_rejects
 from crmcli.io.reader import CsvOptions, open_source
 from crmcli.io.writer import Target, customer_cell, write_export
-from crmcli.models import Customer, Purchase, UTCDateTime, table_of
+from crmcli.models import Customer, PointsEntry, Purchase, UTCDateTime, table_of
 from crmcli.values import check_happened, money, parse_money, parse_when, utcnow
 
 FIELDS = (
@@ -675,9 +675,14 @@ def _settle(session: Session, staged: Table, run: PurchaseRun) -> None:
     # the customers of the staged rows, not of updates (their own path settled them)
     rows = select(staged.c.customer_id).where(staged.c.action != "update").distinct()
     session.execute(insert(buyers).from_select(["id"], rows))
-    # the customers whose rows spent points (recorded figures): their spends are checked
+    # the customers whose rows spent points (recorded figures), or who redeemed points by hand
+    # (a points file, imported before the sales that paid for it): their spends are checked
     spenders = select(staged.c.customer_id).where(staged.c.action != "update", staged.c.points_used > 0)
-    spent = set(session.execute(spenders.distinct()).scalars())
+    e = table_of(PointsEntry)
+    by_hand = select(e.c.customer_id).where(
+        e.c.purchase_id.is_(None), e.c.kind == "redeem", e.c.customer_id.in_(select(buyers.c.id))
+    )
+    spent = set(session.execute(spenders.union(by_hand)).scalars())
     for page in _pages(session, buyers):
         settle_points(session, run.config, page, now=run.now, spent=spent)
     for page in _pages(session, buyers):

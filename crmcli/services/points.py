@@ -145,6 +145,18 @@ class Replay:
     short: tuple[Fact, int] | None = None  # the first spend that found too few points, and what was there
 
 
+class ShortOfPoints(Invalid):
+    """A spend the customer's timeline cannot cover: no balance is negative at any moment."""
+
+    def __init__(self, customer_id: int, spend: Fact, held: int, tz: ZoneInfo) -> None:
+        super().__init__(
+            f"customer {customer_id} would have {held} points on {spend.at.astimezone(tz):%Y-%m-%d %H:%M}, "
+            f"fewer than the {-spend.delta} spent then"
+        )
+        self.customer_id = customer_id
+        self.spend = spend
+
+
 EXPIRE_RANK = (2, "expire")  # where an expiry sorts among the events of its moment: with the removals
 
 
@@ -502,10 +514,7 @@ def settle_points(
                 continue
             if outcome.short is not None:
                 spend, held = outcome.short
-                raise Invalid(
-                    f"customer {cid} would have {held} points on {spend.at.astimezone(config.tz):%Y-%m-%d %H:%M}, "
-                    f"fewer than the {-spend.delta} spent then"
-                )
+                raise ShortOfPoints(cid, spend, held, config.tz)
             rows += [
                 {
                     "customer_id": cid,

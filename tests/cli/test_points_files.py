@@ -216,3 +216,64 @@ def test_a_referral_verified_by_hand_stays_verified_after_the_daily_check(cli: C
     for shop in (cli, copy):
         shop.ok("daily")
         assert [r["status"] for r in shop.ok("referral", "list", "-f", "json").json()] == ["verified"]
+
+
+def test_a_redemption_the_points_held_cannot_cover_is_refused_with_its_line(cli: Cli, tmp_path: Path) -> None:
+    """Regression: a points file could redeem more than a customer held (exit 0, a negative
+    balance that then refused every later write of that customer)."""
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com", "--at", "2026-01-01")
+    cli.ok("purchase", "add", "ann@example.com", "100", "--at", "2026-01-10T10:00")  # earns 10
+    cli.ok("points", "redeem", "ann@example.com", "8", "--reason", "mug")  # today: 2 left
+    file = tmp_path / "points.csv"
+    file.write_text(
+        "customer,at,kind,points\n"
+        "email:ann@example.com,2026-01-05T09:00:00+00:00,redeem,1\n"  # before the sale: none held
+        "email:ann@example.com,2026-02-01T09:00:00+00:00,redeem,99999\n"
+        "email:ann@example.com,2026-02-02T09:00:00+00:00,redeem,4\n"  # covered, but leaves today's 8 short
+        "email:ann@example.com,2026-02-03T09:00:00+00:00,adjust,1\n",
+        encoding="utf-8",
+    )
+    result = cli("points", "import", str(file))
+    assert result.exit_code == 1
+    assert "line 2: customer 1 would have 0 points on 2026-01-05 09:00, fewer than the 1 spent then" in result.stderr
+    assert "line 3: customer 1 would have 10 points on 2026-02-01 09:00, fewer than the 99999 spent" in result.stderr
+    assert "line 4: customer 1 would have 7 points on " in result.stderr
+    assert "fewer than the 8 spent then, after this redemption of 4" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: 3 bad row(s)")
+    assert balance(cli, "ann@example.com") == 2  # nothing was written
+    rejects = tmp_path / "rejects.csv"
+    summary = cli.ok("points", "import", str(file), "--skip-invalid", str(rejects), "-f", "json").json()
+    assert (summary["inserted"], summary["rejected"], summary["awaiting_sales"]) == (1, 3, 0)
+    assert [r["line"] for r in read(rejects)] == ["2", "3", "4"]
+    assert balance(cli, "ann@example.com") == 3  # 10 earned + 1 given - 8 redeemed
+    cli.ok("points", "redeem", "ann@example.com", "3", "--reason", "pen")  # the customer's later writes still go through
+
+
+def test_a_redemption_before_any_sale_is_checked_when_the_sales_come(cli: Cli, tmp_path: Path) -> None:
+    """In a moved shop the points file comes before the sales that paid for its redemptions:
+    they are checked by the purchase import, which refuses a history that overdraws."""
+    for name in ("ann", "bob"):
+        cli.ok("customer", "add", name, "--email", f"{name}@example.com", "--at", "2026-01-01")
+    points = tmp_path / "points.csv"
+    points.write_text(
+        "customer,at,kind,points\n"
+        "email:ann@example.com,2026-02-01T09:00:00+00:00,redeem,5\n"
+        "email:bob@example.com,2026-02-01T09:00:00+00:00,redeem,5\n",
+        encoding="utf-8",
+    )
+    summary = cli.ok("points", "import", str(points), "-f", "json").json()
+    assert (summary["inserted"], summary["awaiting_sales"]) == (2, 2)
+    sales = tmp_path / "purchases.csv"
+    sales.write_text(
+        "customer,amount,at\n"
+        "email:ann@example.com,100,2026-01-10T10:00:00+00:00\n"  # earns 10: covers her 5
+        "email:bob@example.com,20,2026-01-10T10:00:00+00:00\n",  # earns 2: short of his 5
+        encoding="utf-8",
+    )
+    result = cli("purchase", "import", str(sales))
+    assert result.exit_code == 1
+    assert "customer 2 would have 2 points on 2026-02-01 09:00, fewer than the 5 spent then" in result.stderr
+    assert cli.ok("purchase", "list", "-f", "json").json() == []  # all or nothing
+    sales.write_text(sales.read_text(encoding="utf-8").replace(",20,", ",50,"), encoding="utf-8")
+    cli.ok("purchase", "import", str(sales))
+    assert balance(cli, "ann@example.com") == 5 and balance(cli, "bob@example.com") == 0
