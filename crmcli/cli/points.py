@@ -141,16 +141,25 @@ def import_(
     dry_run: DryRunOpt = False,
     skip_invalid: SkipInvalidOpt = None,
     force: ForceOpt = False,
+    before_sales: Annotated[
+        bool,
+        typer.Option(
+            "--before-sales",
+            help="Moving a shop: the sales come next, in the purchase file. A redemption of a customer "
+            "with no sales yet is checked by the purchase import instead.",
+        ),
+    ] = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Import points given or redeemed by hand and referral rewards: all or nothing unless --skip-invalid.
 
     Columns: customer, kind (adjust, redeem, referral, birthday or apology) and points (a
     redeem takes them) required; at, reason, referral (the referred customer, for a referral
-    reward). Import it
-    after the customers and coupons, before the purchases.
+    reward). A redemption the customer's points cannot cover at its moment is refused.
+    Moving a shop, import it after the customers and coupons, before the purchases, with
+    --before-sales.
 
-    Example: crmcli --db new.db points import points.csv
+    Example: crmcli --db new.db points import points.csv --before-sales
     """
     from crmcli.io.points import import_points
 
@@ -166,6 +175,7 @@ def import_(
         skip_invalid=skip_invalid,
         force=force,
         fmt=fmt,
+        before_sales=before_sales,
     )
 
 

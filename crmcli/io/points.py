@@ -98,32 +98,31 @@ def import_points(
     reject_file: Path | Target | None = None,
     progress: Any = None,
     now: datetime | None = None,
+    before_sales: bool = False,
 ) -> dict[str, Any]:
     """Import points entries in one transaction: all or nothing unless ``reject_file`` is given.
 
     The entries are facts taken as recorded, dated as the file says. A redemption must be
-    covered by the points the customer held at its moment, as ``points redeem`` requires: it
-    is checked here for a customer who has sales, and refused with its line when short. For
-    a customer with no sales yet it is checked when the purchase file is imported: in a
-    moved shop the sales that paid for it come after this file (``awaiting_sales`` counts
-    those customers). A referral's points are linked to the referral of the referred
-    customer (one reward per side), so the purchase import does not give them again.
+    covered by the points the customer held at its moment, as ``points redeem`` requires; one
+    that is not is refused with its line. ``before_sales``: the file comes before the sales
+    of a moved shop, whose points may be what paid for a redemption; then the redemptions
+    of a customer with no sales yet are checked by the purchase import instead
+    (``awaiting_sales`` counts those customers). A referral's points are linked to the
+    referral of the referred customer (one reward per side), so the purchase import does not
+    give them again.
     """
     check_options("error", reject_file)
     source = open_source(path, options, fields=FIELDS, required=("customer", "kind", "points"))
     run = PointsRun(config=config, on_duplicate="error", now=now or utcnow(), customers=set(), seen={})
 
     def finish(session: Session) -> None:
-        from crmcli.services.points import ShortOfPoints, settle_points
+        from crmcli.services.points import settle_points
 
-        selling = _with_sales(session, sorted(run.redeemed))
-        run.awaiting = len(run.redeemed) - len(selling)
-        while True:  # each shortfall refuses the redemption behind it, then the customers are replayed again
-            try:
-                settle_points(session, config, selling, now=run.now, spent=selling)
-                break
-            except ShortOfPoints as short:
-                _refuse_redemption(session, run, short)
+        checked = sorted(run.redeemed)
+        if before_sales:
+            checked = _with_sales(session, checked)
+            run.awaiting = len(run.redeemed) - len(checked)
+        _check_redemptions(session, run, checked)
         # The removals the rules derive (resets, reversals, expiries) follow the new facts.
         settle_points(session, config, sorted(run.customers or ()), now=run.now, strict=False)
 
@@ -139,6 +138,50 @@ def import_points(
         write_batch=lambda session, batch: _write_batch(session, batch, run),
         finish=finish,
     )
+
+
+def _check_redemptions(session: Session, run: PointsRun, customer_ids: list[int]) -> None:
+    """Replay ``customer_ids`` (sorted) strictly. Each shortfall refuses the file's redemption
+    behind it, and the customers that had one are replayed again, until none is short. A
+    customer already short before this file (no redemption of the file comes before the
+    shortfall) is not this file's to judge: it is left as it was."""
+    from crmcli.services.points import settle_points
+
+    pending = customer_ids
+    while pending:
+        shorts: list[ShortOfPoints] = []
+        settle_points(session, run.config, pending, now=run.now, spent=set(pending), on_short=shorts.append)
+        pending = sorted(short.customer_id for short in shorts if _refuse_redemption(session, run, short))
+
+
+def _with_sales(session: Session, customer_ids: list[int]) -> list[int]:
+    """Those of ``customer_ids`` (sorted) who have a sale recorded."""
+    p = table_of(Purchase)
+    found: set[int] = set()
+    for start in range(0, len(customer_ids), 900):
+        chunk = customer_ids[start : start + 900]
+        found.update(session.execute(select(p.c.customer_id).where(p.c.customer_id.in_(chunk)).distinct()).scalars())
+    return sorted(found)
+
+
+def _refuse_redemption(session: Session, run: PointsRun, short: ShortOfPoints) -> bool:
+    """Refuse, and take out again, the file's redemption behind ``short``: the spend itself when
+    the file wrote it, else the file's latest redemption before it (which took its points).
+    False when the file has none before it."""
+    e = table_of(PointsEntry)
+    spend = short.spend
+    before = [w for w in run.redeemed.get(short.customer_id, []) if w[2]["at"] <= spend.at]
+    if not before:
+        return False
+    line, raw, values = max(before, key=lambda w: (w[2]["at"], w[2]["delta"] == spend.delta))
+    run.redeemed[short.customer_id].remove((line, raw, values))
+    session.execute(
+        delete(e).where(*(e.c[k] == values[k] for k in ("customer_id", "at", "kind", "delta", "reason", "purchase_id")))
+    )
+    run.inserted -= 1
+    own = values["at"] == spend.at and values["delta"] == spend.delta
+    run.reject(line, raw, short.message if own else f"{short.message}, after this redemption of {-values['delta']}")
+    return True
 
 
 def _write_batch(session: Session, batch: list[Row], run: PointsRun) -> None:
@@ -206,33 +249,6 @@ def _write_batch(session: Session, batch: list[Row], run: PointsRun) -> None:
         if written[2]["kind"] == "redeem":
             run.redeemed.setdefault(written[2]["customer_id"], []).append(written)
 
-
-def _with_sales(session: Session, customer_ids: list[int]) -> list[int]:
-    """Those of ``customer_ids`` (sorted) who have a sale recorded."""
-    p = table_of(Purchase)
-    found: set[int] = set()
-    for start in range(0, len(customer_ids), 900):
-        chunk = customer_ids[start : start + 900]
-        found.update(session.execute(select(p.c.customer_id).where(p.c.customer_id.in_(chunk)).distinct()).scalars())
-    return sorted(found)
-
-
-def _refuse_redemption(session: Session, run: PointsRun, short: ShortOfPoints) -> None:
-    """Refuse, and take out again, the file's redemption behind ``short``: the spend itself when
-    the file wrote it, else the file's latest redemption before it (which took its points)."""
-    e = table_of(PointsEntry)
-    spend = short.spend
-    before = [w for w in run.redeemed.get(short.customer_id, []) if w[2]["at"] <= spend.at]
-    if not before:
-        raise short  # short before this file: not this file's to refuse
-    line, raw, values = max(before, key=lambda w: (w[2]["at"], w[2]["delta"] == spend.delta))
-    run.redeemed[short.customer_id].remove((line, raw, values))
-    session.execute(
-        delete(e).where(*(e.c[k] == values[k] for k in ("customer_id", "at", "kind", "delta", "reason", "purchase_id")))
-    )
-    run.inserted -= 1
-    own = values["at"] == spend.at and values["delta"] == spend.delta
-    run.reject(line, raw, short.message if own else f"{short.message}, after this redemption of {-values['delta']}")
 
 
 # --- export -----------------------------------------------------------------------

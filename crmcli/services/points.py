@@ -27,7 +27,7 @@ import calendar
 import functools
 import itertools
 import operator
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -474,6 +474,7 @@ def settle_points(
     now: datetime | None = None,
     strict: bool = True,
     spent: Collection[int] = (),
+    on_short: Callable[[ShortOfPoints], None] | None = None,
 ) -> int:
     """Bring the derived removals of these customers in line with their timeline as of ``now``.
 
@@ -484,7 +485,8 @@ def settle_points(
     ``strict=False``: a customer whose recorded history cannot be replayed without a
     shortfall (a ledger written by an older version, whose resets were dated at the
     payment) keeps its entries as they are, so one such customer never stops a
-    ``customer show`` or the cron job. Returns how many customers were replayed.
+    ``customer show`` or the cron job. ``on_short``, when given, is told of each shortfall
+    instead, and that customer is left as it was. Returns how many customers were replayed.
     """
     now = now or utcnow()
     e = table_of(PointsEntry)
@@ -498,11 +500,7 @@ def settle_points(
         if not checked and not session.execute(asks, _may_settle_params(chunk, expiry, now)).scalar():
             continue  # nothing to derive or rewrite: no sale on credit or refunded, no removal, nothing old
         removals = _removals_due(session, config, chunk, now)
-        had = set(
-            session.execute(select(e.c.customer_id).where(e.c.customer_id.in_(chunk), _removal_rows(e)).distinct())
-            .scalars()
-            .all()
-        )
+        had = set(session.execute(_with_removals(), {"ids": chunk}).scalars())
         involved = sorted(had | set(removals) | checked | _with_points_to_expire(session, expiry, chunk, now))
         if not involved:
             continue
@@ -513,8 +511,11 @@ def settle_points(
             if outcome.short is not None and not strict:
                 continue
             if outcome.short is not None:
-                spend, held = outcome.short
-                raise ShortOfPoints(cid, spend, held, config.tz)
+                short = ShortOfPoints(cid, *outcome.short, config.tz)
+                if on_short is None:
+                    raise short
+                on_short(short)  # told, and the customer's entries left as they are
+                continue
             rows += [
                 {
                     "customer_id": cid,
@@ -536,12 +537,7 @@ def settle_points(
 def _facts_by_customer(session: Session, customer_ids: list[int]) -> Iterator[tuple[int, list[Fact]]]:
     """Each of ``customer_ids`` (sorted) with its facts, read in one query but held one customer
     at a time: a chunk of a large shop's best customers holds hundreds of thousands of entries."""
-    e = table_of(PointsEntry)
-    found = session.execute(
-        select(e.c.customer_id, e.c.at, e.c.delta, e.c.kind, e.c.purchase_id)
-        .where(e.c.customer_id.in_(customer_ids), e.c.kind.in_(FACTS))
-        .order_by(e.c.customer_id)
-    )
+    found = session.execute(_facts_of(), {"ids": customer_ids})
     groups = itertools.groupby(found, key=operator.itemgetter(0))
     current = next(groups, None)
     for cid in customer_ids:
@@ -550,6 +546,25 @@ def _facts_by_customer(session: Session, customer_ids: list[int]) -> Iterator[tu
             facts = [Fact(at, delta, kind, pid) for _, at, delta, kind, pid in current[1]]
             current = next(groups, None)
         yield cid, facts
+
+
+@functools.cache
+def _facts_of() -> Any:
+    """The facts of the customers ``ids``, by customer (built once; see :func:`_facts_by_customer`)."""
+    e = table_of(PointsEntry)
+    return (
+        select(e.c.customer_id, e.c.at, e.c.delta, e.c.kind, e.c.purchase_id)
+        .where(e.c.customer_id.in_(bindparam("ids", expanding=True)), e.c.kind.in_(FACTS))
+        .order_by(e.c.customer_id)
+    )
+
+
+@functools.cache
+def _with_removals() -> Any:
+    """Those of the customers ``ids`` with a removal recorded (built once)."""
+    e = table_of(PointsEntry)
+    ids: Any = bindparam("ids", expanding=True)
+    return select(e.c.customer_id).where(e.c.customer_id.in_(ids), _removal_rows(e)).distinct()
 
 
 @functools.cache
@@ -597,23 +612,29 @@ def _with_points_to_expire(session: Session, expiry: Expiry | None, customer_ids
     )
 
 
+@functools.cache
+def _removal_sales(resetting: bool) -> Any:
+    """The sales of the customers ``ids`` that call for a removal as of ``now``, each with
+    whether it is late by then; built once per setting, its bound values change."""
+    p = table_of(Purchase)
+    late = late_purchases(None, bindparam("now", type_=UTCDateTime()))
+    return select(
+        p.c.customer_id, p.c.id, p.c.due_at, p.c.refunded_at, p.c.net_minor, case((late, 1), else_=0).label("late")
+    ).where(
+        # only the sales that call for a removal, found in the index of sales on credit or
+        # refunded (its condition, as the index states it, lets the database use it)
+        p.c.customer_id.in_(bindparam("ids", expanding=True)),
+        or_(p.c.due_at.is_not(None), p.c.refunded_at.is_not(None)),
+        or_(p.c.refunded_at.is_not(None), late) if resetting else p.c.refunded_at.is_not(None),
+    )
+
+
 def _removals_due(session: Session, config: Config, customer_ids: list[int], now: datetime) -> dict[int, list[Removal]]:
     """The removals the rules call for: one reset per late due moment, one reversal per refund."""
-    p = table_of(Purchase)
     found: dict[int, list[Removal]] = {}
     resets: dict[tuple[int, datetime], int] = {}  # (customer, due) -> first late purchase
-    late_column = case((late_purchases(config, now), 1), else_=0).label("late")
-    for cid, pid, due, refunded, net, late in session.execute(
-        select(p.c.customer_id, p.c.id, p.c.due_at, p.c.refunded_at, p.c.net_minor, late_column).where(
-            # only the sales that call for a removal, found in the index of sales on credit or
-            # refunded (its condition, as the index states it, lets the database use it)
-            p.c.customer_id.in_(customer_ids),
-            or_(p.c.due_at.is_not(None), p.c.refunded_at.is_not(None)),
-            or_(p.c.refunded_at.is_not(None), late_purchases(config, now))
-            if config.points.reset_on_late_payment
-            else p.c.refunded_at.is_not(None),
-        )
-    ):
+    query = _removal_sales(config.points.reset_on_late_payment)
+    for cid, pid, due, refunded, net, late in session.execute(query, {"ids": customer_ids, "now": now}):
         if refunded is not None and refunded <= now and (earned := points_for_spend(net, config)):
             found.setdefault(cid, []).append(Removal(refunded, "reversal", earned, f"refund of purchase {pid}", pid))
         if late and config.points.reset_on_late_payment and ((cid, due) not in resets or pid < resets[(cid, due)]):

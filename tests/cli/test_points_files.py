@@ -22,7 +22,7 @@ def move(cli: Cli, tmp_path: Path) -> Cli:
         cli.ok(noun, "export", "--out", str(path))
     copy = Cli(tmp_path / "copy.db", cli.config_path)
     for noun, path in files.items():
-        copy.ok(noun, "import", str(path))
+        copy.ok(noun, "import", str(path), *(["--before-sales"] if noun == "points" else []))
     return copy
 
 
@@ -246,12 +246,13 @@ def test_a_redemption_the_points_held_cannot_cover_is_refused_with_its_line(cli:
     assert (summary["inserted"], summary["rejected"], summary["awaiting_sales"]) == (1, 3, 0)
     assert [r["line"] for r in read(rejects)] == ["2", "3", "4"]
     assert balance(cli, "ann@example.com") == 3  # 10 earned + 1 given - 8 redeemed
-    cli.ok("points", "redeem", "ann@example.com", "3", "--reason", "pen")  # the customer's later writes still go through
+    cli.ok("points", "redeem", "ann@example.com", "3", "--reason", "pen")  # later writes go through
 
 
 def test_a_redemption_before_any_sale_is_checked_when_the_sales_come(cli: Cli, tmp_path: Path) -> None:
-    """In a moved shop the points file comes before the sales that paid for its redemptions:
-    they are checked by the purchase import, which refuses a history that overdraws."""
+    """In a moved shop the points file comes before the sales that paid for its redemptions
+    (--before-sales): they are checked by the purchase import, which refuses a history that
+    overdraws."""
     for name in ("ann", "bob"):
         cli.ok("customer", "add", name, "--email", f"{name}@example.com", "--at", "2026-01-01")
     points = tmp_path / "points.csv"
@@ -261,7 +262,10 @@ def test_a_redemption_before_any_sale_is_checked_when_the_sales_come(cli: Cli, t
         "email:bob@example.com,2026-02-01T09:00:00+00:00,redeem,5\n",
         encoding="utf-8",
     )
-    summary = cli.ok("points", "import", str(points), "-f", "json").json()
+    refused = cli("points", "import", str(points))  # without --before-sales: checked now
+    assert refused.exit_code == 1
+    assert "line 2: customer 1 would have 0 points on 2026-02-01 09:00, fewer than the 5" in refused.stderr
+    summary = cli.ok("points", "import", str(points), "--before-sales", "-f", "json").json()
     assert (summary["inserted"], summary["awaiting_sales"]) == (2, 2)
     sales = tmp_path / "purchases.csv"
     sales.write_text(
@@ -277,3 +281,43 @@ def test_a_redemption_before_any_sale_is_checked_when_the_sales_come(cli: Cli, t
     sales.write_text(sales.read_text(encoding="utf-8").replace(",20,", ",50,"), encoding="utf-8")
     cli.ok("purchase", "import", str(sales))
     assert balance(cli, "ann@example.com") == 5 and balance(cli, "bob@example.com") == 0
+
+
+def test_a_ledger_short_before_the_file_does_not_stop_the_import(cli: Cli, tmp_path: Path) -> None:
+    """The check judges the file's own redemptions: a customer already short (here, a moved
+    shop's redemption whose sales never came) is left as it was, and the rest imports."""
+    for name in ("ann", "bob"):
+        cli.ok("customer", "add", name, "--email", f"{name}@example.com", "--at", "2026-01-01")
+    early = tmp_path / "early.csv"
+    early.write_text("customer,at,kind,points\nemail:ann@example.com,2026-02-01T09:00:00+00:00,redeem,500\n")
+    cli.ok("points", "import", str(early), "--before-sales")
+    cli.ok("purchase", "add", "ann@example.com", "20", "--at", "2026-03-01T10:00")
+    later = tmp_path / "later.csv"
+    later.write_text(
+        "customer,at,kind,points\n"
+        "email:ann@example.com,2026-04-01T09:00:00+00:00,adjust,5\n"
+        "email:bob@example.com,2026-04-01T09:00:00+00:00,adjust,7\n"
+    )
+    summary = cli.ok("points", "import", str(later), "-f", "json").json()
+    assert (summary["inserted"], summary["rejected"]) == (2, 0)
+    assert balance(cli, "bob@example.com") == 7
+
+
+def test_many_short_redemptions_are_each_refused_once(cli: Cli, tmp_path: Path) -> None:
+    """Each customer with a shortfall is replayed again alone, not the whole file (the refusals
+    are each named, and the covered redemptions of the same file stay)."""
+    rows = ["customer,at,kind,points"]
+    for n in range(1, 41):
+        cli.ok("customer", "add", f"c{n}", "--ref", f"c{n}", "--at", "2026-01-01")
+        cli.ok("purchase", "add", f"ref:c{n}", "100", "--at", "2026-01-10T10:00")  # earns 10
+        rows.append(f"ref:c{n},2026-02-01T09:00:00+00:00,redeem,{50 if n % 2 else 4}")
+        rows.append(f"ref:c{n},2026-02-02T09:00:00+00:00,redeem,{3 if n % 2 else 7}")  # short after the 4
+    file = tmp_path / "points.csv"
+    file.write_text("\n".join(rows) + "\n")
+    rejects = tmp_path / "rejects.csv"
+    summary = cli.ok("points", "import", str(file), "--skip-invalid", str(rejects), "-f", "json").json()
+    refused = read(rejects)
+    # odd customers: the 50 is refused and the 3 kept; even ones: the 4 is kept and the 7 refused
+    assert [r["points"] for r in refused] == ["50" if n % 2 else "7" for n in range(1, 41)]
+    assert (summary["inserted"], summary["rejected"]) == (40, 40)
+    assert balance(cli, "ref:c1") == 7 and balance(cli, "ref:c2") == 6

@@ -391,7 +391,7 @@ def export_and_import(source: Database, target: Database, config: Config, folder
     with target.session(write=True) as s:
         ledger.accrue_tenure(session=s, config=config, as_of=now)  # points accrue: before the sales that spent them
     import_coupons(db=target, config=config, path=files["coupons"], options=CsvOptions(), now=now)
-    import_points(db=target, config=config, path=files["points"], options=CsvOptions(), now=now)
+    import_points(db=target, config=config, path=files["points"], options=CsvOptions(), now=now, before_sales=True)
     import_purchases(db=target, config=config, path=files["purchases"], options=CsvOptions(), now=now)
     import_interactions(db=target, config=config, path=files["interactions"], options=CsvOptions(), now=now)
 
