@@ -85,10 +85,17 @@ def _written(session: Session) -> dict[str, set[str]]:
 
 def watch(session: Session, command: str) -> None:
     """Record this write session's changes as one audit entry when it commits."""
+    _listen()
     session.info[KEY] = _trail(command)
-    event.listen(session, "after_flush", _collect)
-    event.listen(session, "before_commit", _write)
-    event.listen(session, "after_rollback", _forget)
+
+
+@functools.cache
+def _listen() -> None:
+    """The session events, listened to once per process on the session class (a batch opens a
+    session per command): they do nothing for a session that is not watched."""
+    event.listen(Session, "after_flush", _collect)
+    event.listen(Session, "before_commit", _write)
+    event.listen(Session, "after_rollback", _forget)
 
 
 def _trail(command: str) -> dict[str, Any]:
@@ -98,10 +105,7 @@ def _trail(command: str) -> dict[str, Any]:
 def begin_entry(session: Session, command: str) -> None:
     """Start the entry of the next command in a transaction several commands share (a batch
     run all-or-nothing): each command gets its own entry, written by :func:`end_entry`."""
-    if not event.contains(session, "before_commit", _write):
-        watch(session, command)
-    else:
-        session.info[KEY] = _trail(command)
+    watch(session, command)
     _written(session)  # what an earlier command undid in its savepoint is not this one's
 
 

@@ -196,8 +196,10 @@ def find_customer(session: Session, text: str | int, region: str | None = None) 
     kinds = tuple(sorted({kind for kind, _ in keys}))
     by_key: dict[tuple[str, str], Any] = {}
     if kinds:
-        params = {kind: [value for k, value in keys if k == kind] for kind in kinds}
-        for row in session.execute(_customers_by(kinds), params).scalars():
+        params: dict[str, Any] = {kind: [value for k, value in keys if k == kind] for kind in kinds}
+        single = tuple(len(params[kind]) == 1 for kind in kinds)
+        params = {kind: v[0] if one else v for (kind, v), one in zip(params.items(), single, strict=True)}
+        for row in session.execute(_customers_by(kinds, single), params).scalars():
             for kind in kinds:
                 value = getattr(row, ENTITY_FIELD[kind])
                 if value is not None and (kind == "id" or row.erased_at is None):
@@ -222,15 +224,16 @@ ENTITY_FIELD = {"id": "id", "ref": "ref", "email": "email", "phone": "phone", "c
 
 
 @functools.cache
-def _customers_by(kinds: tuple[str, ...]) -> Any:
-    """Customers whose key of each kind is among the values bound to that kind's name."""
+def _customers_by(kinds: tuple[str, ...], single: tuple[bool, ...]) -> Any:
+    """Customers whose key of each kind is among the values bound to that kind's name (the one
+    value, for a kind marked ``single``: the usual case, without an IN-list to expand)."""
     t = table_of(Customer)
     conditions = []
-    for kind in kinds:
-        values: Any = bindparam(kind, expanding=True)
+    for kind, one in zip(kinds, single, strict=True):
         column = t.c[ENTITY_FIELD[kind]]
+        found = column == bindparam(kind) if one else column.in_(bindparam(kind, expanding=True))
         # an erased customer keeps only its id
-        conditions.append(column.in_(values) if kind == "id" else and_(column.in_(values), t.c.erased_at.is_(None)))
+        conditions.append(found if kind == "id" else and_(found, t.c.erased_at.is_(None)))
     return select(Customer).where(or_(*conditions))
 
 
