@@ -194,6 +194,7 @@ class Database:
     ) -> None:
         self.url, self.path = to_url(target)
         self._engine: Engine | None = None
+        self._writer: tuple[Engine, Engine] | None = None  # (engine, its write-lock options)
         self._migrate = migrate
         self._checked = False  # schema brought up to date (once per process)
         self.audit_command: str | None = None  # set by the CLI: write sessions are then audited
@@ -244,7 +245,11 @@ class Database:
 
     @property
     def writer(self) -> Engine:
-        return self.engine.execution_options(**{WRITE_OPTION: True})
+        """The engine whose connections begin with the write lock (made once per engine)."""
+        engine = self.engine
+        if self._writer is None or self._writer[0] is not engine:
+            self._writer = (engine, engine.execution_options(**{WRITE_OPTION: True}))
+        return self._writer[1]
 
     @contextmanager
     def session(self, *, write: bool = False, connection: Any = None) -> Iterator[Session]:
