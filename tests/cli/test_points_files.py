@@ -59,6 +59,14 @@ def test_points_by_hand_and_a_reopened_referrals_points_come_back(cli: Cli, tmp_
         assert balance(shop, "ann@example.com") == 5 and balance(shop, "ref:7") == 21  # 1 earned on 10.00
 
 
+def refused(cli: Cli, file: Path, bad_rows: int) -> str:
+    """Import ``file``, which must be refused as a whole for ``bad_rows`` rows; the messages."""
+    result = cli("points", "import", str(file))
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: {bad_rows} bad row(s)")
+    return result.stderr
+
+
 def read_export(cli: Cli, tmp_path: Path) -> list[dict[str, str]]:
     out = tmp_path / "points-listed.csv"
     cli.ok("points", "export", "--out", str(out))
@@ -81,14 +89,12 @@ def test_a_bad_row_names_its_line_and_nothing_is_written(cli: Cli, tmp_path: Pat
         "email:nobody@example.com,,adjust,1,,\n",
         encoding="utf-8",
     )
-    result = cli("points", "import", str(file))
-    assert result.exit_code == 1
-    assert "line 3: points must be a positive whole number up to 1000000000, not '-5'" in result.stderr
-    assert "line 4: kind must be one of adjust, redeem, referral, birthday, apology, not 'bonus'" in result.stderr
-    assert "line 5: referral: customer 3 is neither side of referral 1" in result.stderr
-    assert "line 7: referral 1 rewards customer 1 once (line 6)" in result.stderr
-    assert "line 8: no customer 'email:nobody@example.com'" in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: 5 bad row(s)")
+    stderr = refused(cli, file, 5)
+    assert "line 3: points must be a positive whole number up to 1000000000, not '-5'" in stderr
+    assert "line 4: kind must be one of adjust, redeem, referral, birthday, apology, not 'bonus'" in stderr
+    assert "line 5: referral: customer 3 is neither side of referral 1" in stderr
+    assert "line 7: referral 1 rewards customer 1 once (line 6)" in stderr
+    assert "line 8: no customer 'email:nobody@example.com'" in stderr
     assert balance(cli, "ann@example.com") == 0
     dry = cli.ok("points", "import", str(file), "--dry-run", "--skip-invalid", str(tmp_path / "r.csv"), "-f", "json")
     assert dry.json()["inserted"] == 2 and balance(cli, "ann@example.com") == 0
@@ -233,13 +239,11 @@ def test_a_redemption_the_points_held_cannot_cover_is_refused_with_its_line(cli:
         "email:ann@example.com,2026-02-03T09:00:00+00:00,adjust,1\n",
         encoding="utf-8",
     )
-    result = cli("points", "import", str(file))
-    assert result.exit_code == 1
-    assert "line 2: customer 1 would have 0 points on 2026-01-05 09:00, fewer than the 1 spent then" in result.stderr
-    assert "line 3: customer 1 would have 10 points on 2026-02-01 09:00, fewer than the 99999 spent" in result.stderr
-    assert "line 4: customer 1 would have 7 points on " in result.stderr
-    assert "fewer than the 8 spent then, after this redemption of 4" in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: 3 bad row(s)")
+    stderr = refused(cli, file, 3)
+    assert "line 2: customer 1 would have 0 points on 2026-01-05 09:00, fewer than the 1 spent then" in stderr
+    assert "line 3: customer 1 would have 10 points on 2026-02-01 09:00, fewer than the 99999 spent" in stderr
+    assert "line 4: customer 1 would have 7 points on " in stderr
+    assert "fewer than the 8 spent then, after this redemption of 4" in stderr
     assert balance(cli, "ann@example.com") == 2  # nothing was written
     rejects = tmp_path / "rejects.csv"
     summary = cli.ok("points", "import", str(file), "--skip-invalid", str(rejects), "-f", "json").json()
