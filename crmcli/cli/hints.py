@@ -30,7 +30,19 @@ NEXT_STEPS: list[tuple[type[CrmError], str | None, str]] = [
         "fix them; for the duplicates pass --on-duplicate skip or update; or pass --skip-invalid FILE "
         "to import the good rows",
     ),
+    (
+        ImportFailed,
+        "before-sales",
+        "moving a shop, whose sales come next: pass --before-sales, then import the purchases; "
+        "else fix them, or pass --skip-invalid FILE to import the good rows",
+    ),
     (ImportFailed, None, "fix them, or pass --skip-invalid FILE to import the good rows"),
+    (
+        Invalid,
+        "hand-redemption",
+        "the redemption came with 'points import --before-sales': import all of the customer's sales in one "
+        "file, or give what it lacks with an 'adjust' row dated before it in a points file",
+    ),
     (CrmError, "columns", "rename with --map CSVCOL=FIELD, ignore with --map CSVCOL="),
     (CrmError, "encoding", "pass --encoding, for example utf-8, gb18030, big5, shift_jis or cp1252"),
     (DatabaseError, "folder", "create it, or pass --db with another path"),

@@ -145,19 +145,21 @@ def import_(
         bool,
         typer.Option(
             "--before-sales",
-            help="Moving a shop: the sales come next, in the purchase file. A redemption of a customer "
-            "with no sales yet is checked by the purchase import instead.",
+            help="Moving a shop: the sales come next, in the purchase file. An uncovered redemption of "
+            "a customer with no sales yet is accepted, and checked by the purchase import of that customer's sales.",
         ),
     ] = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Import points given or redeemed by hand and referral rewards: all or nothing unless --skip-invalid.
 
-    Columns: customer, kind (adjust, redeem, referral, birthday or apology) and points (a
-    redeem takes them) required; at, reason, referral (the referred customer, for a referral
-    reward). A redemption the customer's points cannot cover at its moment is refused.
-    Moving a shop, import it after the customers and coupons, before the purchases, with
-    --before-sales.
+    Columns: customer, kind (adjust, redeem, referral, birthday or
+    apology) and points required (a redeem takes them); at, reason,
+    referral (the referred customer, for a referral reward).
+
+    A redemption the customer's points cannot cover at its moment is
+    refused. Moving a shop, import it after the customers and coupons,
+    before the purchases, with --before-sales.
 
     Example: crmcli --db new.db points import points.csv --before-sales
     """

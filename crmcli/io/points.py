@@ -22,7 +22,7 @@ from sqlmodel import Session
 from crmcli.bulk import insert_rows
 from crmcli.config import Config
 from crmcli.db import Database
-from crmcli.errors import Invalid
+from crmcli.errors import ImportFailed, Invalid
 from crmcli.io.importing import ImportRun, Written, check_options, run_import
 from crmcli.io.reader import CsvOptions, open_source
 from crmcli.io.writer import Target, customer_cell, write_export
@@ -54,9 +54,16 @@ class PointsRun(ImportRun):
     seen: dict[tuple[int, str], int] | None = None  # (customer, referral period) -> line
     redeemed: dict[int, list[Written]] = field(default_factory=dict)  # each customer's redemptions written
     awaiting: int = 0  # customers whose redemptions wait for their sales to be checked
+    unsold: int = 0  # redemptions refused of customers with no sales yet (a move without --before-sales?)
 
     def counts(self, dry_run: bool) -> dict[str, Any]:
         return {**super().counts(dry_run), "awaiting_sales": self.awaiting}
+
+    def failed(self, label: str) -> ImportFailed:
+        failure = super().failed(label)
+        if self.unsold and failure.subject is None:
+            failure.subject = "before-sales"  # the CLI's hint names the flag
+        return failure
 
 
 def validate_row(line: int, raw: dict[str, str], run: ImportRun) -> Row:
@@ -105,8 +112,8 @@ def import_points(
     The entries are facts taken as recorded, dated as the file says. A redemption must be
     covered by the points the customer held at its moment, as ``points redeem`` requires; one
     that is not is refused with its line. ``before_sales``: the file comes before the sales
-    of a moved shop, whose points may be what paid for a redemption; then the redemptions
-    of a customer with no sales yet are checked by the purchase import instead
+    of a moved shop, whose points may be what paid for a redemption; then a customer with no
+    sales yet whose redemptions are not covered is left to the purchase import
     (``awaiting_sales`` counts those customers). A referral's points are linked to the
     referral of the referred customer (one reward per side), so the purchase import does not
     give them again.
@@ -118,11 +125,7 @@ def import_points(
     def finish(session: Session) -> None:
         from crmcli.services.points import settle_points
 
-        checked = sorted(run.redeemed)
-        if before_sales:
-            checked = _with_sales(session, checked)
-            run.awaiting = len(run.redeemed) - len(checked)
-        _check_redemptions(session, run, checked)
+        _check_redemptions(session, run, sorted(run.redeemed), before_sales=before_sales)
         # The removals the rules derive (resets, reversals, expiries) follow the new facts.
         settle_points(session, config, sorted(run.customers or ()), now=run.now, strict=False)
 
@@ -140,18 +143,28 @@ def import_points(
     )
 
 
-def _check_redemptions(session: Session, run: PointsRun, customer_ids: list[int]) -> None:
+def _check_redemptions(session: Session, run: PointsRun, customer_ids: list[int], *, before_sales: bool) -> None:
     """Replay ``customer_ids`` (sorted) strictly. Each shortfall refuses the file's redemption
-    behind it, and the customers that had one are replayed again, until none is short. A
-    customer already short before this file (no redemption of the file comes before the
-    shortfall) is not this file's to judge: it is left as it was."""
+    behind it, and the customers that had one are replayed again, until none is short. With
+    ``before_sales``, a customer with no sales yet who is short is left to the purchase import
+    instead (counted in ``awaiting``): the sales that paid for it may come there."""
     from crmcli.services.points import settle_points
 
+    selling = set(_with_sales(session, customer_ids))
     pending = customer_ids
     while pending:
         shorts: list[ShortOfPoints] = []
         settle_points(session, run.config, pending, now=run.now, spent=set(pending), on_short=shorts.append)
-        pending = sorted(short.customer_id for short in shorts if _refuse_redemption(session, run, short))
+        again = []
+        for short in shorts:
+            if before_sales and short.customer_id not in selling:
+                run.awaiting += 1
+                continue
+            refused = _refuse_redemptions(session, run, short)
+            run.unsold += 0 if short.customer_id in selling else refused
+            if run.redeemed.get(short.customer_id):
+                again.append(short.customer_id)
+        pending = sorted(again)
 
 
 def _with_sales(session: Session, customer_ids: list[int]) -> list[int]:
@@ -164,24 +177,33 @@ def _with_sales(session: Session, customer_ids: list[int]) -> list[int]:
     return sorted(found)
 
 
-def _refuse_redemption(session: Session, run: PointsRun, short: ShortOfPoints) -> bool:
-    """Refuse, and take out again, the file's redemption behind ``short``: the spend itself when
-    the file wrote it, else the file's latest redemption before it (which took its points).
-    False when the file has none before it."""
-    e = table_of(PointsEntry)
+def _refuse_redemptions(session: Session, run: PointsRun, short: ShortOfPoints) -> int:
+    """Refuse, and take out again, the file's redemptions behind ``short``; how many.
+
+    The spend itself when the file wrote it; else the file's latest redemption before it,
+    which took its points. When the customer is short even without the file's redemptions
+    before it (a ledger short already), none of the file's redemptions can be held against
+    it: all of them are refused, as ``points redeem`` would refuse them."""
+    mine = run.redeemed.get(short.customer_id, [])
     spend = short.spend
-    before = [w for w in run.redeemed.get(short.customer_id, []) if w[2]["at"] <= spend.at]
-    if not before:
-        return False
-    line, raw, values = max(before, key=lambda w: (w[2]["at"], w[2]["delta"] == spend.delta))
-    run.redeemed[short.customer_id].remove((line, raw, values))
-    session.execute(
-        delete(e).where(*(e.c[k] == values[k] for k in ("customer_id", "at", "kind", "delta", "reason", "purchase_id")))
-    )
-    run.inserted -= 1
-    own = values["at"] == spend.at and values["delta"] == spend.delta
-    run.reject(line, raw, short.message if own else f"{short.message}, after this redemption of {-values['delta']}")
-    return True
+    own = [w for w in mine if (w[2]["at"], w[2]["delta"]) == (spend.at, spend.delta)]
+    before = [w for w in mine if w[2]["at"] <= spend.at]
+    if own:
+        refused = [(own[0], short.message)]
+    elif before and short.held - sum(w[2]["delta"] for w in before) >= -spend.delta:
+        latest = max(before, key=lambda w: w[2]["at"])
+        refused = [(latest, f"{short.message}, after this redemption of {-latest[2]['delta']}")]
+    else:
+        refused = [(w, f"{short.message}: the customer's points were short before this file") for w in mine]
+    e = table_of(PointsEntry)
+    for written, reason in refused:
+        line, raw, values = written
+        mine.remove(written)
+        keys = ("customer_id", "at", "kind", "delta", "reason", "purchase_id")
+        session.execute(delete(e).where(*(e.c[k] == values[k] for k in keys)))
+        run.inserted -= 1
+        run.reject(line, raw, reason)
+    return len(refused)
 
 
 def _write_batch(session: Session, batch: list[Row], run: PointsRun) -> None:

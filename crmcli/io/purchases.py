@@ -664,7 +664,7 @@ def _use_recorded_coupons(session: Session, staged: Table, run: PurchaseRun) -> 
 def _settle(session: Session, staged: Table, run: PurchaseRun) -> None:
     """The rules, once, for every customer who bought: late payments, then stages, then
     referrals, each over the customers a page at a time (memory stays flat at any size)."""
-    from crmcli.services.points import settle_points
+    from crmcli.services.points import ShortOfPoints, settle_points
     from crmcli.services.referrals import verify_referrals
     from crmcli.services.stages import settle_stages
 
@@ -684,7 +684,12 @@ def _settle(session: Session, staged: Table, run: PurchaseRun) -> None:
     )
     spent = set(session.execute(spenders.union(by_hand)).scalars())
     for page in _pages(session, buyers):
-        settle_points(session, run.config, page, now=run.now, spent=spent)
+        try:
+            settle_points(session, run.config, page, now=run.now, spent=spent)
+        except ShortOfPoints as short:
+            if short.spend.purchase_id is None:  # a points file's redemption, made before these sales
+                short.subject = "hand-redemption"
+            raise
     for page in _pages(session, buyers):
         run.stage_changes += settle_stages(session, page)
     for page in _pages(session, buyers):

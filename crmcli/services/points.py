@@ -149,12 +149,14 @@ class ShortOfPoints(Invalid):
     """A spend the customer's timeline cannot cover: no balance is negative at any moment."""
 
     def __init__(self, customer_id: int, spend: Fact, held: int, tz: ZoneInfo) -> None:
+        how = "redeemed by hand" if spend.purchase_id is None else "spent"
         super().__init__(
             f"customer {customer_id} would have {held} points on {spend.at.astimezone(tz):%Y-%m-%d %H:%M}, "
-            f"fewer than the {-spend.delta} spent then"
+            f"fewer than the {-spend.delta} {how} then"
         )
         self.customer_id = customer_id
         self.spend = spend
+        self.held = held
 
 
 EXPIRE_RANK = (2, "expire")  # where an expiry sorts among the events of its moment: with the removals

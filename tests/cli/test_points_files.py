@@ -240,10 +240,10 @@ def test_a_redemption_the_points_held_cannot_cover_is_refused_with_its_line(cli:
         encoding="utf-8",
     )
     stderr = refused(cli, file, 3)
-    assert "line 2: customer 1 would have 0 points on 2026-01-05 09:00, fewer than the 1 spent then" in stderr
-    assert "line 3: customer 1 would have 10 points on 2026-02-01 09:00, fewer than the 99999 spent" in stderr
+    assert "line 2: customer 1 would have 0 points on 2026-01-05 09:00, fewer than the 1 redeemed by" in stderr
+    assert "line 3: customer 1 would have 10 points on 2026-02-01 09:00, fewer than the 99999 redeemed" in stderr
     assert "line 4: customer 1 would have 7 points on " in stderr
-    assert "fewer than the 8 spent then, after this redemption of 4" in stderr
+    assert "fewer than the 8 redeemed by hand then, after this redemption of 4" in stderr
     assert balance(cli, "ann@example.com") == 2  # nothing was written
     rejects = tmp_path / "rejects.csv"
     summary = cli.ok("points", "import", str(file), "--skip-invalid", str(rejects), "-f", "json").json()
@@ -257,20 +257,22 @@ def test_a_redemption_before_any_sale_is_checked_when_the_sales_come(cli: Cli, t
     """In a moved shop the points file comes before the sales that paid for its redemptions
     (--before-sales): they are checked by the purchase import, which refuses a history that
     overdraws."""
-    for name in ("ann", "bob"):
+    for name in ("ann", "bob", "cy"):
         cli.ok("customer", "add", name, "--email", f"{name}@example.com", "--at", "2026-01-01")
     points = tmp_path / "points.csv"
     points.write_text(
         "customer,at,kind,points\n"
         "email:ann@example.com,2026-02-01T09:00:00+00:00,redeem,5\n"
-        "email:bob@example.com,2026-02-01T09:00:00+00:00,redeem,5\n",
+        "email:bob@example.com,2026-02-01T09:00:00+00:00,redeem,5\n"
+        "email:cy@example.com,2026-01-05T09:00:00+00:00,adjust,10\n"  # covers cy's redemption: checked now
+        "email:cy@example.com,2026-02-01T09:00:00+00:00,redeem,5\n",
         encoding="utf-8",
     )
     refused = cli("points", "import", str(points))  # without --before-sales: checked now
     assert refused.exit_code == 1
     assert "line 2: customer 1 would have 0 points on 2026-02-01 09:00, fewer than the 5" in refused.stderr
     summary = cli.ok("points", "import", str(points), "--before-sales", "-f", "json").json()
-    assert (summary["inserted"], summary["awaiting_sales"]) == (2, 2)
+    assert (summary["inserted"], summary["awaiting_sales"]) == (4, 2)
     sales = tmp_path / "purchases.csv"
     sales.write_text(
         "customer,amount,at\n"
@@ -280,7 +282,8 @@ def test_a_redemption_before_any_sale_is_checked_when_the_sales_come(cli: Cli, t
     )
     result = cli("purchase", "import", str(sales))
     assert result.exit_code == 1
-    assert "customer 2 would have 2 points on 2026-02-01 09:00, fewer than the 5 spent then" in result.stderr
+    assert "customer 2 would have 2 points on 2026-02-01 09:00, fewer than the 5 redeemed by hand then" in result.stderr
+    assert "import all of the customer's sales in one file" in " ".join(result.stderr.split())
     assert cli.ok("purchase", "list", "-f", "json").json() == []  # all or nothing
     sales.write_text(sales.read_text(encoding="utf-8").replace(",20,", ",50,"), encoding="utf-8")
     cli.ok("purchase", "import", str(sales))
@@ -325,3 +328,32 @@ def test_many_short_redemptions_are_each_refused_once(cli: Cli, tmp_path: Path) 
     assert [r["points"] for r in refused] == ["50" if n % 2 else "7" for n in range(1, 41)]
     assert (summary["inserted"], summary["rejected"]) == (40, 40)
     assert balance(cli, "ref:c1") == 7 and balance(cli, "ref:c2") == 6
+
+
+def test_a_customer_already_short_gets_none_of_the_files_redemptions(cli: Cli, tmp_path: Path) -> None:
+    """Regression: a customer already short (here, a move's redemption whose sales never came)
+    was left unchecked, so a later file could overdraw it without limit, exit 0."""
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com", "--at", "2026-01-01")
+    early = tmp_path / "early.csv"
+    early.write_text("customer,at,kind,points\nemail:ann@example.com,2026-11-01T10:00:00+00:00,redeem,50\n")
+    cli.ok("points", "import", str(early), "--before-sales")
+    later = tmp_path / "later.csv"
+    later.write_text(
+        "customer,at,kind,points\n"
+        "email:ann@example.com,2026-10-01T09:00:00+00:00,adjust,10\n"
+        "email:ann@example.com,2026-10-15T09:00:00+00:00,redeem,2\n"  # covered, but the ledger is short later
+        "email:ann@example.com,,redeem,1000\n"
+    )
+    stderr = refused(cli, later, 2)
+    short = "customer 1 would have 8 points on 2026-11-01 10:00, fewer than the 50 redeemed by hand then"
+    assert f"line 3: {short}: the customer's points were short before this file" in stderr
+    assert f"line 4: {short}: the customer's points were short before this file" in stderr
+    assert balance(cli, "ann@example.com") == -50  # nothing written
+
+
+def test_a_move_without_before_sales_is_pointed_to_it(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com", "--at", "2026-01-01")
+    file = tmp_path / "points.csv"
+    file.write_text("customer,at,kind,points\nemail:ann@example.com,2026-02-01T09:00:00+00:00,redeem,5\n")
+    stderr = refused(cli, file, 1)
+    assert "pass --before-sales, then import the purchases" in " ".join(stderr.split())

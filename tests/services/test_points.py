@@ -149,7 +149,7 @@ def test_a_backdated_sale_that_would_uncover_a_spend_is_refused(shop: Database) 
         ledger.redeem_points(
             session=s, customer=find_customer(s, "1"), points=50, reason="gift", config=Config(), now=day(20)
         )
-    with pytest.raises(Invalid, match="fewer than the 50 spent then"):
+    with pytest.raises(Invalid, match="fewer than the 50 redeemed by hand then"):
         buy(shop, 1_000, day(2), now=day(30), due_at=day(3), unpaid=True)  # its due date resets the 50 first
     assert balance(shop) == 0
 
@@ -196,7 +196,7 @@ def test_a_ledger_an_older_version_wrote_never_stops_a_read_or_the_daily_job(sho
         ledger.accrue_tenure(session=s, config=Config(), as_of=day(40))
     assert summary["balance"] == 0
     assert balance(shop, day(15)) == 6 and balance(shop, day(21)) == 0  # as the older version left it
-    with pytest.raises(Invalid, match="fewer than the 4 spent then"):
+    with pytest.raises(Invalid, match="fewer than the 4 redeemed by hand then"):
         with shop.session(write=True) as s:
             ledger.settle_points(s, Config(), [1], now=day(40))  # a write still refuses to build on it
 
