@@ -32,6 +32,7 @@ PERSONAL = frozenset(
 )
 MASK = "***"
 MAX_RECORDS = 200  # records listed in one entry; the count says how many there were
+CUSTOMER_ROWS = 5000  # audit_customer rows written per statement
 KEY = "crmcli_audit"
 
 
@@ -214,8 +215,11 @@ def _write(session: Session) -> None:
         },
     ).inserted_primary_key
     customers = sorted(trail["customers"])
-    if customers and entry is not None:
-        connection.execute(_inserts()[1], [{"audit_id": entry[0], "customer_id": c} for c in customers])
+    if entry is None:
+        return
+    for start in range(0, len(customers), CUSTOMER_ROWS):  # an import names up to millions: memory stays flat
+        rows = [{"audit_id": entry[0], "customer_id": c} for c in customers[start : start + CUSTOMER_ROWS]]
+        connection.execute(_inserts()[1], rows)
 
 
 @functools.cache
