@@ -20,6 +20,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -94,6 +95,7 @@ class PurchaseRun(ImportRun):
     plain: int = 0  # rows staged for the set-based insert
     fingerprint: tuple[Any, ...] = ()  # customers and purchases when staging began
     partial: set[int] = field(default_factory=set)  # refused rows known by customer and ref only
+    sold_before: int = 0  # the last purchase id before this import's rows
 
     def refuse(
         self, line: int, raw: str | None, customer: str, ref: str | None, reason: str, *, duplicate: bool = False
@@ -579,7 +581,7 @@ def _write_staged(session: Session, staged: Table, run: PurchaseRun) -> None:
 
     p = table_of(Purchase)
     _use_recorded_coupons(session, staged, run)
-    last_id = session.execute(select(func.coalesce(func.max(p.c.id), 0))).scalar_one()
+    last_id = run.sold_before = session.execute(select(func.coalesce(func.max(p.c.id), 0))).scalar_one()
     s = staged.c
     coupon_discount = func.coalesce(s.coupon_discount_minor, 0)
     rows = (
@@ -675,19 +677,24 @@ def _settle(session: Session, staged: Table, run: PurchaseRun) -> None:
     # the customers of the staged rows, not of updates (their own path settled them)
     rows = select(staged.c.customer_id).where(staged.c.action != "update").distinct()
     session.execute(insert(buyers).from_select(["id"], rows))
-    # the customers whose rows spent points (recorded figures), or who redeemed points by hand
-    # (a points file, imported before the sales that paid for it): their spends are checked
+    # the customers whose rows spent points (recorded figures), and those with no sale before
+    # this file who redeemed points by hand (a points file imported with --before-sales, whose
+    # sales are these): their spends are checked
     spenders = select(staged.c.customer_id).where(staged.c.action != "update", staged.c.points_used > 0)
-    e = table_of(PointsEntry)
+    e, p = table_of(PointsEntry), table_of(Purchase)
     by_hand = select(e.c.customer_id).where(
-        e.c.purchase_id.is_(None), e.c.kind == "redeem", e.c.customer_id.in_(select(buyers.c.id))
+        e.c.purchase_id.is_(None),
+        e.c.kind == "redeem",
+        e.c.customer_id.in_(select(buyers.c.id)),
+        ~exists().where(p.c.customer_id == e.c.customer_id, p.c.id <= run.sold_before),
     )
-    spent = set(session.execute(spenders.union(by_hand)).scalars())
+    waiting = set(session.execute(by_hand).scalars())
+    spent = waiting | set(session.execute(spenders.distinct()).scalars())
     for page in _pages(session, buyers):
         try:
             settle_points(session, run.config, page, now=run.now, spent=spent)
         except ShortOfPoints as short:
-            if short.spend.purchase_id is None:  # a points file's redemption, made before these sales
+            if short.customer_id in waiting and short.spend.purchase_id is None:  # a --before-sales redemption
                 short.subject = "hand-redemption"
             raise
     for page in _pages(session, buyers):

@@ -357,3 +357,21 @@ def test_a_move_without_before_sales_is_pointed_to_it(cli: Cli, tmp_path: Path) 
     file.write_text("customer,at,kind,points\nemail:ann@example.com,2026-02-01T09:00:00+00:00,redeem,5\n")
     stderr = refused(cli, file, 1)
     assert "pass --before-sales, then import the purchases" in " ".join(stderr.split())
+
+
+def test_a_redemption_at_the_till_does_not_make_a_purchase_file_strict(cli: Cli, db_path: Path, tmp_path: Path) -> None:
+    """Only redemptions of customers with no sales before the file wait for it (--before-sales).
+    A shop's customer who redeemed at the till, whose ledger an older version left short, keeps
+    buying through a purchase file, as through `purchase add`."""
+    import sqlite3
+
+    cli.ok("customer", "add", "Ann", "--email", "ann@example.com", "--at", "2026-01-01")
+    cli.ok("purchase", "add", "ann@example.com", "100", "--at", "2026-01-10T10:00")  # earns 10
+    cli.ok("points", "redeem", "ann@example.com", "8", "--reason", "mug")
+    with sqlite3.connect(db_path) as conn:  # as an older version could leave it: short
+        conn.execute("UPDATE points_entry SET delta = -50 WHERE kind = 'redeem'")
+    sales = tmp_path / "sales.csv"
+    sales.write_text("customer,amount,at\nemail:ann@example.com,20,2026-02-01T10:00:00+00:00\n")
+    cli.ok("purchase", "import", str(sales))
+    cli.ok("purchase", "add", "ann@example.com", "20", "--at", "2026-02-02T10:00")
+    assert len(cli.ok("purchase", "list", "-f", "json").json()) == 3
