@@ -311,8 +311,8 @@ def test_a_ledger_short_before_the_file_does_not_stop_the_import(cli: Cli, tmp_p
 
 
 def test_many_short_redemptions_are_each_refused_once(cli: Cli, tmp_path: Path) -> None:
-    """Each customer with a shortfall is replayed again alone, not the whole file (the refusals
-    are each named, and the covered redemptions of the same file stay)."""
+    """Forty customers short at once: each shortfall refuses the one redemption behind it (the
+    first for some, the second for others), and the covered redemptions of the file stay."""
     rows = ["customer,at,kind,points"]
     for n in range(1, 41):
         cli.ok("customer", "add", f"c{n}", "--ref", f"c{n}", "--at", "2026-01-01")
