@@ -34,7 +34,14 @@ from crmcli.bulk import insert_rows, insert_tuples, sqlite_rows_in, sqlite_time
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import Conflict, CrmError, Invalid
-from crmcli.io.importing import BULK_CACHE_KB, ImportRun, bulk_cache, check_options, write_rejects
+from crmcli.io.importing import (
+    BULK_CACHE_KB,
+    ImportRun,
+    bulk_cache,
+    check_options,
+    indexes_built_after,
+    write_rejects,
+)
 from crmcli.io.reader import CsvOptions, open_source
 from crmcli.io.writer import Target, customer_cell, write_export
 from crmcli.models import Customer, PointsEntry, Purchase, UTCDateTime, table_of
@@ -603,11 +610,12 @@ def _write_staged(session: Session, staged: Table, run: PurchaseRun) -> None:
         .where(s.action == "insert")
         .order_by(s.line)
     )
-    session.execute(insert(p).from_select(list(PURCHASE_COLUMNS), rows))
     new = and_(p.c.id > last_id, p.c.created_at == literal(run.now, UTCDateTime()))
-    record_purchase_points(session, run.config, new)
-    refunded = list(session.execute(select(p.c.id).where(new, p.c.refunded_at.is_not(None))).scalars())
-    record_refund_points(session, refunded)
+    with indexes_built_after(session, (p.name, table_of(PointsEntry).name), rows=run.plain, held=last_id):
+        session.execute(insert(p).from_select(list(PURCHASE_COLUMNS), rows))
+        record_purchase_points(session, run.config, new)
+        refunded = list(session.execute(select(p.c.id).where(new, p.c.refunded_at.is_not(None))).scalars())
+        record_refund_points(session, refunded)
     run.inserted += run.plain
     after = 0
     while True:  # the few rows taken one by one, a page at a time
