@@ -16,7 +16,7 @@ from crmcli.bulk import insert_rows, sqlite_rows_in
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import Invalid
-from crmcli.io.importing import ImportRun, check_options, run_import
+from crmcli.io.importing import BULK_CACHE_KB, ImportRun, bulk_cache, check_options, run_import
 from crmcli.io.reader import CsvOptions, TableSource, open_source
 from crmcli.io.writer import Target, write_export
 from crmcli.models import AutoReward, Customer, CustomerTag, Purchase, Referral, StageChange, table_of
@@ -70,7 +70,7 @@ BATCH = 5000
 @dataclass
 class Pending:
     line: int
-    raw: dict[str, str]
+    cells: dict[str, str] | tuple[tuple[str, ...], tuple[str, ...]]  # see ``raw``
     values: dict[str, Any]
     tags: list[str]
     referred_by: str | None
@@ -78,6 +78,15 @@ class Pending:
     history: list[tuple[str, datetime]] = field(default_factory=list)  # stage changes by hand, the first on joining
     decision: Decision | None = None  # the referral decided by hand
     birthdays: list[tuple[str, datetime]] = field(default_factory=list)  # (year, when) the daily job rewarded
+
+    @property
+    def raw(self) -> dict[str, str]:
+        """The row's cells. From a reading process they come as (columns, values), made a dict
+        only for the few rows that need them (a refused row, a referral resolved later)."""
+        if not isinstance(self.cells, dict):
+            columns, values = self.cells
+            self.cells = dict(zip(columns, values, strict=True))
+        return self.cells
 
 
 @dataclass(frozen=True)
@@ -280,7 +289,7 @@ def _keys(mapping: dict[str, Any]) -> tuple[str, ...]:
     return _KEYS.setdefault(keys, keys)
 
 
-_CARRIED = tuple(f.name for f in fields(Pending) if f.name not in ("raw", "values"))  # as they are
+_CARRIED = tuple(f.name for f in fields(Pending) if f.name not in ("cells", "values"))  # as they are
 
 
 def _plain(p: Pending) -> tuple[Any, ...]:
@@ -296,12 +305,8 @@ def _plain(p: Pending) -> tuple[Any, ...]:
 
 
 def _pending(plain: tuple[Any, ...]) -> Pending:
-    raw_keys, raw, keys, values, *carried = plain
-    return Pending(
-        raw=dict(zip(raw_keys, raw, strict=True)),
-        values=dict(zip(keys, values, strict=True)),
-        **dict(zip(_CARRIED, carried, strict=True)),
-    )
+    raw_keys, raw, keys, values, line, *carried = plain  # (``line`` is the first of _CARRIED)
+    return Pending(line, (raw_keys, raw), dict(zip(keys, values, strict=True)), *carried)
 
 
 def import_customers(
@@ -395,6 +400,8 @@ def _own_keys(p: Pending) -> set[tuple[str, str]]:
 def _write_batch(session: Session, batch: list[Pending], run: CustomerRun, source: CustomerSource) -> None:
     conn = session.connection()
     if not run.first_new_id:
+        # the unique indexes of emails, phones and codes take a row each at random places
+        bulk_cache(session, BULK_CACHE_KB // 2)
         run.first_new_id = conn.execute(select(func.coalesce(func.max(table_of(Customer).c.id), 0))).scalar_one() + 1
     last = bool(batch) and batch[-1].line == END.line  # (END itself, or its copy from a reading process)
     if last:
@@ -644,13 +651,19 @@ def _fill_rejected_rows(run: CustomerRun, source: CustomerSource) -> None:
 
 
 def _insert_new(session: Session, new: list[Pending], referrer_of: dict[int, Any], run: CustomerRun) -> dict[int, int]:
-    """One executemany for the customers; their ids are found again by referral code."""
+    """One executemany for the customers, and one for each of their tags, stage histories,
+    birthday rewards and referrals."""
     conn = session.connection()
     t = table_of(Customer)
     made = iter(unused_codes(conn, t.c.referral_code, sum("referral_code" not in p.values for p in new), referral_code))
     codes = [p.values.get("referral_code") or next(made) for p in new]
+    sqlite = conn.dialect.name == "sqlite"
+    # On SQLite the ids are given: the next ones after the largest, as SQLite would give them (the
+    # import holds the write lock), without reading them back. Elsewhere they are read back by code.
+    top = conn.execute(select(func.coalesce(func.max(t.c.id), 0))).scalar_one() if sqlite else 0
     rows = [
         {
+            "id": top + 1 + i,
             "email": None,
             "phone": None,
             "ref": None,
@@ -664,11 +677,15 @@ def _insert_new(session: Session, new: list[Pending], referrer_of: dict[int, Any
             "created_at": p.joined or run.now,
             "updated_at": run.now,
         }
-        for p, code in zip(new, codes, strict=True)
+        for i, (p, code) in enumerate(zip(new, codes, strict=True))
     ]
-    insert_rows(conn, t, COLUMNS, rows)
-    id_of = dict(conn.execute(select(t.c.referral_code, t.c.id).where(t.c.referral_code.in_(codes))).all())
-    ids = [id_of[code] for code in codes]
+    if sqlite:
+        insert_rows(conn, t, ("id", *COLUMNS), rows)
+        ids = [row["id"] for row in rows]
+    else:
+        insert_rows(conn, t, COLUMNS, rows)
+        id_of = dict(conn.execute(select(t.c.referral_code, t.c.id).where(t.c.referral_code.in_(codes))).all())
+        ids = [id_of[code] for code in codes]
     id_by_line = {p.line: cid for cid, p in zip(ids, new, strict=True)}
     joined_by_line = {p.line: p.joined for p in new}
     for cid, p in zip(ids, new, strict=True):
@@ -721,10 +738,11 @@ class Referrers:
         self.region = region
         self.by_name = by_name
         self.known: dict[tuple[str, str], list[Any]] = {}
+        # the keys the wanted cells may stand for: the only ones looked up, so the only ones kept
+        self.keys = keys = {key for ident in wanted for key in self.keys_of(ident, region)}
         if not wanted:
             return
         t = table_of(Customer)
-        keys = {key for ident in wanted for key in self.keys_of(ident, region)}
         values = {kind: {v for k, v in keys if k == kind} for kind in ("ref", "email", "phone", "code", "id")}
         conditions = [
             t.c.ref.in_(values["ref"]),
@@ -751,7 +769,8 @@ class Referrers:
     def add(self, p: Pending) -> None:
         """A row accepted in this batch, which later rows of the batch may name."""
         for key in [*_own_keys(p), ("name", p.values["name"])]:
-            self.known.setdefault(key, []).append(p)
+            if key in self.keys:
+                self.known.setdefault(key, []).append(p)
 
     def find(self, ident: str) -> Any | None:
         """A customer row or an accepted Pending row, or None (see :meth:`why_not`).

@@ -159,13 +159,14 @@ def run_import(
 BULK_CACHE_KB = 32 * 1024
 
 
-def bulk_cache(session: Session) -> None:
-    """A larger SQLite page cache for this connection while a purchase import writes: the indexes
-    of the tables it fills no longer fit SQLite's default 2 MB, and each page read back from the
-    OS costs more than keeping it. (The cache only grows as pages are used, up to this limit.)"""
+def bulk_cache(session: Session, kib: int = BULK_CACHE_KB) -> None:
+    """A larger SQLite page cache for this connection while an import writes: the indexes of the
+    tables it fills no longer fit SQLite's default 2 MB, and each page read back from the OS
+    costs more than keeping it. (The cache only grows as pages are used, up to this limit, so
+    the memory stays flat whatever the file's size.)"""
     connection = session.connection()
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql(f"PRAGMA cache_size = -{BULK_CACHE_KB}")
+        connection.exec_driver_sql(f"PRAGMA cache_size = -{kib}")
 
 
 # A bulk insert at least this large, and at least as large as the table it fills, writes the
