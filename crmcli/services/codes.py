@@ -49,7 +49,7 @@ def coupon_code() -> str:
 
 
 def unused_codes(session: Session | Any, column: Any, count: int, make: Callable[[], str]) -> list[str]:
-    """``count`` distinct new codes that ``column`` does not hold yet: one query per 5,000
+    """``count`` distinct new codes that ``column`` does not hold yet: one query per few thousand
     (``session``: a Session or a Connection)."""
     codes: set[str] = set()
     while len(codes) < count:
