@@ -891,3 +891,32 @@ def test_round_trip_of_an_empty_database(cli: Cli, tmp_path: Path) -> None:
     cli.ok("customer", "export", "--out", str(out))
     # a header-only file is a valid empty batch, as pipelines produce them
     assert imported(Cli(tmp_path / "fresh.db"), out)["rows"] == 0
+
+
+def test_new_customers_follow_the_largest_id_and_keep_their_own_rows(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the import gives the new customers' ids itself (the next after the largest):
+    each row's tags, stage history and referral land on the customer the row became, in two
+    batches of a file, after customers whose ids have a gap."""
+    from crmcli.io import customers as customer_io
+
+    monkeypatch.setattr(customer_io, "BATCH", 2)
+    for name in ("Old One", "Old Two", "Old Three"):
+        cli.ok("customer", "add", name)
+    cli.ok("customer", "merge", "3", "2", "--yes")  # 2 is merged into 3: ids 1 and 3 are left
+    assert [c["id"] for c in customers(cli)] == [1, 3]
+    rows = [f"New {i},,,,,,,t{i},N{i},{'ref:N0' if i == 2 else ''},,,,,,,,," for i in range(3)]
+    file = write(tmp_path, f"{HEADER}\n" + "\n".join(rows) + "\n")
+    assert imported(cli, file) == summary(3, inserted=3, referrals=1)
+    found = {c["name"]: c for c in customers(cli)}
+    assert [found[f"New {i}"]["id"] for i in range(3)] == [4, 5, 6]
+    assert [found[f"New {i}"]["tags"] for i in range(3)] == [["t0"], ["t1"], ["t2"]]
+    assert query(cli, "SELECT customer_id FROM stage_change WHERE customer_id > 3 ORDER BY customer_id") == [
+        (4,),
+        (5,),
+        (6,),
+    ]
+    assert query(cli, "SELECT referrer_id, referred_id FROM referral") == [(4, 6)]
+    codes = query(cli, "SELECT COUNT(DISTINCT referral_code) FROM customer")
+    assert codes == [(5,)]
