@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, select
 
 
 def sqlite_time(value: datetime) -> str:
@@ -70,6 +70,18 @@ def sqlite_rows_in(conn: Any, select_from: str, column: str, values: Iterable[An
     for start in range(0, len(wanted), IN_CHUNK):
         chunk = tuple(wanted[start : start + IN_CHUNK])
         yield from conn.exec_driver_sql(f"{select_from} WHERE {column} IN ({','.join('?' * len(chunk))}){extra}", chunk)
+
+
+def rows_in(conn: Any, columns: Sequence[Any], key: Any, values: Iterable[Any], chunk: int = 5000) -> Iterator[Any]:
+    """The ``columns`` of the rows whose ``key`` column is one of ``values``, on any database:
+    on SQLite through :func:`sqlite_rows_in`, elsewhere as Core IN-lists of ``chunk`` values."""
+    wanted = list(values)
+    if conn.dialect.name == "sqlite":
+        shown = ", ".join(c.name for c in columns)
+        yield from sqlite_rows_in(conn, f"SELECT {shown} FROM {key.table.name}", key.name, wanted)
+        return
+    for start in range(0, len(wanted), chunk):
+        yield from conn.execute(select(*columns).where(key.in_(wanted[start : start + chunk])))
 
 
 def _with_times(row: Sequence[Any], times: list[int]) -> tuple[Any, ...]:

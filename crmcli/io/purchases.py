@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from crmcli.bulk import insert_rows, insert_tuples, sqlite_rows_in, sqlite_time
+from crmcli.bulk import insert_rows, insert_tuples, rows_in, sqlite_time
 from crmcli.config import Config
 from crmcli.db import Database
 from crmcli.errors import Conflict, CrmError, Invalid
@@ -512,11 +512,8 @@ def _stage_batch(conn: Any, staged: Table, batch: list[tuple[Any, ...]], run: Pu
 
 
 def _by_ref(conn: Any, table: Table, value: Any, refs: set[str]) -> dict[str, int]:
-    """ref -> ``value`` for the rows of ``table`` with these refs (on SQLite straight through the
-    driver: compiling an IN-list of thousands of values costs more than running it)."""
-    if conn.dialect.name != "sqlite":
-        return dict(conn.execute(select(table.c.ref, value).where(table.c.ref.in_(refs))).all())
-    return dict(sqlite_rows_in(conn, f"SELECT ref, {value.name} FROM {table.name}", "ref", refs))
+    """ref -> ``value`` for the rows of ``table`` with these refs."""
+    return dict(rows_in(conn, (table.c.ref, value), table.c.ref, refs))
 
 
 def _recheck(session: Session, staged: Table, run: PurchaseRun, version: int | None) -> None:

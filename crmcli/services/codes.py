@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 from sqlmodel import Session
 
-from crmcli.bulk import sqlite_rows_in
+from crmcli.bulk import rows_in
 
 # No 0/O or 1/I. 256 is a multiple of the 32 letters, so a random byte modulo 32 is unbiased.
 CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CHUNK = 5000
 REFERRAL_CODE_LENGTH = 8
 REFERRAL_CODE = re.compile(f"[{CODE_ALPHABET}]{{{REFERRAL_CODE_LENGTH}}}")  # what referral_code() makes
-
-
-def _taken(session: Session | Any, column: Any, wanted: list[str]) -> Iterator[str]:
-    """The codes of ``wanted`` that ``column`` holds (on SQLite straight through the driver)."""
-    conn = session if isinstance(session, Connection) else session.connection()
-    if conn.dialect.name == "sqlite":
-        found = f"SELECT {column.name} FROM {column.table.name}"
-        yield from (code for (code,) in sqlite_rows_in(conn, found, column.name, wanted))
-        return
-    for start in range(0, len(wanted), CHUNK):
-        yield from conn.execute(select(column).where(column.in_(wanted[start : start + CHUNK]))).scalars()
 
 
 def random_code(length: int, *, group: int | None = None) -> str:
@@ -51,9 +40,12 @@ def coupon_code() -> str:
 def unused_codes(session: Session | Any, column: Any, count: int, make: Callable[[], str]) -> list[str]:
     """``count`` distinct new codes that ``column`` does not hold yet: one query per few thousand
     (``session``: a Session or a Connection)."""
+    if count <= 0:
+        return []
+    conn = session if isinstance(session, Connection) else session.connection()
     codes: set[str] = set()
     while len(codes) < count:
         fresh = {make() for _ in range(count - len(codes))} - codes
-        fresh -= set(_taken(session, column, list(fresh)))
+        fresh -= {code for (code,) in rows_in(conn, (column,), column, fresh, CHUNK)}
         codes |= fresh
     return list(codes)
