@@ -18,6 +18,7 @@ import functools
 import getpass
 import json
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -174,23 +175,41 @@ def _collect(session: Session, _context: Any) -> None:
                         fields[attr.key] = _plain(attr.key, value)
             if op == "update" and not fields:
                 continue
-            key = (obj.__tablename__, getattr(obj, "id", None), op)
-            earlier = trail["index"].get(key)
-            if earlier is not None:  # the same record changed again in a later flush: one record
-                for name, change in fields.items():
-                    before = earlier.setdefault("fields", {}).get(name)
-                    earlier["fields"][name] = [before[0], change[1]] if op == "update" and before else change
-                continue
-            trail["count"] += 1
-            if len(trail["records"]) < MAX_RECORDS:
-                record = {"table": key[0], "id": key[1], "op": op, **({"fields": fields} if fields else {})}
-                trail["records"].append(record)
-                trail["index"][key] = record
-            for attr in ("customer_id", "referrer_id", "referred_id"):
-                if getattr(obj, attr, None) is not None:
-                    trail["customers"].add(getattr(obj, attr))
-            if obj.__tablename__ == "customer" and getattr(obj, "id", None) is not None:
-                trail["customers"].add(obj.id)
+            _add_record(trail, obj.__tablename__, getattr(obj, "id", None), op, fields, functools.partial(getattr, obj))
+
+
+def record_insert(session: Session, table: str, row_id: int, values: dict[str, Any]) -> None:
+    """A row inserted in SQL rather than through the ORM, recorded as the ORM's flush would
+    record it: a hot path (a sale) writes one INSERT and still leaves the same entry."""
+    trail = session.info.get(KEY)
+    if trail is not None:
+        fields = {k: _plain(k, v) for k, v in values.items() if k != "id" and v is not None}
+        _add_record(trail, table, row_id, "insert", fields, values.get)
+
+
+def _add_record(
+    trail: dict[str, Any], table: str, row_id: Any, op: str, fields: dict[str, Any], column: Callable[..., Any]
+) -> None:
+    """One changed record into the trail, with the customers it names (``column(name, None)``
+    gives the record's value of a column)."""
+    key = (table, row_id, op)
+    earlier = trail["index"].get(key)
+    if earlier is not None:  # the same record changed again in a later flush: one record
+        for name, change in fields.items():
+            before = earlier.setdefault("fields", {}).get(name)
+            earlier["fields"][name] = [before[0], change[1]] if op == "update" and before else change
+        return
+    trail["count"] += 1
+    if len(trail["records"]) < MAX_RECORDS:
+        record = {"table": table, "id": row_id, "op": op, **({"fields": fields} if fields else {})}
+        trail["records"].append(record)
+        trail["index"][key] = record
+    for attr in ("customer_id", "referrer_id", "referred_id"):
+        named = column(attr, None)
+        if named is not None:
+            trail["customers"].add(named)
+    if table == "customer" and row_id is not None:
+        trail["customers"].add(row_id)
 
 
 def _write(session: Session) -> None:

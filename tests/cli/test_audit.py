@@ -30,6 +30,33 @@ def test_every_write_is_recorded_with_masked_personal_values(cli: Cli) -> None:
     assert "ann" not in " ".join(e["command"] for e in log)  # options are named, never their values
 
 
+def test_a_sale_records_its_row_field_by_field_and_its_customer(cli: Cli) -> None:
+    """The sale is written by one INSERT, not an ORM flush: its entry still lists the row."""
+    cli.ok("customer", "add", "Ann")
+    cli.ok("customer", "add", "Bob")
+    cli.ok("purchase", "add", "2", "12.50", "--ref", "T-1", "--due", "+7d")
+    (entry,) = entries(cli, "--command", "purchase add")
+    (sale,) = [r for r in entry["details"]["records"] if r["table"] == "purchase"]
+    assert sale["op"] == "insert" and sale["id"] == 1
+    fields = sale["fields"]
+    assert set(fields) == {  # every column but the id and those left empty (paid_at, coupon_id, refunded_at)
+        "customer_id",
+        "ref",
+        "gross_minor",
+        "coupon_discount_minor",
+        "points_used",
+        "points_discount_minor",
+        "net_minor",
+        "at",
+        "due_at",
+        "created_at",
+    }
+    assert (fields["customer_id"], fields["gross_minor"], fields["net_minor"], fields["ref"]) == (2, 1250, 1250, "***")
+    assert entry["details"]["changed"] >= 1
+    assert [e["id"] for e in entries(cli, "--customer", "2")][0] == entry["id"]
+    assert all(e["command"].split()[1:3] == ["customer", "add"] for e in entries(cli, "--customer", "1"))
+
+
 def test_an_import_is_one_entry_with_its_counts(cli: Cli, tmp_path: Path) -> None:
     file = tmp_path / "c.csv"
     file.write_text("name,email\n" + "".join(f"P{n},p{n}@example.com\n" for n in range(30)))
