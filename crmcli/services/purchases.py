@@ -17,7 +17,7 @@ from crmcli.errors import Conflict, Invalid, NotFound
 from crmcli.models import Coupon, Customer, PointsEntry, Purchase, table_of
 from crmcli.services import points as ledger
 from crmcli.services.coupons import use_coupon
-from crmcli.services.stages import TOP, settle_stages
+from crmcli.services.stages import settle_stages
 from crmcli.values import money, utcnow
 
 
@@ -101,11 +101,11 @@ def add_purchase(
     pid = key[0]
     record_insert(session, "purchase", pid, values)
     purchase = Purchase(id=pid, **values)
-    unmoved: set[int] = set()
-    outcome = apply_purchase_rules(session, config, [purchase], now=now, unmoved=unmoved)[0]
+    settled: dict[int, str] = {}
+    outcome = apply_purchase_rules(session, config, [purchase], now=now, settled=settled)[0]
     # The rules may have changed its stage in SQL: read that column alone, unless the stage
-    # rule found the customer at the top stage, which a sale cannot change.
-    stage = TOP if cid in unmoved else session.execute(_stage_of(), {"cid": cid}).scalar_one()
+    # rule says where the sale left the customer.
+    stage = settled[cid] if cid in settled else session.execute(_stage_of(), {"cid": cid}).scalar_one()
     set_committed_value(customer, "stage", stage)
     return purchase, outcome
 
@@ -122,10 +122,11 @@ def _stage_of() -> Any:
 
 
 def apply_purchase_rules(
-    session: Session, config: Config, purchases: list[Purchase], *, now: datetime, unmoved: set[int] | None = None
+    session: Session, config: Config, purchases: list[Purchase], *, now: datetime, settled: dict[int, str] | None = None
 ) -> list[dict[str, Any]]:
     """The rules after new sales are written: points, stages, referrals (see each service).
-    ``unmoved`` receives the customers the stage rule found it had nothing to do for."""
+    ``settled`` receives the stage of each customer the stage rule could settle from the
+    sale alone (see :func:`settle_stages`)."""
     from crmcli.services.referrals import verify_referrals
 
     ids = [p.id for p in purchases if p.id is not None]
@@ -133,8 +134,10 @@ def apply_purchase_rules(
     before = {p.id: p for p in purchases}
     ledger.record_purchase_points(session, config, ids, spent=any(p.points_used for p in purchases))
     replayed = ledger.settle_points(session, config, customers, now=now)
-    # Nothing else changed these customers since their stages were settled: only new sales.
-    settle_stages(session, customers, sold_since=min(p.at for p in purchases), unmoved=unmoved)
+    # Nothing else changed these customers since their stages were settled: only new sales,
+    # which the stage rule can settle from the last one when each customer has one.
+    one_each = len(customers) == len(purchases)
+    settle_stages(session, customers, sold_since=min(p.at for p in purchases) if one_each else None, settled=settled)
     verified = verify_referrals(session, config, customers, now=now)
     if replayed:
         amounts = _points_by_purchase(session, ids, ("earn", "reset"))

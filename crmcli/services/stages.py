@@ -44,6 +44,13 @@ def stage_for_purchases(live: int) -> str | None:
     return "repeat" if live >= 2 else "customer" if live == 1 else None
 
 
+def moved_by_sale(stage: str, live: int) -> str | None:
+    """The stage a sale moves a customer at ``stage`` to, the sale making ``live`` live
+    purchases; None when it does not move them (never a step back)."""
+    target = stage_for_purchases(live)
+    return target if target is not None and STAGE_RANK[target] > STAGE_RANK[stage] else None
+
+
 def change_stage(*, session: Session, customer: Customer, stage: str, now: datetime | None = None) -> bool:
     """Move a customer to ``stage`` by hand, recording the change; False if already there."""
     now = now or utcnow()
@@ -95,8 +102,8 @@ def replay_stages(
             stage = to
         elif kind == 1:
             live += 1
-            target = stage_for_purchases(live)
-            if target is not None and STAGE_RANK[target] > STAGE_RANK[stage]:
+            target = moved_by_sale(stage, live)
+            if target is not None:
                 steps.append(Step(at, stage, target))
                 stage = target
         else:
@@ -110,7 +117,7 @@ def settle_stages(
     *,
     replay_all: bool = False,
     sold_since: datetime | None = None,
-    unmoved: set[int] | None = None,
+    settled: dict[int, str] | None = None,
 ) -> int:
     """Rewrite the purchase-caused stage changes of these customers and their current stage.
 
@@ -120,23 +127,25 @@ def settle_stages(
     their whole history. Both replay it with :func:`replay_stages`; ``replay_all`` reads every
     history in full (the tests compare the two).
 
-    ``sold_since`` says the only change to these customers since their stages were last
-    settled is new sales dated then or later (a sale at the till). A customer already at
-    the top stage with nothing in their history dated after that moment cannot move: the
-    replay up to the new sales is the one written, and a sale moves no one past 'repeat'.
-    One query finds those, and only the others are replayed; ``unmoved``, when given,
-    receives them (their stage is the top one, as the database has it in this transaction).
-    Returns how many changes were written.
+    ``sold_since`` says the only change to each of these customers since their stages were
+    last settled is one new sale, dated then or later (a sale at the till). For a customer
+    with nothing in their history dated after that moment, the sale is the last event of the
+    replay: everything before it is what was written, so the replay ends with the one step
+    :func:`moved_by_sale` gives from the stage they are at, with the purchases live at the
+    sale. One query finds those customers with their stage and live purchases, and only
+    the others are replayed; ``settled``, when given, receives the stage each of them is at
+    now. Returns how many changes were written.
     """
     ids = sorted(set(customer_ids))
     written = 0
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         if sold_since is not None and not replay_all:
-            settled = set(session.execute(_at_top(), {"ids": chunk, "since": sold_since}).scalars())
-            if unmoved is not None:
-                unmoved |= settled
-            chunk = [cid for cid in chunk if cid not in settled]
+            last = _settle_last_sale(session, chunk, sold_since)
+            written += sum(1 for stage, moved in last.values() if moved)
+            if settled is not None:
+                settled.update((cid, stage) for cid, (stage, _) in last.items())
+            chunk = [cid for cid in chunk if cid not in last]
             if not chunk:
                 continue
         simple = [] if replay_all else _simple(session, chunk)
@@ -152,16 +161,51 @@ def settle_stages(
 TOP = max(STAGE_RANK, key=STAGE_RANK.__getitem__)
 
 
+def _settle_last_sale(session: Session, chunk: list[int], sale_at: datetime) -> dict[int, tuple[str, bool]]:
+    """Settle the customers of ``chunk`` whose sale at ``sale_at`` is the last event of their
+    history (see :func:`settle_stages`): customer id -> (their stage now, whether it moved)."""
+    c, sc = table_of(Customer), table_of(StageChange)
+    last: dict[int, tuple[str, bool]] = {}
+    steps: list[dict[str, Any]] = []
+    for cid, stage, live in session.execute(_last_sale(), {"ids": chunk, "since": sale_at}):
+        target = moved_by_sale(stage, live)
+        last[cid] = (target or stage, target is not None)
+        if target is not None:
+            steps.append(
+                {"customer_id": cid, "from_stage": stage, "to_stage": target, "at": sale_at, "cause": "purchase"}
+            )
+    if steps:
+        insert_rows(session.connection(), sc, STEP_COLUMNS, steps)
+        session.execute(
+            update(c).where(c.c.id == bindparam("cid")).values(stage=bindparam("stage")),
+            [{"cid": step["customer_id"], "stage": step["to_stage"]} for step in steps],
+        )
+    return last
+
+
 @functools.cache
-def _at_top() -> Any:
-    """The customers of ``ids`` at the top stage with no purchase, refund or stage change dated
-    after ``since`` (built once; its bound values change)."""
+def _last_sale() -> Any:
+    """The customers of ``ids`` with no purchase, refund or stage change dated after ``since``,
+    each with its stage and the purchases live at ``since`` (those not refunded before it: a
+    refund at that moment comes after the sale in the replay). Built once; its bound values change.
+
+    Only customers whose history is known to be as the replay writes it qualify: those who
+    bought before (every settle since then replayed them) and those with no change by hand
+    but the one they joined with. A customer changed by hand, backdated, before ever buying
+    was never replayed (nothing to replay), so their first sale replays them in full."""
     c, p, sc = table_of(Customer), table_of(Purchase), table_of(StageChange)
     since = bindparam("since", type_=UTCDateTime())
     later_sale = exists().where(p.c.customer_id == c.c.id, or_(p.c.at > since, p.c.refunded_at > since))
     later_change = exists().where(sc.c.customer_id == c.c.id, sc.c.at > since)
-    return select(c.c.id).where(
-        c.c.id.in_(bindparam("ids", expanding=True)), c.c.stage == TOP, ~later_sale, ~later_change
+    bought = select(func.count()).where(p.c.customer_id == c.c.id).scalar_subquery()
+    by_hand = select(func.count()).where(sc.c.customer_id == c.c.id, sc.c.cause != "purchase").scalar_subquery()
+    live = (
+        select(func.count())
+        .where(p.c.customer_id == c.c.id, or_(p.c.refunded_at.is_(None), p.c.refunded_at >= since))
+        .scalar_subquery()
+    )
+    return select(c.c.id, c.c.stage, live).where(
+        c.c.id.in_(bindparam("ids", expanding=True)), ~later_sale, ~later_change, or_(bought > 1, by_hand == 1)
     )
 
 
