@@ -158,9 +158,6 @@ def settle_stages(
     return written
 
 
-TOP = max(STAGE_RANK, key=STAGE_RANK.__getitem__)
-
-
 def _settle_last_sale(session: Session, chunk: list[int], sale_at: datetime) -> dict[int, tuple[str, bool]]:
     """Settle the customers of ``chunk`` whose sale at ``sale_at`` is the last event of their
     history (see :func:`settle_stages`): customer id -> (their stage now, whether it moved)."""
