@@ -161,7 +161,6 @@ def settle_stages(
 def _settle_last_sale(session: Session, chunk: list[int], sale_at: datetime) -> dict[int, tuple[str, bool]]:
     """Settle the customers of ``chunk`` whose sale at ``sale_at`` is the last event of their
     history (see :func:`settle_stages`): customer id -> (their stage now, whether it moved)."""
-    c, sc = table_of(Customer), table_of(StageChange)
     last: dict[int, tuple[str, bool]] = {}
     steps: list[dict[str, Any]] = []
     for cid, stage, live in session.execute(_last_sale(), {"ids": chunk, "since": sale_at}):
@@ -171,12 +170,7 @@ def _settle_last_sale(session: Session, chunk: list[int], sale_at: datetime) -> 
             steps.append(
                 {"customer_id": cid, "from_stage": stage, "to_stage": target, "at": sale_at, "cause": "purchase"}
             )
-    if steps:
-        insert_rows(session.connection(), sc, STEP_COLUMNS, steps)
-        session.execute(
-            update(c).where(c.c.id == bindparam("cid")).values(stage=bindparam("stage")),
-            [{"cid": step["customer_id"], "stage": step["to_stage"]} for step in steps],
-        )
+    _write_steps(session, steps, [{"cid": step["customer_id"], "stage": step["to_stage"]} for step in steps])
     return last
 
 
@@ -282,7 +276,6 @@ def _settle_simple(session: Session, simple: list[int]) -> int:
 def _settle_replay(session: Session, chunk: list[int]) -> int:
     """:func:`replay_stages` for each customer of ``chunk``, the differences written back."""
     c, sc = table_of(Customer), table_of(StageChange)
-    written = 0
     manual: dict[int, list[tuple[int, datetime, str | None, str]]] = {}
     derived: dict[int, list[Step]] = {}
     for sid, cid, at, frm, to, cause in session.execute(
@@ -326,14 +319,20 @@ def _settle_replay(session: Session, chunk: list[int]) -> int:
             stages.append({"cid": cid, "stage": final})
     if stale:
         session.execute(delete(sc).where(sc.c.customer_id.in_(stale), sc.c.cause == "purchase"))
-    if new_steps:
-        insert_rows(session.connection(), sc, STEP_COLUMNS, new_steps)
-        written += len(new_steps)
     if froms:
         session.execute(update(sc).where(sc.c.id == bindparam("sid")).values(from_stage=bindparam("frm")), froms)
+    _write_steps(session, new_steps, stages)
+    return len(new_steps)
+
+
+def _write_steps(session: Session, steps: list[dict[str, Any]], stages: list[dict[str, Any]]) -> None:
+    """New purchase-caused stage changes (``STEP_COLUMNS``), and the stage each customer of
+    ``stages`` (``cid``, ``stage``) is at now."""
+    c, sc = table_of(Customer), table_of(StageChange)
+    if steps:
+        insert_rows(session.connection(), sc, STEP_COLUMNS, steps)
     if stages:
         session.execute(update(c).where(c.c.id == bindparam("cid")).values(stage=bindparam("stage")), stages)
-    return written
 
 
 def _purchases(session: Session, chunk: list[int], busy: set[int]) -> dict[int, list[tuple[datetime, datetime | None]]]:
