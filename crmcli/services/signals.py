@@ -12,8 +12,8 @@ referrals at verification and again by the daily job:
   (crmcli/data/disposable_domains.txt);
 * ``burst``: more than ``referrals.max_per_hour`` referrals from the referrer within one hour;
 * ``refunded_purchase``: with a hold set (``referrals.hold_days``), a qualifying purchase of
-  the referred customer before the one that verified the referral was refunded within the
-  hold: buy, refund, buy again;
+  the referred customer dated before the one that verified the referral was refunded within
+  the hold: buy, refund, buy again;
 * ``no_repeat_purchase`` (not blocking): the referred customer has not bought again in the
   30 days after the qualifying purchase.
 
@@ -29,7 +29,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy import Integer, String, and_, bindparam, exists, func, literal, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 from sqlmodel import Session
@@ -166,8 +166,10 @@ def find_signals(session: Session, config: Config, referral_ids: Iterable[int], 
             ),
         )
         # A qualifying purchase before the one that verified the referral was refunded (within the
-        # hold, if one is set). Only purchases before it count, so the signal is the same whichever
-        # order the sales and the refund were recorded in.
+        # hold, if one is set). Only purchases dated before it count, so the signal is the same
+        # whichever order the sales and the refund were recorded in: one at the same moment is not
+        # before it (the ids of a moment's sales follow the order they were written in, which a
+        # file and a till do not share).
         # Without a hold (hold_days 0) a refund only reopens the referral, as it always has.
         if hold := config.referrals.hold_days:
             verifying = p.alias("verifying")
@@ -178,7 +180,7 @@ def find_signals(session: Session, config: Config, referral_ids: Iterable[int], 
                     p.c.customer_id == r.c.referred_id,
                     p.c.refunded_at.is_not(None),
                     p.c.net_minor >= threshold,
-                    or_(p.c.at < verifying.c.at, and_(p.c.at == verifying.c.at, p.c.id < verifying.c.id)),
+                    p.c.at < verifying.c.at,
                     epoch_seconds(p.c.refunded_at) - epoch_seconds(p.c.at) <= hold * 86400,
                 ),
             )

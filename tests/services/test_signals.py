@@ -141,6 +141,27 @@ def test_buy_refund_buy_again_within_the_hold_is_held_for_review(db: Database) -
         assert (referral.status, referral.signals) == ("review", "refunded_purchase")
 
 
+def test_a_refunded_sale_at_the_same_moment_as_the_verifying_one_is_not_before_it(db: Database) -> None:
+    """Sales of one moment get their ids in the order they were written, which a till and a
+    file do not share: the signal must not depend on it (regression: it broke the tie by id)."""
+    held = Config(referrals=Referrals(hold_days=14))
+    moment = T0 + timedelta(hours=1)
+    with db.session(write=True) as s:
+        ann = add(s, "Ann")
+        bob = add(s, "Bob")
+        rid = refer(s, ann, bob)
+        first = buy(s, bob, moment, config=held)  # verifies the referral
+    with db.session(write=True) as s:
+        refund_purchase(session=s, purchase_id=first, config=held, at=moment, now=T0 + timedelta(hours=2))
+    with db.session(write=True) as s:
+        again = buy(s, bob, moment, config=held)  # the same moment, written after: a larger id
+    assert again > first
+    with db.session() as s:
+        referral = s.get(Referral, rid)
+        assert referral is not None
+        assert (referral.status, referral.signals, referral.purchase_id) == ("verified", None, again)
+
+
 def test_the_daily_check_adds_no_repeat_and_sends_held_referrals_to_review(db: Database) -> None:
     config = Config(referrals=Referrals(hold_days=7))
     with db.session(write=True) as s:
