@@ -13,6 +13,7 @@ from sqlmodel import Session
 from crmcli.config import Config
 from crmcli.models import PointsEntry, table_of
 from crmcli.services.points import FACTS, Expiry, Fact, _removals_due, replay
+from crmcli.sql import one_of
 
 
 def customers_with_points_to_expire(session: Session, config: Config, now: datetime) -> list[int]:
@@ -24,7 +25,7 @@ def customers_with_points_to_expire(session: Session, config: Config, now: datet
     oldest = now - timedelta(days=expiry.days)
     return list(
         session.execute(
-            select(e.c.customer_id).where(e.c.delta > 0, e.c.kind.in_(FACTS), e.c.at <= oldest).distinct()
+            select(e.c.customer_id).where(e.c.delta > 0, one_of(e.c.kind, FACTS), e.c.at <= oldest).distinct()
         ).scalars()
     )
 
@@ -42,7 +43,7 @@ def expiring_soon(
         Fact(at, delta, kind, pid)
         for at, delta, kind, pid in session.execute(
             select(e.c.at, e.c.delta, e.c.kind, e.c.purchase_id).where(
-                e.c.customer_id == customer_id, e.c.kind.in_(FACTS), e.c.at <= now
+                e.c.customer_id == customer_id, one_of(e.c.kind, FACTS), e.c.at <= now
             )
         )
     ]

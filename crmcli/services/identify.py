@@ -17,13 +17,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import and_, or_, select
 from sqlmodel import Session
 
 from crmcli.errors import Invalid, NotFound
 from crmcli.models import Customer, table_of
 from crmcli.services.codes import REFERRAL_CODE as _CODE
 from crmcli.services.codes import REFERRAL_CODE_LENGTH as CODE_LENGTH
+from crmcli.sql import among, bound_ids
 from crmcli.values import normalize_phone
 
 KINDS = ("id", "ref", "email", "phone", "code")
@@ -196,10 +197,10 @@ def find_customer(session: Session, text: str | int, region: str | None = None) 
     kinds = tuple(sorted({kind for kind, _ in keys}))
     by_key: dict[tuple[str, str], Any] = {}
     if kinds:
-        params: dict[str, Any] = {kind: [value for k, value in keys if k == kind] for kind in kinds}
-        single = tuple(len(params[kind]) == 1 for kind in kinds)
-        params = {kind: v[0] if one else v for (kind, v), one in zip(params.items(), single, strict=True)}
-        for row in session.execute(_customers_by(kinds, single), params).scalars():
+        bound = {kind: bound_ids([value for k, value in keys if k == kind]) for kind in kinds}
+        many = tuple(bound[kind][0] for kind in kinds)
+        params = {kind: value for kind, (_, value) in bound.items()}
+        for row in session.execute(_customers_by(kinds, many), params).scalars():
             for kind in kinds:
                 value = getattr(row, ENTITY_FIELD[kind])
                 if value is not None and (kind == "id" or row.erased_at is None):
@@ -224,14 +225,14 @@ ENTITY_FIELD = {"id": "id", "ref": "ref", "email": "email", "phone": "phone", "c
 
 
 @functools.cache
-def _customers_by(kinds: tuple[str, ...], single: tuple[bool, ...]) -> Any:
-    """Customers whose key of each kind is among the values bound to that kind's name (the one
-    value, for a kind marked ``single``: the usual case, without an IN-list to expand)."""
+def _customers_by(kinds: tuple[str, ...], many: tuple[bool, ...]) -> Any:
+    """Customers whose key of each kind is among the values bound to that kind's name (see
+    :func:`crmcli.sql.bound_ids`: usually one value)."""
     t = table_of(Customer)
     conditions = []
-    for kind, one in zip(kinds, single, strict=True):
+    for kind, several in zip(kinds, many, strict=True):
         column = t.c[ENTITY_FIELD[kind]]
-        found = column == bindparam(kind) if one else column.in_(bindparam(kind, expanding=True))
+        found = among(column, kind, several)
         # an erased customer keeps only its id
         conditions.append(found if kind == "id" else and_(found, t.c.erased_at.is_(None)))
     return select(Customer).where(or_(*conditions))

@@ -55,6 +55,7 @@ from crmcli.audit import touch
 from crmcli.config import Config
 from crmcli.errors import Invalid
 from crmcli.models import Customer, PointsEntry, Purchase, UTCDateTime, table_of
+from crmcli.sql import among, bound_ids, is_in, one_of
 from crmcli.values import utcnow
 
 FACTS = ("earn", "redeem", "adjust", "tenure", "referral", "refund", "birthday", "apology")
@@ -347,8 +348,9 @@ def record_purchase_points(
     which would find nothing, is not run.
     """
     if isinstance(purchases, Sequence):
-        spend, earn = _id_points_statements(_earn_ratio(config))
-        params: dict[str, Any] = {"purchase_ids": list(purchases)}
+        many, value = bound_ids(purchases)
+        spend, earn = _id_points_statements(_earn_ratio(config), many)
+        params: dict[str, Any] = {"purchase_ids": value}
     else:
         spend, earn = _points_statements(_earn_ratio(config), purchases)
         params = {}
@@ -357,11 +359,9 @@ def record_purchase_points(
     session.execute(earn, params)
 
 
-def _points_statements(ratio: tuple[int, int], chosen: ColumnElement[bool] | None) -> tuple[Any, Any]:
+def _points_statements(ratio: tuple[int, int], chosen: ColumnElement[bool]) -> tuple[Any, Any]:
     """The two INSERT ... SELECTs of :func:`record_purchase_points`: spends, then points earned."""
     p, e = table_of(Purchase), table_of(PointsEntry)
-    if chosen is None:
-        chosen = p.c.id.in_(bindparam("purchase_ids", expanding=True))
     label = literal("purchase ") + cast(p.c.id, String)
     earned = _earn_sql(p.c.net_minor, ratio)
     columns = ["customer_id", "delta", "kind", "reason", "purchase_id", "at"]
@@ -381,9 +381,10 @@ def _points_statements(ratio: tuple[int, int], chosen: ColumnElement[bool] | Non
 
 
 @functools.cache
-def _id_points_statements(ratio: tuple[int, int]) -> tuple[Any, Any]:
-    """:func:`_points_statements` for a list of purchase ids, built once per earning rate."""
-    return _points_statements(ratio, None)
+def _id_points_statements(ratio: tuple[int, int], many: bool) -> tuple[Any, Any]:
+    """:func:`_points_statements` for the purchase ids bound as ``purchase_ids`` (see
+    :func:`crmcli.sql.bound_ids`), built once per earning rate."""
+    return _points_statements(ratio, among(table_of(Purchase).c.id, "purchase_ids", many))
 
 
 def record_refund_points(session: Session, purchase_ids: Sequence[int]) -> None:
@@ -452,7 +453,7 @@ def redeem_points(
 
 
 def _removal_rows(e: Any) -> ColumnElement[bool]:
-    return e.c.kind.in_(REMOVALS)
+    return one_of(e.c.kind, REMOVALS)
 
 
 def late_purchases(config: Config | None, now: datetime | ColumnElement[Any]) -> ColumnElement[bool]:
@@ -498,11 +499,12 @@ def settle_points(
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         checked = {cid for cid in chunk if cid in spent}
-        asks = _may_settle(expiry is not None, config.points.reset_on_late_payment)
-        if not checked and not session.execute(asks, _may_settle_params(chunk, expiry, now)).scalar():
+        many, value = bound_ids(chunk)
+        asks = _may_settle(expiry is not None, config.points.reset_on_late_payment, many)
+        if not checked and not session.execute(asks, _may_settle_params(value, expiry, now)).scalar():
             continue  # nothing to derive or rewrite: no sale on credit or refunded, no removal, nothing old
         removals = _removals_due(session, config, chunk, now)
-        had = set(session.execute(_with_removals(), {"ids": chunk}).scalars())
+        had = set(session.execute(_with_removals(many), {"ids": value}).scalars())
         involved = sorted(had | set(removals) | checked | _with_points_to_expire(session, expiry, chunk, now))
         if not involved:
             continue
@@ -530,7 +532,7 @@ def settle_points(
                 for removal, amount in outcome.removals
             ]
             settled.append(cid)
-        session.execute(delete(e).where(e.c.customer_id.in_(settled), _removal_rows(e)))
+        session.execute(delete(e).where(is_in(e.c.customer_id, settled), _removal_rows(e)))
         _append(session, rows)
         replayed += len(settled)
     return replayed
@@ -539,7 +541,8 @@ def settle_points(
 def _facts_by_customer(session: Session, customer_ids: list[int]) -> Iterator[tuple[int, list[Fact]]]:
     """Each of ``customer_ids`` (sorted) with its facts, read in one query but held one customer
     at a time: a chunk of a large shop's best customers holds hundreds of thousands of entries."""
-    found = session.execute(_facts_of(), {"ids": customer_ids})
+    many, value = bound_ids(customer_ids)
+    found = session.execute(_facts_of(many), {"ids": value})
     groups = itertools.groupby(found, key=operator.itemgetter(0))
     current = next(groups, None)
     for cid in customer_ids:
@@ -551,47 +554,52 @@ def _facts_by_customer(session: Session, customer_ids: list[int]) -> Iterator[tu
 
 
 @functools.cache
-def _facts_of() -> Any:
+def _facts_of(many: bool) -> Any:
     """The facts of the customers ``ids``, by customer (built once; see :func:`_facts_by_customer`)."""
     e = table_of(PointsEntry)
     return (
         select(e.c.customer_id, e.c.at, e.c.delta, e.c.kind, e.c.purchase_id)
-        .where(e.c.customer_id.in_(bindparam("ids", expanding=True)), e.c.kind.in_(FACTS))
+        .where(among(e.c.customer_id, "ids", many), one_of(e.c.kind, FACTS))
         .order_by(e.c.customer_id)
     )
 
 
 @functools.cache
-def _with_removals() -> Any:
+def _with_removals(many: bool) -> Any:
     """Those of the customers ``ids`` with a removal recorded (built once)."""
     e = table_of(PointsEntry)
-    ids: Any = bindparam("ids", expanding=True)
-    return select(e.c.customer_id).where(e.c.customer_id.in_(ids), _removal_rows(e)).distinct()
+    return select(e.c.customer_id).where(among(e.c.customer_id, "ids", many), _removal_rows(e)).distinct()
 
 
 @functools.cache
-def _may_settle(expiring: bool, resetting: bool) -> Any:
+def _may_settle(expiring: bool, resetting: bool, many: bool) -> Any:
     """One cheap question before a settle's reads: might any of the customers ``ids`` have a
     removal to derive or rewrite as of ``now``? Only a refunded sale or (with resets) a sale
     late by then (the sales :func:`_removals_due` reads), a removal already recorded, or (with
     expiry) points earned by ``oldest`` can give one, so False means their ledgers are
     already what the replay would write. Built once per setting; its bound values change."""
     p, e = table_of(Purchase), table_of(PointsEntry)
-    ids: Any = bindparam("ids", expanding=True)
     late = late_purchases(None, bindparam("now", type_=UTCDateTime()))
     calls = or_(p.c.refunded_at.is_not(None), late) if resetting else p.c.refunded_at.is_not(None)
     asks = [
-        exists().where(p.c.customer_id.in_(ids), or_(p.c.due_at.is_not(None), p.c.refunded_at.is_not(None)), calls),
-        exists().where(e.c.customer_id.in_(ids), _removal_rows(e)),
+        exists().where(
+            among(p.c.customer_id, "ids", many), or_(p.c.due_at.is_not(None), p.c.refunded_at.is_not(None)), calls
+        ),
+        exists().where(among(e.c.customer_id, "ids", many), _removal_rows(e)),
     ]
     if expiring:
         asks.append(
-            exists().where(e.c.customer_id.in_(ids), e.c.delta > 0, e.c.kind.in_(FACTS), e.c.at <= bindparam("oldest"))
+            exists().where(
+                among(e.c.customer_id, "ids", many),
+                e.c.delta > 0,
+                one_of(e.c.kind, FACTS),
+                e.c.at <= bindparam("oldest"),
+            )
         )
     return select(or_(*asks))
 
 
-def _may_settle_params(ids: list[int], expiry: Expiry | None, now: datetime) -> dict[str, Any]:
+def _may_settle_params(ids: Any, expiry: Expiry | None, now: datetime) -> dict[str, Any]:
     params: dict[str, Any] = {"ids": ids, "now": now}
     if expiry is not None:
         params["oldest"] = now - timedelta(days=expiry.days)
@@ -608,14 +616,14 @@ def _with_points_to_expire(session: Session, expiry: Expiry | None, customer_ids
     return set(
         session.execute(
             select(e.c.customer_id)
-            .where(e.c.customer_id.in_(customer_ids), e.c.delta > 0, e.c.kind.in_(FACTS), e.c.at <= oldest)
+            .where(is_in(e.c.customer_id, customer_ids), e.c.delta > 0, one_of(e.c.kind, FACTS), e.c.at <= oldest)
             .distinct()
         ).scalars()
     )
 
 
 @functools.cache
-def _removal_sales(resetting: bool) -> Any:
+def _removal_sales(resetting: bool, many: bool) -> Any:
     """The sales of the customers ``ids`` that call for a removal as of ``now``, each with
     whether it is late by then; built once per setting, its bound values change."""
     p = table_of(Purchase)
@@ -625,7 +633,7 @@ def _removal_sales(resetting: bool) -> Any:
     ).where(
         # only the sales that call for a removal, found in the index of sales on credit or
         # refunded (its condition, as the index states it, lets the database use it)
-        p.c.customer_id.in_(bindparam("ids", expanding=True)),
+        among(p.c.customer_id, "ids", many),
         or_(p.c.due_at.is_not(None), p.c.refunded_at.is_not(None)),
         or_(p.c.refunded_at.is_not(None), late) if resetting else p.c.refunded_at.is_not(None),
     )
@@ -635,8 +643,9 @@ def _removals_due(session: Session, config: Config, customer_ids: list[int], now
     """The removals the rules call for: one reset per late due moment, one reversal per refund."""
     found: dict[int, list[Removal]] = {}
     resets: dict[tuple[int, datetime], int] = {}  # (customer, due) -> first late purchase
-    query = _removal_sales(config.points.reset_on_late_payment)
-    for cid, pid, due, refunded, net, late in session.execute(query, {"ids": customer_ids, "now": now}):
+    many, value = bound_ids(customer_ids)
+    query = _removal_sales(config.points.reset_on_late_payment, many)
+    for cid, pid, due, refunded, net, late in session.execute(query, {"ids": value, "now": now}):
         if refunded is not None and refunded <= now and (earned := points_for_spend(net, config)):
             found.setdefault(cid, []).append(Removal(refunded, "reversal", earned, f"refund of purchase {pid}", pid))
         if late and config.points.reset_on_late_payment and ((cid, due) not in resets or pid < resets[(cid, due)]):

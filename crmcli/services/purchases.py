@@ -18,6 +18,7 @@ from crmcli.models import Coupon, Customer, PointsEntry, Purchase, table_of
 from crmcli.services import points as ledger
 from crmcli.services.coupons import use_coupon
 from crmcli.services.stages import settle_stages
+from crmcli.sql import is_in, one_of
 from crmcli.values import money, utcnow
 
 
@@ -163,7 +164,7 @@ def _points_by_purchase(session: Session, purchase_ids: list[int], kinds: tuple[
     found: dict[str, dict[int, int]] = {}
     for kind, pid, total in session.execute(
         select(e.c.kind, e.c.purchase_id, func.sum(e.c.delta))
-        .where(e.c.purchase_id.in_(purchase_ids), e.c.kind.in_(kinds))
+        .where(is_in(e.c.purchase_id, purchase_ids), one_of(e.c.kind, kinds))
         .group_by(e.c.kind, e.c.purchase_id)
     ):
         found.setdefault(kind, {})[pid] = int(total)

@@ -17,6 +17,7 @@ from crmcli.config import Config, Reward
 from crmcli.errors import Conflict, Invalid, NotFound
 from crmcli.models import Customer, Referral, table_of
 from crmcli.services.signals import blocking, find_signals
+from crmcli.sql import among, bound_ids
 from crmcli.values import money, parse_money, parse_when, utcnow
 
 REFERRAL_LOCK = 0x63726D_726566  # "crm" "ref": the advisory lock key for referral changes
@@ -280,7 +281,8 @@ def verify_referrals(session: Session, config: Config, customer_ids: Iterable[in
     ids = sorted(set(customer_ids))
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
-        if session.execute(_any_pending(), {"ids": chunk}).first() is None:
+        many, value = bound_ids(chunk)
+        if session.execute(_any_pending(many), {"ids": value}).first() is None:
             continue  # no pending referral among them (a statement built once, answered by an index)
         threshold = parse_money(config.referrals.qualifying_purchase, config.currency.minor_digits)
         qualifying = and_(p.c.customer_id == r.c.referred_id, p.c.refunded_at.is_(None), p.c.net_minor >= threshold)
@@ -340,9 +342,9 @@ def verify_referrals(session: Session, config: Config, customer_ids: Iterable[in
 
 
 @functools.cache
-def _any_pending() -> Any:
+def _any_pending(many: bool) -> Any:
     r = table_of(Referral)
-    return select(r.c.id).where(r.c.referred_id.in_(bindparam("ids", expanding=True)), r.c.status == "pending").limit(1)
+    return select(r.c.id).where(among(r.c.referred_id, "ids", many), r.c.status == "pending").limit(1)
 
 
 def _first_qualifying(session: Session, customer_ids: list[int], threshold: int) -> dict[int, int]:

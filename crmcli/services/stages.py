@@ -24,6 +24,7 @@ from crmcli.bulk import insert_rows
 from crmcli.config import STAGES
 from crmcli.errors import Invalid
 from crmcli.models import Customer, Purchase, StageChange, UTCDateTime, table_of
+from crmcli.sql import among, bound_ids
 from crmcli.values import utcnow
 
 # A purchase moves a customer up this order; "lost" is lowest, so buying again revives.
@@ -163,7 +164,8 @@ def _settle_last_sale(session: Session, chunk: list[int], sale_at: datetime) -> 
     history (see :func:`settle_stages`): customer id -> (their stage now, whether it moved)."""
     last: dict[int, tuple[str, bool]] = {}
     steps: list[dict[str, Any]] = []
-    for cid, stage, live in session.execute(_last_sale(), {"ids": chunk, "since": sale_at}):
+    many, value = bound_ids(chunk)
+    for cid, stage, live in session.execute(_last_sale(many), {"ids": value, "since": sale_at}):
         target = moved_by_sale(stage, live)
         last[cid] = (target or stage, target is not None)
         if target is not None:
@@ -175,7 +177,7 @@ def _settle_last_sale(session: Session, chunk: list[int], sale_at: datetime) -> 
 
 
 @functools.cache
-def _last_sale() -> Any:
+def _last_sale(many: bool) -> Any:
     """The customers of ``ids`` with no purchase, refund or stage change dated after ``since``,
     each with its stage and the purchases live at ``since`` (those not refunded before it: a
     refund at that moment comes after the sale in the replay). Built once; its bound values change.
@@ -196,7 +198,7 @@ def _last_sale() -> Any:
         .scalar_subquery()
     )
     return select(c.c.id, c.c.stage, live).where(
-        c.c.id.in_(bindparam("ids", expanding=True)), ~later_sale, ~later_change, or_(bought > 1, by_hand == 1)
+        among(c.c.id, "ids", many), ~later_sale, ~later_change, or_(bought > 1, by_hand == 1)
     )
 
 
