@@ -54,7 +54,7 @@ from sqlmodel import Session, col
 from crmcli.audit import touch
 from crmcli.config import Config
 from crmcli.errors import Invalid
-from crmcli.models import Customer, PointsEntry, Purchase, UTCDateTime, table_of
+from crmcli.models import Customer, PointsEntry, PointsSettled, Purchase, UTCDateTime, table_of
 from crmcli.sql import among, bound_ids, is_in, one_of
 from crmcli.values import utcnow
 
@@ -478,6 +478,7 @@ def settle_points(
     strict: bool = True,
     spent: Collection[int] = (),
     on_short: Callable[[ShortOfPoints], None] | None = None,
+    appended: bool = False,
 ) -> int:
     """Bring the derived removals of these customers in line with their timeline as of ``now``.
 
@@ -490,6 +491,11 @@ def settle_points(
     payment) keeps its entries as they are, so one such customer never stops a
     ``customer show`` or the cron job. ``on_short``, when given, is told of each shortfall
     instead, and that customer is left as it was. Returns how many customers were replayed.
+
+    Each replay is recorded (:class:`~crmcli.models.PointsSettled`: when, and the facts dated by
+    then). ``appended`` says that this transaction's only change to these ledgers is new sales
+    (a till's sale): a customer whose record still holds (see :func:`_vouched`) is not replayed,
+    since the replay would write the removals it already has.
     """
     now = now or utcnow()
     e = table_of(PointsEntry)
@@ -503,6 +509,12 @@ def settle_points(
         asks = _may_settle(expiry is not None, config.points.reset_on_late_payment, many)
         if not checked and not session.execute(asks, _may_settle_params(value, expiry, now)).scalar():
             continue  # nothing to derive or rewrite: no sale on credit or refunded, no removal, nothing old
+        if appended and not checked and expiry is None:
+            vouched = set(session.execute(_vouched(many), {"ids": value, "now": now}).scalars())
+            chunk = [cid for cid in chunk if cid not in vouched]
+            if not chunk:
+                continue
+            many, value = bound_ids(chunk)
         removals = _removals_due(session, config, chunk, now)
         had = set(session.execute(_with_removals(many), {"ids": value}).scalars())
         involved = sorted(had | set(removals) | checked | _with_points_to_expire(session, expiry, chunk, now))
@@ -510,6 +522,7 @@ def settle_points(
             continue
         rows: list[dict[str, Any]] = []
         settled: list[int] = []
+        seen: list[dict[str, Any]] = []
         for cid, facts in _facts_by_customer(session, involved):
             outcome = replay(facts, removals.get(cid, []), expiry=expiry, until=now)
             if outcome.short is not None and not strict:
@@ -532,8 +545,11 @@ def settle_points(
                 for removal, amount in outcome.removals
             ]
             settled.append(cid)
+            dated = [f.delta for f in facts if f.at <= now]
+            seen.append({"customer_id": cid, "at": now, "facts": len(dated), "total": sum(dated)})
         session.execute(delete(e).where(is_in(e.c.customer_id, settled), _removal_rows(e)))
         _append(session, rows)
+        _record_settled(session, involved, seen)
         replayed += len(settled)
     return replayed
 
@@ -561,6 +577,36 @@ def _facts_of(many: bool) -> Any:
         select(e.c.customer_id, e.c.at, e.c.delta, e.c.kind, e.c.purchase_id)
         .where(among(e.c.customer_id, "ids", many), one_of(e.c.kind, FACTS))
         .order_by(e.c.customer_id)
+    )
+
+
+def _record_settled(session: Session, involved: list[int], seen: list[dict[str, Any]]) -> None:
+    """What each replay saw; a customer left as it was (short of points) loses its record, so
+    that its next sale replays it again."""
+    s = table_of(PointsSettled)
+    session.execute(delete(s).where(is_in(s.c.customer_id, involved)))
+    if seen:
+        session.execute(insert(s), seen)
+
+
+@functools.cache
+def _vouched(many: bool) -> Any:
+    """Those of the customers ``ids`` whose last replay still gives their removals as of ``now``,
+    given that every fact added since is dated after it: none of their sales fell due or was
+    refunded since (the moments removals are dated at), and the facts dated by then are those
+    the replay saw (same count, same sum; a fact backdated since, by any path, shows). Built once."""
+    s, p, e = table_of(PointsSettled), table_of(Purchase), table_of(PointsEntry)
+    now = bindparam("now", type_=UTCDateTime())
+    fell_due = exists().where(
+        p.c.customer_id == s.c.customer_id,
+        or_(p.c.due_at.is_not(None), p.c.refunded_at.is_not(None)),
+        or_(and_(p.c.due_at > s.c.at, p.c.due_at <= now), and_(p.c.refunded_at > s.c.at, p.c.refunded_at <= now)),
+    )
+    seen = and_(e.c.customer_id == s.c.customer_id, one_of(e.c.kind, FACTS), e.c.at <= s.c.at)
+    facts = select(func.count()).where(seen).scalar_subquery()
+    total = select(func.coalesce(func.sum(e.c.delta), 0)).where(seen).scalar_subquery()
+    return select(s.c.customer_id).where(
+        among(s.c.customer_id, "ids", many), ~fell_due, facts == s.c.facts, total == s.c.total
     )
 
 

@@ -134,7 +134,9 @@ def apply_purchase_rules(
     customers = sorted({p.customer_id for p in purchases})
     before = {p.id: p for p in purchases}
     ledger.record_purchase_points(session, config, ids, spent=any(p.points_used for p in purchases))
-    replayed = ledger.settle_points(session, config, customers, now=now)
+    # The sales are this transaction's only change to these ledgers: a customer whose last
+    # replay still holds is not replayed (see settle_points).
+    replayed = ledger.settle_points(session, config, customers, now=now, appended=True)
     # Nothing else changed these customers since their stages were settled: only new sales,
     # which the stage rule can settle from the last one when each customer has one.
     one_each = len(customers) == len(purchases)
