@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -38,6 +38,7 @@ from crmcli.choices import BLOCKING_SIGNALS as BLOCKING
 from crmcli.choices import REFERRAL_SIGNALS as SIGNALS
 from crmcli.config import Config
 from crmcli.models import Customer, Purchase, Referral, UTCDateTime, table_of
+from crmcli.sql import among, bound_ids, one_of
 from crmcli.values import parse_money
 
 REPEAT_DAYS = 30  # a referred customer who has not bought again this long after the first purchase
@@ -109,97 +110,115 @@ def _surname(name: str | None) -> str | None:
 
 def find_signals(session: Session, config: Config, referral_ids: Iterable[int], now: datetime) -> dict[int, list[str]]:
     """The signals each referral raises now, in SIGNALS order (referrals with none are left out)."""
-    from crmcli.reports.common import epoch_seconds
-
-    r, p = table_of(Referral), table_of(Purchase)
-    c = table_of(Customer)
-    a, b = c.alias("referrer"), c.alias("referred")
-    pair = r.join(a, a.c.id == r.c.referrer_id).join(b, b.c.id == r.c.referred_id)
-    threshold = parse_money(config.referrals.qualifying_purchase, config.currency.minor_digits)
+    hold = config.referrals.hold_days
+    params: dict[str, Any] = {
+        "threshold": parse_money(config.referrals.qualifying_purchase, config.currency.minor_digits),
+        "max_per_hour": config.referrals.max_per_hour,
+        "hold_seconds": hold * 86400,
+        "repeat_before": now - timedelta(days=REPEAT_DAYS),
+    }
     ids = sorted(set(referral_ids))
     found: dict[int, set[str]] = {}
-
-    def hits(name: str, condition: Any) -> None:
-        for rid in session.execute(select(r.c.id).select_from(pair).where(r.c.id.in_(chunk), condition)).scalars():
-            found.setdefault(rid, set()).add(name)
-
     for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        hits(
-            "same_phone", and_(a.c.phone.is_not(None), b.c.phone.is_not(None), tail(a.c.phone, 9) == tail(b.c.phone, 9))
-        )
-        hits(
-            "same_email",
-            and_(a.c.email.is_not(None), b.c.email.is_not(None), _local_part(a.c.email) == _local_part(b.c.email)),
-        )
-        hits("disposable_email", and_(b.c.email.is_not(None), _domain(b.c.email).in_(sorted(disposable_domains()))))
+        many, params["ids"] = bound_ids(ids[start : start + CHUNK])
+        for name, query in _signal_queries(many, bool(hold)):
+            for rid in session.execute(query, params).scalars():
+                found.setdefault(rid, set()).add(name)
         # Same household: the same city in SQL, the same last name on the few pairs it leaves.
-        for rid, name_a, name_b in session.execute(
-            select(r.c.id, a.c.name, b.c.name)
-            .select_from(pair)
-            .where(
-                r.c.id.in_(chunk),
-                a.c.city.is_not(None),
-                func.lower(func.trim(a.c.city)) == func.lower(func.trim(b.c.city)),
-            )
-        ):
+        for rid, name_a, name_b in session.execute(_same_city(many), params):
             if _surname(name_a) is not None and _surname(name_a) == _surname(name_b):
                 found.setdefault(rid, set()).add("same_household")
-        # A burst: some hour that holds this referral holds more than max_per_hour of the referrer's.
-        r1, r2 = r.alias("r1"), r.alias("r2")
-        in_window = (
-            select(func.count())
-            .where(
-                r2.c.referrer_id == r1.c.referrer_id,
-                epoch_seconds(r2.c.created_at) >= epoch_seconds(r1.c.created_at),
-                epoch_seconds(r2.c.created_at) <= epoch_seconds(r1.c.created_at) + 3600,
-            )
-            .scalar_subquery()
-        )
-        hits(
-            "burst",
-            exists().where(
-                r1.c.referrer_id == r.c.referrer_id,
-                epoch_seconds(r1.c.created_at) >= epoch_seconds(r.c.created_at) - 3600,
-                r1.c.created_at <= r.c.created_at,
-                in_window > config.referrals.max_per_hour,
-            ),
-        )
-        # A qualifying purchase before the one that verified the referral was refunded (within the
-        # hold, if one is set). Only purchases dated before it count, so the signal is the same
-        # whichever order the sales and the refund were recorded in: one at the same moment is not
-        # before it (the ids of a moment's sales follow the order they were written in, which a
-        # file and a till do not share).
-        # Without a hold (hold_days 0) a refund only reopens the referral, as it always has.
-        if hold := config.referrals.hold_days:
-            verifying = p.alias("verifying")
-            hits(
-                "refunded_purchase",
-                exists().where(
-                    verifying.c.id == r.c.purchase_id,
-                    p.c.customer_id == r.c.referred_id,
-                    p.c.refunded_at.is_not(None),
-                    p.c.net_minor >= threshold,
-                    p.c.at < verifying.c.at,
-                    epoch_seconds(p.c.refunded_at) - epoch_seconds(p.c.at) <= hold * 86400,
-                ),
-            )
-        first = p.alias("first")
-        later = p.alias("later")
-        hits(
-            "no_repeat_purchase",
-            exists().where(
-                first.c.id == r.c.purchase_id,
-                first.c.at <= literal(now - timedelta(days=REPEAT_DAYS), UTCDateTime()),
-                ~exists().where(
-                    later.c.customer_id == first.c.customer_id,  # the referred customer (correlates one level up)
-                    later.c.refunded_at.is_(None),
-                    later.c.id != first.c.id,
-                    later.c.at >= first.c.at,
-                ),
-            ),
-        )
     return {rid: [s for s in SIGNALS if s in names] for rid, names in found.items()}
+
+
+def _pair() -> tuple[Any, Any, Any, Any]:
+    """The referral with its referrer (``a``) and referred customer (``b``) joined."""
+    r, c = table_of(Referral), table_of(Customer)
+    a, b = c.alias("referrer"), c.alias("referred")
+    return r, a, b, r.join(a, a.c.id == r.c.referrer_id).join(b, b.c.id == r.c.referred_id)
+
+
+@cache
+def _signal_queries(many: bool, holding: bool) -> tuple[tuple[str, Any], ...]:
+    """Each signal found in SQL alone, as (name, the ids of the referrals ``ids`` that raise it),
+    built once: a till's sale that verifies a referral runs them all, with its values bound
+    (``threshold``, ``max_per_hour``, ``hold_seconds``, ``repeat_before``)."""
+    from crmcli.reports.common import epoch_seconds
+
+    r, a, b, pair = _pair()
+    p = table_of(Purchase)
+    conditions: list[tuple[str, Any]] = [
+        ("same_phone", and_(a.c.phone.is_not(None), b.c.phone.is_not(None), tail(a.c.phone, 9) == tail(b.c.phone, 9))),
+        (
+            "same_email",
+            and_(a.c.email.is_not(None), b.c.email.is_not(None), _local_part(a.c.email) == _local_part(b.c.email)),
+        ),
+        ("disposable_email", and_(b.c.email.is_not(None), one_of(_domain(b.c.email), sorted(disposable_domains())))),
+    ]
+    # A burst: some hour that holds this referral holds more than max_per_hour of the referrer's.
+    r1, r2 = r.alias("r1"), r.alias("r2")
+    in_window = (
+        select(func.count())
+        .where(
+            r2.c.referrer_id == r1.c.referrer_id,
+            epoch_seconds(r2.c.created_at) >= epoch_seconds(r1.c.created_at),
+            epoch_seconds(r2.c.created_at) <= epoch_seconds(r1.c.created_at) + 3600,
+        )
+        .scalar_subquery()
+    )
+    burst = exists().where(
+        r1.c.referrer_id == r.c.referrer_id,
+        epoch_seconds(r1.c.created_at) >= epoch_seconds(r.c.created_at) - 3600,
+        r1.c.created_at <= r.c.created_at,
+        in_window > bindparam("max_per_hour"),
+    )
+    conditions.append(("burst", burst))
+    # A qualifying purchase before the one that verified the referral was refunded (within the
+    # hold, if one is set). Only purchases dated before it count, so the signal is the same
+    # whichever order the sales and the refund were recorded in: one at the same moment is not
+    # before it (the ids of a moment's sales follow the order they were written in, which a
+    # file and a till do not share).
+    # Without a hold (hold_days 0) a refund only reopens the referral, as it always has.
+    if holding:
+        verifying = p.alias("verifying")
+        refunded = exists().where(
+            verifying.c.id == r.c.purchase_id,
+            p.c.customer_id == r.c.referred_id,
+            p.c.refunded_at.is_not(None),
+            p.c.net_minor >= bindparam("threshold"),
+            p.c.at < verifying.c.at,
+            epoch_seconds(p.c.refunded_at) - epoch_seconds(p.c.at) <= bindparam("hold_seconds"),
+        )
+        conditions.append(("refunded_purchase", refunded))
+    first, later = p.alias("first"), p.alias("later")
+    no_repeat = exists().where(
+        first.c.id == r.c.purchase_id,
+        first.c.at <= bindparam("repeat_before", type_=UTCDateTime()),
+        ~exists().where(
+            later.c.customer_id == first.c.customer_id,  # the referred customer (correlates one level up)
+            later.c.refunded_at.is_(None),
+            later.c.id != first.c.id,
+            later.c.at >= first.c.at,
+        ),
+    )
+    conditions.append(("no_repeat_purchase", no_repeat))
+    chosen = among(r.c.id, "ids", many)
+    return tuple((name, select(r.c.id).select_from(pair).where(chosen, condition)) for name, condition in conditions)
+
+
+@cache
+def _same_city(many: bool) -> Any:
+    """The referrals of ``ids`` whose two sides live in the same city, with both names (built once)."""
+    r, a, b, pair = _pair()
+    return (
+        select(r.c.id, a.c.name, b.c.name)
+        .select_from(pair)
+        .where(
+            among(r.c.id, "ids", many),
+            a.c.city.is_not(None),
+            func.lower(func.trim(a.c.city)) == func.lower(func.trim(b.c.city)),
+        )
+    )
 
 
 def blocking(signals: Iterable[str]) -> list[str]:
