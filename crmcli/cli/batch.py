@@ -9,6 +9,7 @@ once for the whole batch.
 
 from __future__ import annotations
 
+import enum
 import functools
 import io
 import json
@@ -131,6 +132,7 @@ class BatchRunner:
         self.root_name = root_name
         self.base = base
         self.atomic = atomic
+        self.defaults: Defaults = {}  # see command_context
 
     def run(self, lines: Iterable[str], out: IO[str]) -> bool:
         """Run every line, writing its result; True when any command failed."""
@@ -229,7 +231,7 @@ class BatchRunner:
         outcome = Outcome(number)
         try:
             with redirect_stdout(captured), redirect_stderr(messages), _no_stdin():
-                with command.make_context(command.name, list(argv), parent=parent) as ctx:
+                with command_context(command, argv, parent, self.defaults) as ctx:
                     command.invoke(ctx)
         except typer.Exit as exc:
             if exc.exit_code:  # a check that found something to act on (exit 3) still printed its rows
@@ -325,6 +327,53 @@ def _by_name(command: Any) -> dict[str, Any]:
             params.setdefault(key, param)
             params.setdefault(key.replace("-", "_"), param)
     return params
+
+
+Defaults = dict[tuple[Any, str], tuple[Any, Any]]
+
+
+def command_context(command: Any, argv: list[str], parent: Any, defaults: Defaults) -> Any:
+    """``command.make_context(argv)``: Click's own parsing of what the line gives, except that a
+    parameter the line leaves out takes the default it took on an earlier line of the batch.
+
+    Working out a default (Typer's conversion of it, the checks) is most of what parsing costs,
+    and a ``purchase add`` line gives two of its thirteen parameters. Only a default that is
+    fixed is kept (see :func:`_fixed`); anything else, an argument left over included, goes
+    through Click as typed. ``defaults`` holds them for the batch, by (command, parameter).
+    """
+    from typer._click.core import iter_params_for_processing
+
+    ctx = command.context_class(command, info_name=command.name, parent=parent, **command.context_settings)
+    with ctx.scope(cleanup=False):
+        parser = command.make_parser(ctx)
+        opts, rest, order = parser.parse_args(args=list(argv))
+        if rest:  # more values than the command takes: Click says so, in its words
+            return command.make_context(command.name, list(argv), parent=parent)
+        for param in iter_params_for_processing(order, command.get_params(ctx)):
+            given = param.name in opts
+            known = None if given else defaults.get((command, param.name))
+            if known is not None:
+                ctx.set_parameter_source(param.name, known[1])
+                ctx.params[param.name] = known[0]
+                continue
+            param.handle_parse_result(ctx, opts, rest)
+            if not given and _fixed(param, ctx):
+                defaults[(command, param.name)] = (ctx.params[param.name], ctx.get_parameter_source(param.name))
+        ctx.args = rest
+        ctx._opt_prefixes.update(parser._opt_prefixes)
+    return ctx
+
+
+def _fixed(param: Any, ctx: Any) -> bool:
+    """The default ``param`` just took is the one it takes on every line: no callback, no
+    environment variable, prompt or default worked out by a function, and a plain value
+    (None, a flag, a number, a text or a choice) that no command can change in place."""
+    if not param.expose_value or param.callback is not None or param.envvar or getattr(param, "prompt", None):
+        return False
+    if callable(param.default) or ctx.default_map is not None or ctx.auto_envvar_prefix is not None:
+        return False
+    value = ctx.params.get(param.name)
+    return value is None or isinstance(value, bool | int | float | str | enum.Enum)
 
 
 @functools.cache
