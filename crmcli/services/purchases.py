@@ -14,7 +14,7 @@ from sqlmodel import Session, col
 from crmcli.audit import record_insert
 from crmcli.config import Config
 from crmcli.errors import Conflict, Invalid, NotFound
-from crmcli.models import Coupon, Customer, PointsEntry, Purchase, table_of
+from crmcli.models import Coupon, Customer, PointsEntry, Purchase, as_written, table_of
 from crmcli.services import points as ledger
 from crmcli.services.coupons import use_coupon
 from crmcli.services.stages import settle_stages
@@ -101,7 +101,7 @@ def add_purchase(
     assert key is not None
     pid = key[0]
     record_insert(session, "purchase", pid, values)
-    purchase = Purchase(id=pid, **values)
+    purchase = as_written(Purchase, {"id": pid, **values})
     settled: dict[int, str] = {}
     outcome = apply_purchase_rules(session, config, [purchase], now=now, settled=settled)[0]
     # The rules may have changed its stage in SQL: read that column alone, unless the stage
