@@ -479,6 +479,7 @@ def settle_points(
     spent: Collection[int] = (),
     on_short: Callable[[ShortOfPoints], None] | None = None,
     appended: bool = False,
+    may: bool | None = None,
 ) -> int:
     """Bring the derived removals of these customers in line with their timeline as of ``now``.
 
@@ -495,7 +496,9 @@ def settle_points(
     Each replay is recorded (:class:`~crmcli.models.PointsSettled`: when, and the facts dated by
     then). ``appended`` says that this transaction's only change to these ledgers is new sales
     (a till's sale): a customer whose record still holds (see :func:`_vouched`) is not replayed,
-    since the replay would write the removals it already has.
+    since the replay would write the removals it already has. ``may`` is the answer to
+    :func:`may_settle` when the caller has asked it already (a till's sale asks the rules'
+    first questions in one statement); it stands for at most :data:`CHUNK` customers.
     """
     now = now or utcnow()
     e = table_of(PointsEntry)
@@ -506,8 +509,12 @@ def settle_points(
         chunk = ids[start : start + CHUNK]
         checked = {cid for cid in chunk if cid in spent}
         many, value = bound_ids(chunk)
-        asks = _may_settle(expiry is not None, config.points.reset_on_late_payment, many)
-        if not checked and not session.execute(asks, _may_settle_params(value, expiry, now)).scalar():
+        if may is not None:
+            answer, may = may, None  # the caller's, for its one chunk
+        else:
+            asks = _may_settle(expiry is not None, config.points.reset_on_late_payment, many)
+            answer = bool(session.execute(asks, may_settle_params(value, config, now)).scalar())
+        if not checked and not answer:
             continue  # nothing to derive or rewrite: no sale on credit or refunded, no removal, nothing old
         if appended and not checked and expiry is None:
             vouched = set(session.execute(_vouched(many), {"ids": value, "now": now}).scalars())
@@ -618,7 +625,7 @@ def _with_removals(many: bool) -> Any:
 
 
 @functools.cache
-def _may_settle(expiring: bool, resetting: bool, many: bool) -> Any:
+def may_settle(expiring: bool, resetting: bool, many: bool) -> ColumnElement[bool]:
     """One cheap question before a settle's reads: might any of the customers ``ids`` have a
     removal to derive or rewrite as of ``now``? Only a refunded sale or (with resets) a sale
     late by then (the sales :func:`_removals_due` reads), a removal already recorded, or (with
@@ -642,11 +649,18 @@ def _may_settle(expiring: bool, resetting: bool, many: bool) -> Any:
                 e.c.at <= bindparam("oldest"),
             )
         )
-    return select(or_(*asks))
+    return or_(*asks)
 
 
-def _may_settle_params(ids: Any, expiry: Expiry | None, now: datetime) -> dict[str, Any]:
+@functools.cache
+def _may_settle(expiring: bool, resetting: bool, many: bool) -> Any:
+    return select(may_settle(expiring, resetting, many))
+
+
+def may_settle_params(ids: Any, config: Config, now: datetime) -> dict[str, Any]:
+    """The values :func:`may_settle` binds, for the ids bound as :func:`crmcli.sql.bound_ids` gives them."""
     params: dict[str, Any] = {"ids": ids, "now": now}
+    expiry = Expiry.of(config)
     if expiry is not None:
         params["oldest"] = now - timedelta(days=expiry.days)
     return params

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, func, literal, select, update
+from sqlalchemy import and_, bindparam, exists, func, literal, select, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
@@ -267,9 +267,13 @@ def reward_all(session: Session, referrals: list[Referral], config: Config, now:
     ]
 
 
-def verify_referrals(session: Session, config: Config, customer_ids: Iterable[int], *, now: datetime) -> dict[int, int]:
+def verify_referrals(
+    session: Session, config: Config, customer_ids: Iterable[int], *, now: datetime, pending: bool | None = None
+) -> dict[int, int]:
     """Verify the pending referrals of these (referred) customers who have a qualifying live
     purchase, as of the first one, and reward both sides: a few statements per 900 customers.
+    ``pending`` is the answer to :func:`pending_among` when the caller has asked it already
+    (for at most 900 customers).
 
     Returns referred customer id -> referral id for the referrals verified.
     """
@@ -281,8 +285,12 @@ def verify_referrals(session: Session, config: Config, customer_ids: Iterable[in
     ids = sorted(set(customer_ids))
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
-        many, value = bound_ids(chunk)
-        if session.execute(_any_pending(many), {"ids": value}).first() is None:
+        if pending is not None:
+            answer, pending = pending, None  # the caller's, for its one chunk
+        else:
+            many, value = bound_ids(chunk)
+            answer = bool(session.execute(_any_pending(many), {"ids": value}).scalar())
+        if not answer:
             continue  # no pending referral among them (a statement built once, answered by an index)
         threshold = parse_money(config.referrals.qualifying_purchase, config.currency.minor_digits)
         qualifying = and_(p.c.customer_id == r.c.referred_id, p.c.refunded_at.is_(None), p.c.net_minor >= threshold)
@@ -343,8 +351,14 @@ def verify_referrals(session: Session, config: Config, customer_ids: Iterable[in
 
 @functools.cache
 def _any_pending(many: bool) -> Any:
+    return select(pending_among(many))
+
+
+@functools.cache
+def pending_among(many: bool) -> Any:
+    """Has any of the customers bound as ``ids`` (see :func:`crmcli.sql.bound_ids`) a pending referral?"""
     r = table_of(Referral)
-    return select(r.c.id).where(among(r.c.referred_id, "ids", many), r.c.status == "pending").limit(1)
+    return exists().where(among(r.c.referred_id, "ids", many), r.c.status == "pending")
 
 
 def _first_qualifying(session: Session, customer_ids: list[int], threshold: int) -> dict[int, int]:
