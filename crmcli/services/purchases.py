@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ from crmcli.errors import Conflict, Invalid, NotFound
 from crmcli.models import Coupon, Customer, PointsEntry, Purchase, as_written, table_of
 from crmcli.services import points as ledger
 from crmcli.services.coupons import use_coupon
-from crmcli.services.stages import settle_stages
+from crmcli.services.stages import last_sale, settle_stages
 from crmcli.sql import bound_ids, is_in, one_of
 from crmcli.values import money, utcnow
 
@@ -134,14 +135,16 @@ def apply_purchase_rules(
     customers = sorted({p.customer_id for p in purchases})
     before = {p.id: p for p in purchases}
     ledger.record_purchase_points(session, config, ids, spent=any(p.points_used for p in purchases))
-    may, pending = _first_questions(session, config, customers, now) if len(customers) == 1 else (None, None)
+    # Nothing else changed these customers since their stages were settled: only new sales,
+    # which the stage rule can settle from the last one when each customer has one.
+    sold_since = min(p.at for p in purchases) if len(customers) == len(purchases) else None
+    last, may, pending = None, None, None
+    if len(purchases) == 1:  # a till's sale: the rules' first questions, in one round trip
+        last, may, pending = _first_questions(session, config, customers, sold_since, now)
     # The sales are this transaction's only change to these ledgers: a customer whose last
     # replay still holds is not replayed (see settle_points).
     replayed = ledger.settle_points(session, config, customers, now=now, appended=True, may=may)
-    # Nothing else changed these customers since their stages were settled: only new sales,
-    # which the stage rule can settle from the last one when each customer has one.
-    one_each = len(customers) == len(purchases)
-    settle_stages(session, customers, sold_since=min(p.at for p in purchases) if one_each else None, settled=settled)
+    settle_stages(session, customers, sold_since=sold_since, settled=settled, asked=last)
     verified = verify_referrals(session, config, customers, now=now, pending=pending)
     if replayed:
         amounts = _points_by_purchase(session, ids, ("earn", "reset"))
@@ -161,20 +164,24 @@ def apply_purchase_rules(
     ]
 
 
-def _first_questions(session: Session, config: Config, customers: list[int], now: datetime) -> tuple[bool, bool]:
-    """A till's sale: the points rule's and the referral rule's first questions for its
-    customer (anything to derive? a referral pending?), each its rule's own, in one round trip."""
+def _first_questions(
+    session: Session, config: Config, customers: list[int], sold_since: Any, now: datetime
+) -> tuple[Sequence[Any], bool, bool]:
+    """The first question each rule asks about a till's customer, each its rule's own: is the
+    sale the last event of the stage history (:func:`stages.last_sale`), is there anything to
+    derive in the ledger (:func:`points.may_settle`), is a referral pending
+    (:func:`referrals.pending_among`)? One statement, instead of one each."""
     many, value = bound_ids(customers)
     asks = _questions(ledger.Expiry.of(config) is not None, config.points.reset_on_late_payment, many)
-    may, pending = session.execute(asks, ledger.may_settle_params(value, config, now)).one()
-    return bool(may), bool(pending)
+    rows = session.execute(asks, {**ledger.may_settle_params(value, config, now), "since": sold_since}).all()
+    return rows, any(row[-2] for row in rows), any(row[-1] for row in rows)
 
 
 @functools.cache
 def _questions(expiring: bool, resetting: bool, many: bool) -> Any:
     from crmcli.services.referrals import pending_among
 
-    return select(ledger.may_settle(expiring, resetting, many), pending_among(many))
+    return last_sale(many).add_columns(ledger.may_settle(expiring, resetting, many), pending_among(many))
 
 
 def _points_by_purchase(session: Session, purchase_ids: list[int], kinds: tuple[str, ...]) -> dict[str, dict[int, int]]:

@@ -12,7 +12,7 @@ history that recording everything in time order would have given.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -119,6 +119,7 @@ def settle_stages(
     replay_all: bool = False,
     sold_since: datetime | None = None,
     settled: dict[int, str] | None = None,
+    asked: Sequence[Any] | None = None,
 ) -> int:
     """Rewrite the purchase-caused stage changes of these customers and their current stage.
 
@@ -135,14 +136,20 @@ def settle_stages(
     :func:`moved_by_sale` gives from the stage they are at, with the purchases live at the
     sale. One query finds those customers with their stage and live purchases, and only
     the others are replayed; ``settled``, when given, receives the stage each of them is at
-    now. Returns how many changes were written.
+    now. ``asked`` are that query's rows when the caller has read them already (a till's
+    sale asks the rules' first questions in one statement), for at most :data:`CHUNK`
+    customers. Returns how many changes were written.
     """
     ids = sorted(set(customer_ids))
     written = 0
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         if sold_since is not None and not replay_all:
-            last = _settle_last_sale(session, chunk, sold_since)
+            if asked is None:
+                many, value = bound_ids(chunk)
+                asked = session.execute(last_sale(many), {"ids": value, "since": sold_since}).all()
+            last = _settle_last_sale(session, asked, sold_since)
+            asked = None  # the caller's rows were for this chunk
             written += sum(1 for stage, moved in last.values() if moved)
             if settled is not None:
                 settled.update((cid, stage) for cid, (stage, _) in last.items())
@@ -159,13 +166,14 @@ def settle_stages(
     return written
 
 
-def _settle_last_sale(session: Session, chunk: list[int], sale_at: datetime) -> dict[int, tuple[str, bool]]:
-    """Settle the customers of ``chunk`` whose sale at ``sale_at`` is the last event of their
-    history (see :func:`settle_stages`): customer id -> (their stage now, whether it moved)."""
+def _settle_last_sale(session: Session, rows: Sequence[Any], sale_at: datetime) -> dict[int, tuple[str, bool]]:
+    """Settle the customers whose sale at ``sale_at`` is the last event of their history (the
+    rows of :func:`last_sale` that say so): customer id -> (their stage now, whether it moved)."""
     last: dict[int, tuple[str, bool]] = {}
     steps: list[dict[str, Any]] = []
-    many, value = bound_ids(chunk)
-    for cid, stage, live in session.execute(_last_sale(many), {"ids": value, "since": sale_at}):
+    for cid, stage, live, is_last, *_ in rows:
+        if not is_last:
+            continue
         target = moved_by_sale(stage, live)
         last[cid] = (target or stage, target is not None)
         if target is not None:
@@ -177,10 +185,11 @@ def _settle_last_sale(session: Session, chunk: list[int], sale_at: datetime) -> 
 
 
 @functools.cache
-def _last_sale(many: bool) -> Any:
-    """The customers of ``ids`` with no purchase, refund or stage change dated after ``since``,
-    each with its stage and the purchases live at ``since`` (those not refunded before it: a
-    refund at that moment comes after the sale in the replay). Built once; its bound values change.
+def last_sale(many: bool) -> Any:
+    """The customers of ``ids``, each with its stage, the purchases live at ``since`` (those
+    not refunded before it: a refund at that moment comes after the sale in the replay), and
+    whether a sale then is the last event of its history: no purchase, refund or stage change
+    dated after ``since``. Built once; its bound values change.
 
     Only customers whose history is known to be as the replay writes it qualify: those who
     bought before (every settle since then replayed them) and those with no change by hand
@@ -197,9 +206,8 @@ def _last_sale(many: bool) -> Any:
         .where(p.c.customer_id == c.c.id, or_(p.c.refunded_at.is_(None), p.c.refunded_at >= since))
         .scalar_subquery()
     )
-    return select(c.c.id, c.c.stage, live).where(
-        among(c.c.id, "ids", many), ~later_sale, ~later_change, or_(bought > 1, by_hand == 1)
-    )
+    is_last = and_(~later_sale, ~later_change, or_(bought > 1, by_hand == 1))
+    return select(c.c.id, c.c.stage, live, is_last).where(among(c.c.id, "ids", many))
 
 
 BEFORE_CUSTOMER = tuple(s for s, rank in STAGE_RANK.items() if rank < STAGE_RANK["customer"])
