@@ -30,6 +30,14 @@ T0 = datetime(2026, 1, 1, 9, tzinfo=UTC)
 EXAMPLES = int(os.environ.get("CRMCLI_DIFFERENTIAL_EXAMPLES", "200"))
 
 
+# the differential story tests: each example is a few transactions on a fresh customer
+stories = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
 def day(n: float) -> datetime:
     return T0 + timedelta(days=n)
 
@@ -168,11 +176,7 @@ till_stories = st.lists(
 )
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@stories
 @given(story=till_stories)
 # a refund at the very moment of the next sale comes after it: the refunded sale still counts
 @example(story=[("sale", 0, 1000), ("refund", 1.0, 0), ("sale", 1, 1000)])
@@ -274,11 +278,7 @@ point_stories = st.lists(
 )
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@stories
 @given(story=point_stories)
 # a replay at day 1, then a due date passes unseen before the next sale
 @example(story=[("credit", 0, 4000, 1), ("refund", 1, 0), ("sale", 3, 1500)])
