@@ -229,14 +229,16 @@ class PointsEntry(SQLModel, table=True):
 
 
 class PointsSettled(SQLModel, table=True):
-    """When a customer's derived removals were last replayed (``at``), with the count and sum
-    of the facts dated by then: a sale at the till may then skip the replay when no removal
-    has fallen due since and no fact has been added before it (services/points.py)."""
+    """When a customer's derived removals were last replayed (``at``), under which settings,
+    with the count and sum of the facts dated by then: a sale at the till may then skip the
+    replay when no removal has fallen due since and no fact has been added before it
+    (services/points.py)."""
 
     __tablename__ = "points_settled"
 
     customer_id: int = Field(foreign_key="customer.id", primary_key=True, ondelete="CASCADE")
     at: datetime = _time()
+    rules: str  # the settings it ran under (reset on late payment, earning rate, expiry)
     facts: int
     total: int = _money()
 

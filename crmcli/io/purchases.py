@@ -830,12 +830,17 @@ def _insert_special(session: Session, row: Row, cid: int, run: PurchaseRun) -> N
 
 def _update_payment(session: Session, purchase_id: int, row: Row, run: PurchaseRun) -> None:
     """--on-duplicate update: a later export of the same sale brings its due date and payment."""
+    from crmcli.services.points import settle_points
     from crmcli.services.purchases import pay_purchase, refund_purchase
 
     p = table_of(Purchase)
-    current = session.execute(select(p.c.paid_at, p.c.due_at, p.c.refunded_at).where(p.c.id == purchase_id)).one()
+    current = session.execute(
+        select(p.c.customer_id, p.c.paid_at, p.c.due_at, p.c.refunded_at).where(p.c.id == purchase_id)
+    ).one()
     if row.due_at is not None and current.due_at != row.due_at:
         session.execute(update(p).where(p.c.id == purchase_id).values(due_at=row.due_at))
+        # a due date moved changes the reset it may call for: the ledger is replayed, as a payment's is
+        settle_points(session, run.config, [current.customer_id], now=run.now)
     if current.paid_at is None and row.paid_at is not None and row.raw.get("paid_at", "").strip():
         pay_purchase(session=session, purchase_id=purchase_id, config=run.config, at=row.paid_at)
     if current.refunded_at is None and row.refunded_at is not None:

@@ -55,7 +55,7 @@ from crmcli.audit import touch
 from crmcli.config import Config
 from crmcli.errors import Invalid
 from crmcli.models import Customer, PointsEntry, PointsSettled, Purchase, UTCDateTime, table_of
-from crmcli.sql import among, bound_ids, is_in, one_of
+from crmcli.sql import among, bound_ids, is_in, one_of, upsert
 from crmcli.values import utcnow
 
 FACTS = ("earn", "redeem", "adjust", "tenure", "referral", "refund", "birthday", "apology")
@@ -478,7 +478,7 @@ def settle_points(
     strict: bool = True,
     spent: Collection[int] = (),
     on_short: Callable[[ShortOfPoints], None] | None = None,
-    appended: bool = False,
+    sold_since: datetime | None = None,
     may: bool | None = None,
 ) -> int:
     """Bring the derived removals of these customers in line with their timeline as of ``now``.
@@ -493,10 +493,11 @@ def settle_points(
     ``customer show`` or the cron job. ``on_short``, when given, is told of each shortfall
     instead, and that customer is left as it was. Returns how many customers were replayed.
 
-    Each replay is recorded (:class:`~crmcli.models.PointsSettled`: when, and the facts dated by
-    then). ``appended`` says that this transaction's only change to these ledgers is new sales
-    (a till's sale): a customer whose record still holds (see :func:`_vouched`) is not replayed,
-    since the replay would write the removals it already has. ``may`` is the answer to
+    Each replay is recorded (:class:`~crmcli.models.PointsSettled`: when, under which rules,
+    and the facts dated by then). ``sold_since`` says that this transaction's only change to
+    these ledgers is new sales dated then or later (a till's sale): a customer whose record
+    still holds (see :func:`_vouched`) is not replayed, since the replay would write the
+    removals it already has. ``may`` is the answer to
     :func:`may_settle` when the caller has asked it already (a till's sale asks the rules'
     first questions in one statement); it stands for at most :data:`CHUNK` customers.
     """
@@ -509,15 +510,15 @@ def settle_points(
         chunk = ids[start : start + CHUNK]
         checked = {cid for cid in chunk if cid in spent}
         many, value = bound_ids(chunk)
-        if may is not None:
-            answer, may = may, None  # the caller's, for its one chunk
-        else:
+        answer, may = may, None  # the caller's answer stands for its one chunk
+        if not checked and answer is None:
             asks = _may_settle(expiry is not None, config.points.reset_on_late_payment, many)
             answer = bool(session.execute(asks, may_settle_params(value, config, now)).scalar())
         if not checked and not answer:
             continue  # nothing to derive or rewrite: no sale on credit or refunded, no removal, nothing old
-        if appended and not checked and expiry is None:
-            vouched = set(session.execute(_vouched(many), {"ids": value, "now": now}).scalars())
+        if sold_since is not None and not checked and expiry is None:
+            params = {"ids": value, "now": now, "since": sold_since, "rules": _rules(config)}
+            vouched = set(session.execute(_vouched(many), params).scalars())
             chunk = [cid for cid in chunk if cid not in vouched]
             if not chunk:
                 continue
@@ -553,7 +554,9 @@ def settle_points(
             ]
             settled.append(cid)
             dated = [f.delta for f in facts if f.at <= now]
-            seen.append({"customer_id": cid, "at": now, "facts": len(dated), "total": sum(dated)})
+            seen.append(
+                {"customer_id": cid, "at": now, "rules": _rules(config), "facts": len(dated), "total": sum(dated)}
+            )
         session.execute(delete(e).where(is_in(e.c.customer_id, settled), _removal_rows(e)))
         _append(session, rows)
         _record_settled(session, involved, seen)
@@ -587,21 +590,32 @@ def _facts_of(many: bool) -> Any:
     )
 
 
+def _rules(config: Config) -> str:
+    """The settings a replay's removals depend on, as recorded with it: a record made under
+    other settings vouches for nothing."""
+    num, den = _earn_ratio(config)
+    expiry = Expiry.of(config)
+    return f"reset {config.points.reset_on_late_payment}; earn {num}/{den}; expire {expiry.days if expiry else None}"
+
+
 def _record_settled(session: Session, involved: list[int], seen: list[dict[str, Any]]) -> None:
     """What each replay saw; a customer left as it was (short of points) loses its record, so
-    that its next sale replays it again."""
+    that its next sale replays it again. Two settles of one customer at once (a read's and a
+    sale's, on PostgreSQL) leave the later one's record, not an error."""
     s = table_of(PointsSettled)
     session.execute(delete(s).where(is_in(s.c.customer_id, involved)))
     if seen:
-        session.execute(insert(s), seen)
+        session.execute(upsert(session, s, ["customer_id"]), seen)
 
 
 @functools.cache
 def _vouched(many: bool) -> Any:
-    """Those of the customers ``ids`` whose last replay still gives their removals as of ``now``,
-    given that every fact added since is dated after it: none of their sales fell due or was
-    refunded since (the moments removals are dated at), and the facts dated by then are those
-    the replay saw (same count, same sum; a fact backdated since, by any path, shows). Built once."""
+    """Those of the customers ``ids`` whose last replay still gives their removals as of ``now``
+    after a sale dated ``since``: the replay ran under the same ``rules``, before the sale and
+    not after now; none of their sales (the new one included) fell due or was refunded since
+    (the moments removals are dated at); and the facts dated by then are those the replay saw
+    (same count, same sum: a fact backdated since, by any path, shows). Every path that changes
+    a sale's due date, payment or refund replays the customer itself. Built once."""
     s, p, e = table_of(PointsSettled), table_of(Purchase), table_of(PointsEntry)
     now = bindparam("now", type_=UTCDateTime())
     fell_due = exists().where(
@@ -613,7 +627,14 @@ def _vouched(many: bool) -> Any:
     facts = select(func.count()).where(seen).scalar_subquery()
     total = select(func.coalesce(func.sum(e.c.delta), 0)).where(seen).scalar_subquery()
     return select(s.c.customer_id).where(
-        among(s.c.customer_id, "ids", many), ~fell_due, facts == s.c.facts, total == s.c.total
+        among(s.c.customer_id, "ids", many),
+        s.c.rules == bindparam("rules"),
+        # made before the sale (whose own due date, if any, is then after it) and not after now
+        s.c.at < bindparam("since", type_=UTCDateTime()),
+        s.c.at <= now,
+        ~fell_due,
+        facts == s.c.facts,
+        total == s.c.total,
     )
 
 

@@ -13,7 +13,7 @@ from crmcli.errors import NotFound
 from crmcli.models import Coupon, Customer, Interaction, Purchase, Referral, StageChange, UTCDateTime, table_of
 from crmcli.services.customers import tags_of
 from crmcli.services.history import referral_status_at
-from crmcli.services.points import balance, balance_as_of, ledger, ledger_as_of, settle_points
+from crmcli.services.points import balance, balance_as_of, ledger, ledger_as_of, lock_customer, settle_points
 from crmcli.values import money, utcnow
 
 
@@ -59,6 +59,7 @@ def customer_profile(
     if as_of is not None and customer.created_at > as_of:
         raise NotFound(f"customer {cid} had not joined yet then", subject="customer", key=cid)
     if as_of is None:
+        lock_customer(session, cid)  # as a sale does: two settles of one ledger never interleave
         settle_points(session, config, [customer.id], strict=False)
     digits = config.currency.minor_digits
     totals = customer_totals(session, cid, as_of)
@@ -180,6 +181,7 @@ def points_summary(
             "ledger": entries[:limit] if limit else entries,
         }
     now = now or utcnow()
+    lock_customer(session, customer_id)  # as a sale does: two settles of one ledger never interleave
     settle_points(session, config, [customer_id], now=now, strict=False)
     return {
         "customer_id": customer_id,

@@ -143,14 +143,15 @@ def apply_purchase_rules(
         last, may, pending = _first_questions(session, config, customers, sold_since, now)
     # The sales are this transaction's only change to these ledgers: a customer whose last
     # replay still holds is not replayed (see settle_points).
-    replayed = ledger.settle_points(session, config, customers, now=now, appended=True, may=may)
+    replayed = ledger.settle_points(session, config, customers, now=now, sold_since=sold_since, may=may)
     settle_stages(session, customers, sold_since=sold_since, settled=settled, asked=last)
     verified = verify_referrals(session, config, customers, now=now, pending=pending)
     if replayed:
         amounts = _points_by_purchase(session, ids, ("earn", "reset"))
         earned, reset = amounts.get("earn", {}), amounts.get("reset", {})
     else:
-        # No customer had a removal to derive, so none names these sales, and each sale's
+        # No ledger was replayed (nothing to derive, or the last replay still holds: no sale
+        # fell due since, these included), so no removal names these sales, and each sale's
         # entry is what it earned (record_purchase_points wrote just that): nothing to read back.
         earned = {p.id: ledger.points_for_spend(p.net_minor, config) for p in purchases if p.id is not None}
         reset = {}

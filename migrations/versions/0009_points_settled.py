@@ -6,6 +6,7 @@ Create Date: 2026-11-25 19:00:00
 """
 from alembic import op
 import sqlalchemy as sa
+import sqlmodel
 import crmcli.models
 
 
@@ -21,6 +22,7 @@ def upgrade() -> None:
         'points_settled',
         sa.Column('customer_id', sa.Integer(), nullable=False),
         sa.Column('at', crmcli.models.UTCDateTime(), nullable=False),
+        sa.Column('rules', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column('facts', sa.Integer(), nullable=False),
         sa.Column('total', sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(

@@ -3,7 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from crmcli.db import Database
+from crmcli.models import PointsEntry, table_of
 from tests.conftest import Cli
 
 
@@ -98,6 +101,17 @@ def test_update_brings_a_later_payment(people: Cli, tmp_path: Path) -> None:
     row = purchases(people)[0]
     assert row["paid_at"] == "2026-02-10T00:00:00+00:00" and row["late"] is True
     assert people.ok("points", "show", "1", "-f", "json").json()["balance"] == 0  # reset by the late payment
+
+
+def test_update_that_brings_a_due_date_forward_writes_the_reset_it_calls_for(people: Cli, tmp_path: Path) -> None:
+    first = write(tmp_path, "customer,amount,at,due,ref\n1,100,2026-01-01,2099-01-31,R1\n")
+    people.ok("purchase", "import", str(first))  # on credit, due long after today
+    earlier = write(tmp_path, "customer,amount,at,due,ref\n1,100,2026-01-01,2026-01-31,R1\n", "e.csv")
+    people.ok("purchase", "import", str(earlier), "--on-duplicate", "update")  # due in January: late since
+    with Database(str(people.db_path)).session() as s:  # as the import left it, before any read settles
+        e = table_of(PointsEntry)
+        resets = s.execute(select(e.c.delta).where(e.c.kind == "reset")).scalars().all()
+    assert resets == [-10]
 
 
 def test_late_payment_in_the_file_resets_points_earned_before_it(people: Cli, tmp_path: Path) -> None:

@@ -263,11 +263,24 @@ def test_a_till_sale_after_a_backdated_reward_replays_the_ledger(shop: Database)
     assert [delta for _, kind, delta, _ in removals(shop, 1) if kind == "reset"] == [-17]
 
 
+def test_a_replay_recorded_under_other_settings_vouches_for_nothing(shop: Database) -> None:
+    lenient = Config(points=Points(reset_on_late_payment=False))
+    buy(shop, 4000, day(0), config=lenient)
+    buy(shop, 10000, day(0), due_at=day(1), config=lenient)  # on credit, never paid: no reset under these
+    with shop.session(write=True) as s:  # replayed and recorded under the lenient settings
+        refund_purchase(session=s, purchase_id=1, config=lenient, at=day(2), now=day(2))
+    assert [kind for _, kind, _, _ in removals(shop, 1)] == ["reversal"]
+    buy(shop, 2000, day(5))  # a till sale under the default settings: resets are on
+    assert [kind for _, kind, _, _ in removals(shop, 1)] == ["reset"]  # everything was reset on day 1
+    assert_fully_settled(shop, now=day(5))
+
+
 point_days = st.integers(0, 8).map(lambda half: half / 2)
 point_stories = st.lists(
     st.one_of(
         st.tuples(st.just("sale"), point_days, st.sampled_from([0, 1500, 4000])),
-        st.tuples(st.just("credit"), point_days, st.sampled_from([1500, 4000]), st.integers(0, 2)),  # days to pay
+        # 5.00 earns no points: a sale that writes no fact
+        st.tuples(st.just("credit"), point_days, st.sampled_from([500, 1500, 4000]), st.integers(0, 2)),  # days to pay
         st.tuples(st.just("pay"), point_days, st.integers(0, 7)),  # n-th sale
         st.tuples(st.just("refund"), point_days, st.integers(0, 7)),
         st.tuples(st.just("adjust"), point_days, st.integers(1, 9)),
@@ -284,6 +297,8 @@ point_stories = st.lists(
 @example(story=[("credit", 0, 4000, 1), ("refund", 1, 0), ("sale", 3, 1500)])
 # the cron job run for a past day rewrites the removals as of then
 @example(story=[("credit", 0, 4000, 1), ("sale", 3, 1500), ("daily", 0.5, 0), ("sale", 4, 1500)])
+# a sale dated before the last replay, due before it too, that earns nothing: it leaves no fact
+@example(story=[("sale", 0, 4000), ("refund", 2, 0), ("credit", 0.5, 500, 1)])
 def test_each_till_sale_leaves_the_ledger_the_full_replay_gives(shop: Database, story: list[Any]) -> None:
     """Differential: a sale at the till skips the points replay when its customer's last replay
     still vouches for the removals (nothing fell due and no fact came before it since). In any
