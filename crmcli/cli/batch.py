@@ -343,6 +343,8 @@ def command_context(command: Any, argv: list[str], parent: Any, defaults: Defaul
     """
     from typer._click.core import iter_params_for_processing
 
+    if not argv and command.no_args_is_help:  # Click shows the help instead: let it
+        return command.make_context(command.name, [], parent=parent)
     ctx = command.context_class(command, info_name=command.name, parent=parent, **command.context_settings)
     with ctx.scope(cleanup=False):
         parser = command.make_parser(ctx)

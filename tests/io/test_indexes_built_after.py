@@ -55,8 +55,9 @@ RANDOM = {"referral_code", "code"}  # drawn at random: the same on no two databa
 
 
 def rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table in rowid order, with every column but the random codes and the
-    audit's times and OS user (the clock's and the machine's, not the import's)."""
+    """Every row of every table in rowid order, with every column but the random codes, the
+    audit's times and OS user and when each ledger was replayed (the clock's and the machine's,
+    not the import's)."""
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
@@ -65,6 +66,8 @@ def rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
             columns = [c for _, c, *_ in conn.execute(f'PRAGMA table_info("{name}")') if c not in RANDOM]
             if name == "audit_entry":
                 columns = ["id", "command"]
+            if name == "points_settled":  # when each ledger was replayed: the import's clock
+                columns.remove("at")
             shown = ", ".join(f'"{c}"' for c in columns)
             found[name] = conn.execute(f'SELECT {shown} FROM "{name}" ORDER BY rowid').fetchall()
         return found
