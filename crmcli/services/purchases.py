@@ -166,7 +166,7 @@ def apply_purchase_rules(
 
 
 def _first_questions(
-    session: Session, config: Config, customers: list[int], sold_since: Any, now: datetime
+    session: Session, config: Config, customers: list[int], sold_since: datetime | None, now: datetime
 ) -> tuple[Sequence[Any], bool, bool]:
     """The first question each rule asks about a till's customer, each its rule's own: is the
     sale the last event of the stage history (:func:`stages.last_sale`), is there anything to
